@@ -1,0 +1,73 @@
+"""tflc optimize: run a pipeline of passes and write a checked model."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..optimize import DEFAULT_TOLERANCE, optimize_file
+from ..summary import human_bytes
+from .common import add_json_flag, add_run_args, print_json, run_options, shapes, write_report
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "optimize", help="optimize a model (-O0/-O1/-O2 or --passes) and write a checked copy",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read IN, run a pipeline of passes, write OUT. OUT is written only after LiteRT has run it "
+        "next to IN on the same inputs: bit-identical outputs for lossless pipelines (-O0 also checks the "
+        f"structure), else within the tolerance (default {DEFAULT_TOLERANCE:g} relative for float passes). "
+        "The input is never overwritten and OUT is replaced atomically.",
+        epilog="levels:\n  -O0  no passes: a pure, lossless rewrite\n  -O1  safe float simplifications\n"
+               "  -O2  -O1 plus profiling-guided passes (default)\n"
+               "'tflc passes' lists the passes of each level and their options.")
+    p.add_argument("input", metavar="IN", help="the .tflite model to optimize (never modified)")
+    p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the optimized model")
+    lv = p.add_mutually_exclusive_group()
+    for lvl in ("O0", "O1", "O2"):
+        lv.add_argument(f"-{lvl}", dest="level", action="store_const", const=lvl, help=argparse.SUPPRESS)
+    lv.add_argument("--passes", metavar="LIST",
+                    help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
+    p.add_argument("--tolerance", type=float, metavar="REL",
+                   help="largest relative output error accepted (default: 0 for lossless pipelines, "
+                        f"else {DEFAULT_TOLERANCE:g} or what the passes declare)")
+    p.add_argument("--verify-each", action="store_true",
+                   help="after every pass, also run the model in LiteRT against IN and name the first pass that breaks it")
+    p.add_argument("--report", metavar="FILE.json", help="write the full report (passes, timings, sizes, check) as JSON")
+    add_run_args(p)
+    add_json_flag(p)
+    p.set_defaults(level="O2")
+    return p
+
+
+def _print_text(res) -> None:
+    if res.passes:
+        w = max(len(r.name) for r in res.passes)
+        print(f"  {'pass':<{w}}  {'changed':>7}  {'ms':>8}  {'ops':>11}  {'tensors':>11}  {'constant bytes':>21}")
+        for r in res.passes:
+            b, a = r.before, r.after
+            print(f"  {r.name:<{w}}  {'yes' if r.changed else '-':>7}  {r.seconds * 1e3:8.1f}  "
+                  f"{b['ops']:>5}→{a['ops']:<5}  {b['tensors']:>5}→{a['tensors']:<5}  "
+                  f"{human_bytes(b['constant_bytes']):>10}→{human_bytes(a['constant_bytes']):<10}")
+            for n in r.notes:
+                print(f"  {'':<{w}}    note: {n}")
+    b, a, c = res.before, res.after, res.check
+    verdict = ("bit-identical" if c["identical"] else
+               f"max relative error {max((d['max_rel'] or 0) for d in c['outputs']):.3g} (tolerance {c['tolerance']:g})")
+    print(f"wrote {res.output}: {b['ops']} → {a['ops']} ops, {human_bytes(res.size_before)} → "
+          f"{human_bytes(res.size_after)}; outputs {verdict} over {c['steps']} step(s) in LiteRT")
+
+
+def run(args: argparse.Namespace) -> int:
+    level = None if args.passes else args.level
+    res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
+                        input_source=args.inputs, steps=args.steps, shapes=shapes(args),
+                        tolerance=args.tolerance, verify_each=args.verify_each)
+    data = res.to_json()
+    if args.report:
+        write_report(args.report, data)
+    if args.json:
+        print_json(data)
+    else:
+        _print_text(res)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,43 @@
+"""tflc passes: the registered passes, their options and the pipelines that run them."""
+from __future__ import annotations
+
+import argparse
+
+from ..passes_api import all_passes, describe_options, origin
+from ..passmanager import PIPELINES
+from .common import add_json_flag, print_json
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("passes", help="list the passes (built-in and plug-in) and what -O1/-O2 run",
+                       description="List every registered pass: name (use it in --passes), description, "
+                       "options (NAME{key=value,...}), what it needs, and where it comes from. Plug-in passes "
+                       "come from installed packages' 'tflc.passes' entry points.")
+    add_json_flag(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    passes = all_passes()
+    levels = {name: [lvl for lvl, names in PIPELINES.items() if name in names] for name in passes}
+    rows = [{"name": n, "description": c.description, "options": describe_options(c),
+             "needs": sorted(c.needs), "tolerance": c.tolerance, "in": levels[n], "origin": origin(n)}
+            for n, c in passes.items()]
+    pipelines = {lvl: [n for n in names if n in passes] for lvl, names in PIPELINES.items()}
+    if args.json:
+        print_json({"passes": rows, "pipelines": pipelines})
+        return 0
+    width = max((len(r["name"]) for r in rows), default=10)
+    for r in rows:
+        tags = [f"in {'/'.join('-' + lvl for lvl in r['in'])}"] if r["in"] else []
+        if r["needs"]:
+            tags.append("needs " + ", ".join(r["needs"]))
+        if r["origin"] != "builtin":
+            tags.append(f"from {r['origin']}")
+        print(f"  {r['name']:<{width}}  {r['description']}" + (f"  [{'; '.join(tags)}]" if tags else ""))
+        for o in r["options"]:
+            print(f"  {'':<{width}}    {o['name']}={o['type']} (default {o['default']}){': ' + o['help'] if o['help'] else ''}")
+    print()
+    for lvl, names in pipelines.items():
+        print(f"  -{lvl}: {', '.join(names) or '(no passes: a lossless rewrite)'}")
+    return 0

@@ -1,0 +1,83 @@
+"""Arguments and output helpers shared by the subcommands."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from ..errors import UsageError
+from ..runtime import RunOptions, parse_shape_overrides
+
+
+def add_json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def add_run_args(p: argparse.ArgumentParser, steps: int = 3) -> None:
+    g = p.add_argument_group("running the model in LiteRT")
+    g.add_argument("--inputs", metavar="DATA", help="inputs: an .npz (arrays named like the model's inputs, "
+                   "or arr_0..; an extra leading axis = steps) or a folder of images; default: generated")
+    g.add_argument("--steps", type=positive_int, default=steps, metavar="N",
+                   help=f"invocations per check; stateful models keep state between them (default {steps})")
+    g.add_argument("--threads", type=positive_int, default=1, metavar="N", help="LiteRT threads (default 1)")
+    g.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
+                   help="fix a dynamic input's shape, e.g. 'serving_default_x:0:1x128' (repeatable)")
+    g.add_argument("--no-xnnpack", action="store_true", help="builtin kernels only (no XNNPACK delegate)")
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(threads=args.threads, xnnpack=not args.no_xnnpack)
+
+
+def shapes(args: argparse.Namespace) -> dict:
+    return parse_shape_overrides(args.input_shape)
+
+
+def _clean(o):
+    if isinstance(o, float) and not math.isfinite(o):
+        return None if math.isnan(o) else str(o)
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def _default(o):
+    import numpy as np
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def dumps(data: object) -> str:
+    return json.dumps(_clean(data), indent=2, default=_default)
+
+
+def print_json(data: object) -> None:
+    sys.stdout.write(dumps(data) + "\n")
+
+
+def write_report(path: str, data: object) -> None:
+    if not path.endswith(".json"):
+        raise UsageError(f"--report {path}: only .json reports are written by this command")
+    import os
+    import tempfile
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=".report.", suffix=".json")
+    with os.fdopen(fd, "w") as f:
+        f.write(dumps(data) + "\n")
+    os.replace(tmp, path)

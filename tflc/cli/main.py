@@ -1,0 +1,83 @@
+"""The ``tflc`` command: argument parsing, dispatch, and error handling.
+
+Exit codes: 0 success, 1 verification or accuracy failure, 2 bad usage or bad input. Errors are
+one line on stderr (``TFLC_DEBUG=1`` adds the traceback of an internal error).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Sequence
+
+from .. import __version__
+from ..errors import TflcError
+
+#: subcommand modules in tflc/cli/, each with ``add_parser(subparsers)`` and ``run(args) -> int``
+COMMANDS = ["optimize", "inspect", "passes", "compare", "profile", "bench"]
+
+EPILOG = """\
+examples:
+  tflc inspect model.tflite                      what is in a model
+  tflc optimize model.tflite -o out.tflite       optimize at -O2 (the default), checked in LiteRT
+  tflc optimize model.tflite -o out.tflite -O0   a lossless rewrite (bit-identical outputs)
+  tflc optimize m.tflite -o o.tflite --passes 'remove-dead-code,fold-constants{max-bytes=65536}'
+  tflc compare model.tflite out.tflite           outputs of two models on the same inputs
+  tflc passes                                    the passes and what -O1/-O2 run
+
+exit codes: 0 success, 1 verification/accuracy failure, 2 bad usage or bad input
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line that points to --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tflc", description="tflc: a compiler-style, profiling-guided optimizer for "
+                     "TensorFlow Lite / LiteRT models.", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tflc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"{__package__}.cmd_{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__package__}.cmd_{name}":
+                continue  # command not built yet
+            raise
+        p = mod.add_parser(sub)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except TflcError as e:
+        print(f"tflc {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tflc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug in tflc: still one line, unless asked for more
+        if os.environ.get("TFLC_DEBUG"):
+            raise
+        print(f"tflc {args.command}: internal error: {type(e).__name__}: {e} "
+              "(please report it; TFLC_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

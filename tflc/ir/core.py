@@ -1,0 +1,478 @@
+"""tflc's IR: a .tflite model as Python objects that reference each other.
+
+Indices of the flatbuffer (tensor, buffer, opcode indices) exist only in the reader and the
+writer; inside the IR an operator holds its Tensor objects and a tensor holds its Buffer. The
+use-def information (producer, uses) is kept by the Subgraph's mutation methods, so passes never
+edit lists by hand: they call ``add_op``, ``remove_op``, ``set_input``, ``replace_all_uses``...
+Every mutation bumps ``Subgraph.version``, which invalidates the cached networkx view.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..schema import (OP_NAMES, PLACEHOLDER_FOR_GREATER_OP_CODES, TYPE_NAMES, itemsize_bits,
+                      numpy_dtype, op_name)
+
+
+@dataclasses.dataclass(frozen=True)
+class OpCode:
+    """An entry of the operator-code table. ``builtin_code`` is the effective code."""
+
+    builtin_code: int
+    custom_code: str | None = None
+    version: int = 1
+    deprecated_builtin_code: int | None = None  # as read; None = derive on write
+
+    @property
+    def name(self) -> str:
+        if self.custom_code is not None and OP_NAMES.get(self.builtin_code) == "CUSTOM":
+            return self.custom_code
+        return op_name(self.builtin_code)
+
+    @property
+    def is_custom(self) -> bool:
+        return OP_NAMES.get(self.builtin_code) == "CUSTOM"
+
+    def deprecated_code(self) -> int:
+        if self.deprecated_builtin_code is not None:
+            return self.deprecated_builtin_code
+        return min(self.builtin_code, PLACEHOLDER_FOR_GREATER_OP_CODES)
+
+
+class Buffer:
+    """Constant bytes, possibly shared by several tensors. ``data`` is a read-only uint8 view."""
+
+    __slots__ = ("data", "__weakref__")
+
+    def __init__(self, data: Any = None):
+        if data is not None:
+            arr = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
+            if arr.dtype != np.uint8 or arr.ndim != 1:
+                arr = np.ascontiguousarray(arr).reshape(-1).view(np.uint8)
+            data = arr
+        self.data: np.ndarray | None = data
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.data is None else int(self.data.size)
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.nbytes} bytes)"
+
+
+class Tensor:
+    """A tensor of one subgraph. Fields mirror the schema; ``buffer`` holds constant data."""
+
+    def __init__(self, name: str, dtype: int, shape: Iterable[int] | None, *,
+                 buffer: Buffer | None = None, quantization: Any = None,
+                 shape_signature: Iterable[int] | None = None, is_variable: bool = False,
+                 sparsity: Any = None, has_rank: bool = False, variant_tensors: Any = None,
+                 external_buffer: int = 0):
+        self.name = name
+        self.dtype = dtype                      # schema TensorType code
+        self.shape: tuple[int, ...] | None = tuple(int(d) for d in shape) if shape is not None else None
+        self.shape_signature = tuple(int(d) for d in shape_signature) if shape_signature is not None else None
+        self.buffer = buffer
+        self.quantization = quantization        # fb.QuantizationParametersT or None
+        self.is_variable = is_variable
+        self.sparsity = sparsity                # fb.SparsityParametersT or None
+        self.has_rank = has_rank
+        self.variant_tensors = variant_tensors
+        self.external_buffer = external_buffer
+        self._producer: Operator | None = None
+        self._uses: list[tuple[Operator, int]] = []
+
+    # --- use-def (read-only views; the Subgraph maintains them) ---
+    @property
+    def producer(self) -> "Operator | None":
+        return self._producer
+
+    @property
+    def uses(self) -> list[tuple["Operator", int]]:
+        return list(self._uses)
+
+    @property
+    def consumers(self) -> list["Operator"]:
+        seen: dict[int, Operator] = {}
+        for op, _ in self._uses:
+            seen.setdefault(id(op), op)
+        return list(seen.values())
+
+    # --- constant data ---
+    @property
+    def is_constant(self) -> bool:
+        return self.buffer is not None and self.buffer.nbytes > 0 and not self.is_variable
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES.get(self.dtype, f"TYPE_{self.dtype}")
+
+    @property
+    def np_dtype(self) -> np.dtype | None:
+        return numpy_dtype(self.dtype)
+
+    @property
+    def num_elements(self) -> int | None:
+        if self.shape is None:
+            return None
+        return int(math.prod(self.shape))
+
+    def expected_nbytes(self) -> int | None:
+        """Bytes a dense buffer of this shape and type must hold, or None if not fixed."""
+        bits = itemsize_bits(self.dtype)
+        n = self.num_elements
+        if bits is None or n is None or self.sparsity is not None:
+            return None
+        return (n * bits + 7) // 8
+
+    @property
+    def data(self) -> np.ndarray | None:
+        """The constant as a read-only numpy array of the tensor's dtype and shape."""
+        if not self.is_constant:
+            return None
+        dt = self.np_dtype
+        raw = self.buffer.data
+        if dt is None or self.sparsity is not None:
+            return raw
+        arr = raw.view(dt) if raw.size % dt.itemsize == 0 else raw
+        if self.shape is not None and arr.size == self.num_elements:
+            arr = arr.reshape(self.shape)
+        return arr
+
+    @property
+    def nbytes(self) -> int:
+        return self.buffer.nbytes if self.buffer is not None else 0
+
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.shape)) if self.shape is not None else "?"
+        return f"Tensor({self.name!r}, {self.type_name}[{shape}])"
+
+
+class Operator:
+    """An operator. Inputs/outputs are read-only tuples; change them through the Subgraph."""
+
+    def __init__(self, opcode: OpCode, inputs: Iterable[Tensor | None], outputs: Iterable[Tensor | None], *,
+                 options: Any = None, options_type: int = 0, options2: Any = None,
+                 options2_type: int = 0, custom_options: bytes | None = None,
+                 custom_options_format: int = 0, mutating_variable_inputs: list[bool] | None = None,
+                 intermediates: Iterable[Tensor] = (), debug_metadata_index: int = -1):
+        self.opcode = opcode
+        self._inputs: list[Tensor | None] = list(inputs)
+        self._outputs: list[Tensor | None] = list(outputs)
+        self._intermediates: list[Tensor] = list(intermediates)
+        self.options = options
+        self.options_type = options_type
+        self.options2 = options2
+        self.options2_type = options2_type
+        self.custom_options = custom_options
+        self.custom_options_format = custom_options_format
+        self.mutating_variable_inputs = mutating_variable_inputs
+        self.debug_metadata_index = debug_metadata_index
+        self.subgraph: Subgraph | None = None
+
+    @property
+    def inputs(self) -> tuple[Tensor | None, ...]:
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[Tensor | None, ...]:
+        return tuple(self._outputs)
+
+    @property
+    def intermediates(self) -> tuple[Tensor, ...]:
+        return tuple(self._intermediates)
+
+    @property
+    def type(self) -> str:
+        """Builtin name (``CONV_2D``) or, for a custom op, its custom code."""
+        return self.opcode.name
+
+    @property
+    def index(self) -> int:
+        assert self.subgraph is not None
+        return self.subgraph._index_of(self)
+
+    def __repr__(self) -> str:
+        out = self._outputs[0].name if self._outputs and self._outputs[0] is not None else "-"
+        return f"Operator({self.type} -> {out!r})"
+
+
+class Subgraph:
+    """Tensors and operators (in execution order) of one subgraph, with use-def kept in sync."""
+
+    def __init__(self, name: str = "", model: "Model | None" = None):
+        self.name = name
+        self.model = model
+        self.tensors: list[Tensor] = []         # order is kept for lossless writing
+        self._ops: list[Operator] = []
+        self._inputs: list[Tensor] = []
+        self._outputs: list[Tensor] = []
+        self.debug_metadata_index = -1
+        self.version = 0
+        self._nx_cache: tuple[int, Any] | None = None
+        self._pos_cache: tuple[int, dict[int, int]] | None = None
+
+    # --- read access ---
+    @property
+    def operators(self) -> tuple[Operator, ...]:
+        return tuple(self._ops)
+
+    @property
+    def inputs(self) -> tuple[Tensor, ...]:
+        return tuple(self._inputs)
+
+    @property
+    def outputs(self) -> tuple[Tensor, ...]:
+        return tuple(self._outputs)
+
+    def __iter__(self) -> Iterator[Operator]:
+        return iter(list(self._ops))
+
+    def _index_of(self, op: Operator) -> int:
+        if self._pos_cache is None or self._pos_cache[0] != self.version:
+            self._pos_cache = (self.version, {id(o): i for i, o in enumerate(self._ops)})
+        return self._pos_cache[1][id(op)]
+
+    def tensor(self, name: str) -> Tensor:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def ops_of_type(self, *types: str) -> list[Operator]:
+        return [op for op in self._ops if op.type in types]
+
+    # --- mutation: every structural change goes through these ---
+    def _touch(self) -> None:
+        self.version += 1
+
+    def add_tensor(self, tensor: Tensor) -> Tensor:
+        self.tensors.append(tensor)
+        self._touch()
+        return tensor
+
+    def new_tensor(self, name: str, dtype: int, shape: Iterable[int] | None, **kw) -> Tensor:
+        return self.add_tensor(Tensor(self.unique_name(name), dtype, shape, **kw))
+
+    def new_constant(self, name: str, array: np.ndarray, dtype: int | None = None, **kw) -> Tensor:
+        from ..schema import tensor_type_of
+        arr = np.ascontiguousarray(array)
+        t = Tensor(self.unique_name(name), dtype if dtype is not None else tensor_type_of(arr.dtype),
+                   arr.shape, buffer=Buffer(arr.reshape(-1).view(np.uint8).copy()), **kw)
+        return self.add_tensor(t)
+
+    def unique_name(self, base: str) -> str:
+        names = {t.name for t in self.tensors}
+        if base not in names:
+            return base
+        i = 1
+        while f"{base}_{i}" in names:
+            i += 1
+        return f"{base}_{i}"
+
+    def _link(self, op: Operator) -> None:
+        for i, t in enumerate(op._inputs):
+            if t is not None:
+                t._uses.append((op, i))
+        for t in op._outputs:
+            if t is not None:
+                if t._producer is not None and t._producer is not op:
+                    raise ValueError(f"tensor {t.name!r} already produced by {t._producer}")
+                t._producer = op
+
+    def _unlink(self, op: Operator) -> None:
+        for i, t in enumerate(op._inputs):
+            if t is not None:
+                t._uses = [(o, j) for o, j in t._uses if not (o is op and j == i)]
+        for t in op._outputs:
+            if t is not None and t._producer is op:
+                t._producer = None
+
+    def add_op(self, op: Operator, *, before: Operator | None = None, after: Operator | None = None,
+               index: int | None = None) -> Operator:
+        """Insert ``op``; by default at the end. Its tensors must already belong to this subgraph."""
+        if op.subgraph is not None:
+            raise ValueError(f"{op} already belongs to a subgraph")
+        if before is not None:
+            index = self._index_of(before)
+        elif after is not None:
+            index = self._index_of(after) + 1
+        self._link(op)
+        if index is None:
+            self._ops.append(op)
+        else:
+            self._ops.insert(index, op)
+        op.subgraph = self
+        self._touch()
+        return op
+
+    def remove_op(self, op: Operator) -> None:
+        self._unlink(op)
+        del self._ops[self._index_of(op)]
+        op.subgraph = None
+        self._touch()
+
+    def set_input(self, op: Operator, index: int, tensor: Tensor | None) -> None:
+        old = op._inputs[index]
+        if old is not None:
+            old._uses = [(o, j) for o, j in old._uses if not (o is op and j == index)]
+        op._inputs[index] = tensor
+        if tensor is not None:
+            tensor._uses.append((op, index))
+        self._touch()
+
+    def set_inputs(self, op: Operator, tensors: Iterable[Tensor | None]) -> None:
+        self._unlink(op)
+        op._inputs = list(tensors)
+        self._link(op)
+        self._touch()
+
+    def set_output(self, op: Operator, index: int, tensor: Tensor | None) -> None:
+        old = op._outputs[index]
+        if old is not None and old._producer is op:
+            old._producer = None
+        if tensor is not None:
+            if tensor._producer is not None and tensor._producer is not op:
+                raise ValueError(f"tensor {tensor.name!r} already produced by {tensor._producer}")
+            tensor._producer = op
+        op._outputs[index] = tensor
+        self._touch()
+
+    def replace_all_uses(self, old: Tensor, new: Tensor) -> int:
+        """Make every reader of ``old`` (ops and graph outputs) read ``new``. Returns the count."""
+        n = 0
+        for op, i in list(old._uses):
+            self.set_input(op, i, new)
+            n += 1
+        for i, t in enumerate(self._outputs):
+            if t is old:
+                self._outputs[i] = new
+                n += 1
+        if n:
+            self._touch()
+        return n
+
+    def set_graph_inputs(self, tensors: Iterable[Tensor]) -> None:
+        self._inputs = list(tensors)
+        self._touch()
+
+    def set_graph_outputs(self, tensors: Iterable[Tensor]) -> None:
+        self._outputs = list(tensors)
+        self._touch()
+
+    def reorder(self, ops: list[Operator]) -> None:
+        if sorted(map(id, ops)) != sorted(map(id, self._ops)):
+            raise ValueError("reorder() needs a permutation of the subgraph's operators")
+        self._ops = list(ops)
+        self._touch()
+
+    def remove_unused_tensors(self) -> int:
+        keep = self.referenced_tensors()
+        before = len(self.tensors)
+        self.tensors = [t for t in self.tensors if id(t) in keep]
+        if len(self.tensors) != before:
+            self._touch()
+        return before - len(self.tensors)
+
+    def referenced_tensors(self) -> set[int]:
+        """ids of the tensors something refers to: ops, graph inputs/outputs, signatures."""
+        keep: set[int] = set()
+        for op in self._ops:
+            for t in (*op._inputs, *op._outputs, *op._intermediates):
+                if t is not None:
+                    keep.add(id(t))
+        for t in (*self._inputs, *self._outputs):
+            keep.add(id(t))
+        if self.model is not None:
+            for sig in self.model.signature_defs:
+                if sig.subgraph is self:
+                    keep.update(id(t) for _, t in (*sig.inputs, *sig.outputs))
+        return keep
+
+    # --- analyses ---
+    def is_graph_output(self, t: Tensor) -> bool:
+        return any(o is t for o in self._outputs)
+
+    def topological_sort(self) -> bool:
+        """Reorder ops so producers come first, stable w.r.t. the current order. True if changed."""
+        from .graph import topological_order
+        order = topological_order(self)
+        changed = any(a is not b for a, b in zip(order, self._ops))
+        if changed:
+            self.reorder(order)
+        return changed
+
+    def to_networkx(self):
+        """A networkx MultiDiGraph view (cached until the next mutation); see ``ir.graph``."""
+        from .graph import build_networkx
+        if self._nx_cache is None or self._nx_cache[0] != self.version:
+            self._nx_cache = (self.version, build_networkx(self))
+        return self._nx_cache[1]
+
+    @property
+    def index(self) -> int:
+        assert self.model is not None
+        return next(i for i, s in enumerate(self.model.subgraphs) if s is self)
+
+    def __repr__(self) -> str:
+        return f"Subgraph({self.name!r}, {len(self._ops)} ops, {len(self.tensors)} tensors)"
+
+
+@dataclasses.dataclass
+class SignatureDef:
+    key: str
+    subgraph: Subgraph
+    inputs: list[tuple[str, Tensor]]
+    outputs: list[tuple[str, Tensor]]
+
+
+class Model:
+    """A whole .tflite model."""
+
+    def __init__(self, version: int = 3, description: str | None = None):
+        self.version = version
+        self.description = description
+        self.subgraphs: list[Subgraph] = []
+        self.metadata: list[tuple[str, Buffer]] = []       # (name, buffer), in file order
+        self.signature_defs: list[SignatureDef] = []
+        self.metadata_buffer: list[Buffer] | None = None  # deprecated field, kept as read
+        self.external_buffer_groups: Any = None            # schema extension, passed through
+        self.external_buffers: Any = None
+        self.extra_buffers: list[Buffer] = []              # buffers nothing refers to (dropped on write)
+        self.source_path: str | None = None
+
+    @property
+    def main(self) -> Subgraph:
+        return self.subgraphs[0]
+
+    def add_subgraph(self, name: str = "") -> Subgraph:
+        sg = Subgraph(name, self)
+        self.subgraphs.append(sg)
+        return sg
+
+    def operators(self) -> Iterator[Operator]:
+        for sg in self.subgraphs:
+            yield from sg._ops
+
+    @property
+    def version_stamp(self) -> tuple[int, ...]:
+        """Changes whenever any subgraph is mutated: a cheap key for cached analyses."""
+        return tuple(sg.version for sg in self.subgraphs) + (id(self),)
+
+    def stats(self) -> dict[str, int]:
+        """Ops, tensors and constant bytes (each distinct buffer counted once)."""
+        bufs: dict[int, int] = {}
+        tensors = 0
+        for sg in self.subgraphs:
+            refs = sg.referenced_tensors()
+            for t in sg.tensors:
+                if id(t) in refs:
+                    tensors += 1
+                    if t.buffer is not None:
+                        bufs[id(t.buffer)] = t.buffer.nbytes
+        return {"ops": sum(len(sg._ops) for sg in self.subgraphs), "tensors": tensors,
+                "constant_bytes": sum(bufs.values())}

@@ -1,0 +1,129 @@
+"""``optimize``: read -> IR -> passes -> write -> check in LiteRT, as one library call.
+
+The written model is checked before it is put in place: it is written to a temporary file next
+to the target, read back, run in LiteRT against the input model on the same inputs, and only then
+renamed over the target. A failed check leaves the target untouched.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import UsageError, VerificationError
+from .io import read_model, write_model
+from .ir.canonical import diff as structural_diff
+from .ir.core import Model
+from .ir.verify import verify
+from .passes_api import Pass, parse_pipeline
+from .passmanager import PassContext, PassRecord, pipeline_passes, records_json, run_pipeline
+from .runtime import RunOptions, compare_models
+
+#: Largest relative output error accepted for float rewrites unless a pass or the user says more.
+DEFAULT_TOLERANCE = 1e-5
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Read and verify a model given by a user: every problem is a ModelFormatError (exit 2)."""
+    from .errors import ModelFormatError
+    model = read_model(path)
+    try:
+        verify(model)
+    except VerificationError as e:
+        raise ModelFormatError(f"{path}: invalid model: {str(e).removeprefix('verifier: ')}") from None
+    return model
+
+
+@dataclass
+class OptimizeResult:
+    input: str
+    output: str
+    level: str | None
+    passes: list[PassRecord]
+    before: dict[str, int]
+    after: dict[str, int]
+    size_before: int
+    size_after: int
+    check: dict[str, Any]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"input": self.input, "output": self.output, "level": self.level,
+                "passes": records_json(self.passes), "before": self.before, "after": self.after,
+                "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
+                "seconds": round(self.seconds, 4), "notes": self.notes}
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None = "O2",
+                  passes: str | Sequence[Pass] | None = None, run_options: RunOptions = RunOptions(),
+                  input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
+                  tolerance: float | None = None, verify_each: bool = False,
+                  on_pass: Callable[[PassRecord], None] | None = None) -> OptimizeResult:
+    t0 = time.perf_counter()
+    src_p, dst_p = Path(src), Path(dst)
+    if _same_file(src_p, dst_p):
+        raise UsageError(f"refusing to overwrite the input model {src_p}: choose another -o path")
+    if dst_p.is_dir():
+        raise UsageError(f"{dst_p}: is a directory; -o needs a file path")
+    if not dst_p.parent.exists():
+        raise UsageError(f"{dst_p.parent}: no such directory")
+    model = load(src_p)
+    before = model.stats()
+    if isinstance(passes, str):
+        pipeline = parse_pipeline(passes)
+        level = None
+    elif passes is not None:
+        pipeline, level = list(passes), None
+    else:
+        pipeline = pipeline_passes(level or "O0")
+    ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
+                      shapes=dict(shapes or {}), reference=str(src_p))
+    records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
+    lossless = all(p.tolerance == 0.0 for p in pipeline)
+    budget = tolerance if tolerance is not None else (
+        0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst_p.name}.", suffix=".tflite", dir=dst_p.parent)
+    os.close(fd)
+    try:
+        size_after = write_model(model, tmp)
+        written = read_model(tmp)                       # the file, not the IR, is what we check
+        verify(written, after="write")
+        notes = []
+        if not pipeline:                                # -O0: structure must be identical too
+            d = structural_diff(model, written)
+            if d:
+                raise VerificationError(f"-O0 rewrite is not lossless: {'; '.join(d)}")
+        cmp, _ = compare_models(str(src_p), tmp, options=run_options, source=input_source, steps=steps,
+                                seed=ctx.seed, shapes=ctx.shapes, ref_result=ctx._ref_result)
+        check = cmp.to_json()
+        check["tolerance"] = budget
+        if budget == 0.0 and not cmp.identical:
+            bad = next(d for d in cmp.diffs if not d.identical)
+            raise VerificationError(f"output '{bad.name}' is not bit-identical to the input model's "
+                                    f"(max abs error {bad.max_abs:.3g}); refusing to write {dst_p}")
+        if cmp.worst_rel() > budget:
+            bad = max(cmp.diffs, key=lambda d: d.max_rel)
+            raise VerificationError(f"output '{bad.name}' differs from the input model's by {bad.max_rel:.3g} "
+                                    f"(relative), over the tolerance {budget:g}; refusing to write {dst_p}")
+        os.replace(tmp, dst_p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
+                          src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
+                          notes + ctx.messages)

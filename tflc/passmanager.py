@@ -1,0 +1,137 @@
+"""The pass manager: runs a pipeline of passes over a Model, verifying and measuring each.
+
+After every pass the IR verifier runs (it names the pass that broke an invariant). With
+``verify_each`` the model is also written and run in LiteRT against the input model, and the
+first pass whose outputs exceed its tolerance is named. Each pass gets timing and before/after
+statistics (ops, tensors, constant bytes) in the report.
+
+Analyses (profiles, shapes, calibration ranges) are computed on demand through
+``ctx.analyses`` and cached until the model changes.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import UsageError, VerificationError
+from .io import write_model
+from .ir.core import Model
+from .ir.verify import verify
+from .passes_api import Pass, get_pass
+from .runtime import RunOptions, RunResult, compare_models
+
+#: Named pipelines. Names that are not (yet) registered are skipped, so a pipeline only ever
+#: lists passes that exist; ``tflc passes`` shows what each level runs.
+PIPELINES: dict[str, list[str]] = {
+    "O0": [],
+    "O1": ["fold-float16-weights", "fold-constants", "remove-identity", "fuse-activations",
+           "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code"],
+    "O2": ["fold-float16-weights", "specialize-shapes", "fold-constants", "remove-identity",
+           "fuse-activations", "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code",
+           "keep-if-faster"],
+}
+
+
+def pipeline_passes(level: str) -> list[Pass]:
+    from .passes_api import all_passes
+    if level not in PIPELINES:
+        raise UsageError(f"unknown optimization level {level!r} (choose from {', '.join(PIPELINES)})")
+    known = all_passes()
+    return [get_pass(n)() for n in PIPELINES[level] if n in known]
+
+
+class AnalysisManager:
+    """Caches analyses per model state. ``get(fn, model, ctx)`` recomputes after any mutation."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, tuple], Any] = {}
+        self.hits = 0
+
+    def get(self, name: str, compute: Callable[[], Any], model: Model) -> Any:
+        key = (name, model.version_stamp)
+        if key in self._cache:
+            self.hits += 1
+            return self._cache[key]
+        value = compute()
+        self._cache = {k: v for k, v in self._cache.items() if k[0] != name}  # one state per analysis
+        self._cache[key] = value
+        return value
+
+    def invalidate(self, name: str | None = None) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if name is not None and k[0] != name}
+
+
+@dataclass
+class PassContext:
+    """What a pass may use besides the model: runtime settings, inputs, analyses, a log."""
+
+    run_options: RunOptions = field(default_factory=RunOptions)
+    input_source: str | None = None          # .npz / image folder; None: generated inputs
+    steps: int = 3
+    seed: int = 0
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    reference: str | None = None             # path of the input model (numeric checks)
+    analyses: AnalysisManager = field(default_factory=AnalysisManager)
+    messages: list[str] = field(default_factory=list)
+    _ref_result: RunResult | None = None
+
+    def note(self, msg: str) -> None:
+        """A remark for the report (e.g. why a rewrite was not applied)."""
+        self.messages.append(msg)
+
+
+@dataclass
+class PassRecord:
+    name: str
+    changed: bool
+    seconds: float
+    before: dict[str, int]
+    after: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    max_rel_error: float | None = None       # with verify_each
+
+
+def run_pipeline(model: Model, passes: Sequence[Pass], ctx: PassContext, *, verify_each: bool = False,
+                 on_pass: Callable[[PassRecord], None] | None = None) -> list[PassRecord]:
+    records = []
+    for p in passes:
+        missing = [n for n in p.needs if n == "calibration" and ctx.input_source is None]
+        if missing:
+            raise UsageError(f"pass '{p.name}' needs calibration data: give --inputs DATA.npz or an image folder")
+        before = model.stats()
+        n_msgs = len(ctx.messages)
+        t0 = time.perf_counter()
+        changed = bool(p.run(model, ctx))
+        dt = time.perf_counter() - t0
+        verify(model, after=p.name)
+        rec = PassRecord(p.name, changed, dt, before, model.stats(), ctx.messages[n_msgs:])
+        if verify_each and ctx.reference is not None:
+            rec.max_rel_error = _numeric_check(model, p, ctx)
+        records.append(rec)
+        if on_pass:
+            on_pass(rec)
+    return records
+
+
+def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
+    with tempfile.TemporaryDirectory(prefix="tflc-verify-") as d:
+        path = Path(d) / "after.tflite"
+        write_model(model, path)
+        cmp, ctx._ref_result = compare_models(ctx.reference, str(path), options=ctx.run_options,
+                                              source=ctx.input_source, steps=ctx.steps, seed=ctx.seed,
+                                              shapes=ctx.shapes, ref_result=ctx._ref_result)
+    worst = cmp.worst_rel()
+    budget = max(p.tolerance, 0.0)
+    if (budget == 0.0 and not cmp.identical) or worst > budget:
+        bad = max(cmp.diffs, key=lambda d: d.max_rel)
+        raise VerificationError(
+            f"pass '{p.name}' broke the model: output '{bad.name}' max relative error {bad.max_rel:.3g} "
+            f"(max abs {bad.max_abs:.3g}; the pass allows {'bit-identical only' if budget == 0 else budget})")
+    return worst
+
+
+def records_json(records: list[PassRecord]) -> list[dict]:
+    return [asdict(r) for r in records]

@@ -1,0 +1,112 @@
+"""LiteRT as the judge: run a reference and a candidate model on the same inputs and compare.
+
+Each model runs in its own isolated child (see ``isolate``), for several steps on one interpreter,
+so stateful models are compared across invocations with their state carried over.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import RuntimeFailure, VerificationError
+from ..metrics import OutputDiff, diff_output
+from .inputs import Step, load_inputs
+from .interpreter import RunOptions, Session
+from .isolate import run_isolated
+
+
+@dataclass
+class RunResult:
+    input_details: list[dict]
+    output_details: list[dict]
+    inputs: list[Step]
+    outputs: list[list[np.ndarray]]
+
+
+def _lite(details: Sequence[dict]) -> list[dict]:
+    keep = ("name", "index", "shape", "shape_signature", "dtype", "quantization")
+    return [{k: d[k] for k in keep if k in d} for d in details]
+
+
+def _run(model: Any, options: RunOptions, inputs: list[Step] | None, source: str | None,
+         steps: int, seed: int, shapes: dict | None) -> RunResult:
+    s = Session(model, options)
+    if inputs is None:
+        inputs = load_inputs(source, s.input_details, steps=steps, seed=seed, shapes=shapes)
+    outs = s.run_steps(inputs)
+    return RunResult(_lite(s.input_details), _lite(s.output_details), inputs, outs)
+
+
+def run_model(model: str | os.PathLike | bytes, *, options: RunOptions = RunOptions(),
+              inputs: list[Step] | None = None, source: str | None = None, steps: int = 1, seed: int = 0,
+              shapes: dict | None = None, what: str | None = None) -> RunResult:
+    """Run ``model`` (isolated) on given, loaded or generated inputs."""
+    label = what or (f"LiteRT on {model}" if not isinstance(model, bytes) else "LiteRT")
+    return run_isolated(_run, model if isinstance(model, bytes) else str(model), options, inputs,
+                        source, steps, seed, shapes, what=label)
+
+
+@dataclass
+class Comparison:
+    diffs: list[OutputDiff]                 # per output, the worst step
+    steps: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        return all(d.identical for d in self.diffs)
+
+    def worst_rel(self) -> float:
+        return max((d.max_rel for d in self.diffs), default=0.0)
+
+    def to_json(self) -> dict:
+        return {"identical": self.identical, "steps": self.steps, "outputs": [d.to_json() for d in self.diffs],
+                "notes": self.notes}
+
+
+def compare_results(ref: RunResult, got: RunResult) -> Comparison:
+    if len(ref.output_details) != len(got.output_details):
+        raise VerificationError(f"output count changed: {len(ref.output_details)} -> {len(got.output_details)}")
+    diffs: list[OutputDiff] = []
+    for k, (rd, gd) in enumerate(zip(ref.output_details, got.output_details)):
+        worst: OutputDiff | None = None
+        for step in range(len(ref.outputs)):
+            d = diff_output(rd["name"], ref.outputs[step][k], got.outputs[step][k],
+                            rd.get("quantization"), gd.get("quantization"))
+            if worst is None or _worse(d, worst):
+                worst = d
+        assert worst is not None
+        diffs.append(worst)
+    return Comparison(diffs, len(ref.outputs))
+
+
+def _worse(a: OutputDiff, b: OutputDiff) -> bool:
+    if a.identical != b.identical:
+        return not a.identical
+    key = lambda d: (d.max_abs if d.max_abs == d.max_abs else float("inf"))  # noqa: E731  NaN is worst
+    return key(a) > key(b)
+
+
+def compare_models(ref: Any, cand: Any, *, options: RunOptions = RunOptions(), source: str | None = None,
+                   steps: int = 3, seed: int = 0, shapes: dict | None = None,
+                   ref_result: RunResult | None = None) -> tuple[Comparison, RunResult]:
+    """Run both on the same inputs. A failure of the reference is the input's fault
+    (RuntimeFailure, exit 2); a failure of the candidate is a verification failure (exit 1)."""
+    if ref_result is None:
+        ref_result = run_model(ref, options=options, source=source, steps=steps, seed=seed, shapes=shapes,
+                               what="LiteRT on the input model")
+    try:
+        got = run_model(cand, options=options, inputs=ref_result.inputs, what="LiteRT on the optimized model")
+    except RuntimeFailure as e:
+        raise VerificationError(str(e)) from None
+    ri = [(d["name"], np.dtype(d["dtype"]).str) for d in ref_result.input_details]
+    gi = [(d["name"], np.dtype(d["dtype"]).str) for d in got.input_details]
+    cmp = compare_results(ref_result, got)
+    if [x[1] for x in ri] != [x[1] for x in gi]:
+        raise VerificationError(f"input types changed: {ri} -> {gi}")
+    if ri != gi:
+        cmp.notes.append("input names differ")
+    return cmp, ref_result
