@@ -458,10 +458,13 @@ class Model:
         for sg in self.subgraphs:
             yield from sg._ops
 
+    def clone(self) -> "Model":
+        return clone_model(self)
+
     @property
     def version_stamp(self) -> tuple[int, ...]:
         """Changes whenever any subgraph is mutated: a cheap key for cached analyses."""
-        return tuple(sg.version for sg in self.subgraphs) + (id(self),)
+        return tuple(sg.version for sg in self.subgraphs) + (len(self.subgraphs), id(self))
 
     def stats(self) -> dict[str, int]:
         """Ops, tensors and constant bytes (each distinct buffer counted once)."""
@@ -476,3 +479,18 @@ class Model:
                         bufs[id(t.buffer)] = t.buffer.nbytes
         return {"ops": sum(len(sg._ops) for sg in self.subgraphs), "tensors": tensors,
                 "constant_bytes": sum(bufs.values())}
+
+
+def clone_model(model: Model) -> Model:
+    """A deep copy of the IR that shares the (read-only) constant buffers."""
+    import copy
+    memo: dict[int, Any] = {}
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            if t.buffer is not None:
+                memo[id(t.buffer)] = t.buffer
+    for _, b in model.metadata:
+        memo[id(b)] = b
+    for b in model.extra_buffers + (model.metadata_buffer or []):
+        memo[id(b)] = b
+    return copy.deepcopy(model, memo)

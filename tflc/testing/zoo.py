@@ -63,21 +63,26 @@ def _seed_everything(tf: Any) -> None:
     tf.keras.utils.set_random_seed(_SEED)
 
 
-def _randomize_batchnorm(model: Any, rng: np.random.Generator) -> None:
-    """Give every BatchNormalization layer non-trivial gamma/beta/mean/variance."""
+def _randomize_batchnorm(model: Any, calibration: np.ndarray, rng: np.random.Generator) -> None:
+    """Give every BatchNormalization layer non-trivial, signal-preserving parameters.
+
+    gamma/beta are drawn at random; the moving statistics are then set from one
+    training-mode pass over ``calibration`` (so activations stay roughly
+    normalised and the output depends on the input) and perturbed a little.
+    Needs the BN layers to be built with ``momentum=0``.
+    """
     tf = _import_tf()
-    draws: dict[str, Callable[[tuple[int, ...]], np.ndarray]] = {
-        "gamma": lambda shape: rng.uniform(0.5, 1.5, shape),
-        "beta": lambda shape: rng.normal(0.0, 0.1, shape),
-        "moving_mean": lambda shape: rng.normal(0.0, 0.2, shape),
-        "moving_variance": lambda shape: rng.uniform(0.5, 2.0, shape),
-    }
-    for layer in model.layers:
-        if isinstance(layer, tf.keras.layers.BatchNormalization):
-            for attr, draw in draws.items():
-                var = getattr(layer, attr, None)
-                if var is not None:
-                    var.assign(draw(tuple(var.shape)).astype(np.float32))
+    bns = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    for bn in bns:
+        bn.gamma.assign(rng.uniform(0.5, 1.5, tuple(bn.gamma.shape)).astype(np.float32))
+        bn.beta.assign(rng.normal(0.0, 0.1, tuple(bn.beta.shape)).astype(np.float32))
+    model(calibration, training=True)  # momentum=0: moving stats := batch stats
+    for bn in bns:
+        std = np.sqrt(np.asarray(bn.moving_variance.numpy()))
+        mean = np.asarray(bn.moving_mean.numpy()) + rng.normal(0.0, 0.1, std.shape) * std
+        var = np.square(std) * rng.uniform(0.7, 1.4, std.shape)
+        bn.moving_mean.assign(mean.astype(np.float32))
+        bn.moving_variance.assign(var.astype(np.float32))
 
 
 def _keras_concrete_function(model: Any, spec: Any) -> tuple[Any, Any]:
@@ -169,7 +174,7 @@ def mobilenet_tiny(variant: str = "float32") -> bytes:
 
     def conv_bn(x: Any, filters: int, kernel: int, stride: int, name: str, act: bool = True) -> Any:
         x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{name}_conv")(x)
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = layers.BatchNormalization(momentum=0.0, name=f"{name}_bn")(x)
         return layers.ReLU(6.0, name=f"{name}_relu6")(x) if act else x
 
     def inverted_residual(x: Any, out: int, expand: int, stride: int, name: str) -> Any:
@@ -178,14 +183,14 @@ def mobilenet_tiny(variant: str = "float32") -> bytes:
         if expand != 1:
             h = conv_bn(h, cin * expand, 1, 1, f"{name}_expand")
         h = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"{name}_dw")(h)
-        h = layers.BatchNormalization(name=f"{name}_dw_bn")(h)
+        h = layers.BatchNormalization(momentum=0.0, name=f"{name}_dw_bn")(h)
         h = layers.ReLU(6.0, name=f"{name}_dw_relu6")(h)
         h = conv_bn(h, out, 1, 1, f"{name}_project", act=False)
         if stride == 1 and cin == out:
             h = layers.Add(name=f"{name}_add")([x, h])
         return h
 
-    inputs = tf.keras.Input(shape=(64, 64, 3), batch_size=1, name="image")
+    inputs = tf.keras.Input(shape=(64, 64, 3), name="image")
     x = conv_bn(inputs, 16, 3, 2, "stem")  # 32x32x16
     x = inverted_residual(x, 16, 1, 1, "block1")
     x = inverted_residual(x, 24, 4, 2, "block2")  # 16x16
@@ -198,7 +203,8 @@ def mobilenet_tiny(variant: str = "float32") -> bytes:
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(10, activation="softmax", name="logits")(x)
     model = tf.keras.Model(inputs, outputs, name="mobilenet_tiny")
-    _randomize_batchnorm(model, np.random.default_rng(_SEED))
+    rng = np.random.default_rng(_SEED)
+    _randomize_batchnorm(model, rng.uniform(-1.0, 1.0, (16, 64, 64, 3)).astype(np.float32), rng)
 
     spec = tf.TensorSpec([1, 64, 64, 3], tf.float32, name="image")
     representative = _representative_images((1, 64, 64, 3))

@@ -1,0 +1,97 @@
+"""Declared rewrites: pattern -> check -> replacement.
+
+A ``Rule`` anchors on operators of some types (``roots``). ``match`` looks at the structure
+around the anchor and returns a ``Match`` (or None: not this pattern). ``check`` decides whether
+the rewrite is safe and returns ``(ok, reason)``; a refusal is reported to the user (``tflc
+optimize`` prints it as a note), so say *why* in words. ``apply`` performs the rewrite through
+the Subgraph's methods. ``RulePass`` runs a list of rules to a fixed point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterable
+
+from .ir.core import Model, OpCode, Operator, Subgraph, Tensor
+from .passes_api import Pass
+from .schema import OP_CODES
+
+
+@dataclass
+class Match:
+    root: Operator
+    sg: Subgraph
+    ops: dict[str, Operator] = field(default_factory=dict)
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Rule:
+    name: ClassVar[str] = ""
+    roots: ClassVar[tuple[str, ...]] = ()
+
+    def match(self, op: Operator, sg: Subgraph) -> Match | None:
+        raise NotImplementedError
+
+    def check(self, m: Match) -> tuple[bool, str]:
+        return True, ""
+
+    def apply(self, m: Match) -> None:
+        raise NotImplementedError
+
+
+class RulePass(Pass):
+    """A pass made of rules, applied until nothing matches (bounded by ``max_rounds``)."""
+
+    rules: ClassVar[list[Rule]] = []
+    max_rounds: ClassVar[int] = 50
+
+    def run(self, model: Model, ctx) -> bool:
+        return apply_rules(model, self.rules, ctx, self.max_rounds)
+
+
+def apply_rules(model: Model, rules: Iterable[Rule], ctx, max_rounds: int = 50) -> bool:
+    rules = list(rules)
+    changed = False
+    refused: set[tuple[str, int]] = set()
+    for sg in model.subgraphs:
+        for _ in range(max_rounds):
+            progress = False
+            for op in sg.operators:
+                if op.subgraph is not sg:       # removed by an earlier rewrite this round
+                    continue
+                for rule in rules:
+                    if rule.roots and op.type not in rule.roots:
+                        continue
+                    m = rule.match(op, sg)
+                    if m is None:
+                        continue
+                    ok, reason = rule.check(m)
+                    if not ok:
+                        key = (rule.name, id(op))
+                        if key not in refused and ctx is not None:
+                            refused.add(key)
+                            ctx.note(f"{rule.name}: kept {op.type} '{_out_name(op)}': {reason}")
+                        continue
+                    rule.apply(m)
+                    changed = progress = True
+                    break
+            if not progress:
+                break
+    return changed
+
+
+def _out_name(op: Operator) -> str:
+    return next((t.name for t in op.outputs if t is not None), "?")
+
+
+def builtin_opcode(name: str, version: int = 1) -> OpCode:
+    """An OpCode for a builtin op (``deprecated_builtin_code`` derived as the schema requires)."""
+    return OpCode(OP_CODES[name], None, version, None)
+
+
+def sole_consumer(t: Tensor, sg: Subgraph) -> Operator | None:
+    """The only op reading ``t`` (once), if ``t`` is not also a graph output."""
+    uses = t.uses
+    if len(uses) != 1 or sg.is_graph_output(t):
+        return None
+    return uses[0][0]
