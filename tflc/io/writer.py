@@ -39,7 +39,8 @@ class _DataBufferT(fb.BufferT):
             builder.StartVector(1, n, ALIGN)
             builder.head -= n
             builder.Bytes[builder.head:builder.head + n] = memoryview(np.ascontiguousarray(data)).cast("B")
-            vec = builder.EndVector(n)
+            builder.vectorNumElems = n
+            vec = builder.EndVector()
         fb.BufferStart(builder)
         if vec is not None:
             fb.BufferAddData(builder, vec)
@@ -56,7 +57,8 @@ class _Layout:
         self._opcode_idx: dict[OpCode, int] = {}
         self.buffers: list[Buffer | None] = [None]      # buffer 0: the empty sentinel
         self._buf_idx: dict[int, int] = {}
-        self._by_digest: dict[tuple[int, bytes], int] = {}
+        self._by_size: dict[int, list[int]] = {}
+        self._digests: dict[int, bytes] = {}
         self.tensor_idx: list[dict[int, int]] = []
         self.tensors: list[list[Tensor]] = []
         for sg in model.subgraphs:
@@ -85,14 +87,28 @@ class _Layout:
             return 0
         if id(b) in self._buf_idx:
             return self._buf_idx[id(b)]
-        key = (b.nbytes, hashlib.blake2b(memoryview(b.data), digest_size=20).digest())
-        idx = self._by_digest.get(key)
-        if idx is None or not np.array_equal(self.buffers[idx].data, b.data):
+        # Identical constants are stored once. Hash only when a size is seen twice: a single
+        # large buffer (the common case for big models) is never read just to be deduplicated.
+        same_size = self._by_size.setdefault(b.nbytes, [])
+        idx = None
+        if same_size:
+            digest = self._digest(b)
+            for j in same_size:
+                if self._digest(self.buffers[j]) == digest and np.array_equal(self.buffers[j].data, b.data):
+                    idx = j
+                    break
+        if idx is None:
             idx = len(self.buffers)
             self.buffers.append(b)
-            self._by_digest.setdefault(key, idx)
+            same_size.append(idx)
         self._buf_idx[id(b)] = idx
         return idx
+
+    def _digest(self, b: Buffer) -> bytes:
+        d = self._digests.get(id(b))
+        if d is None:
+            d = self._digests[id(b)] = hashlib.blake2b(memoryview(b.data), digest_size=20).digest()
+        return d
 
     @property
     def data_bytes(self) -> int:

@@ -1,0 +1,93 @@
+"""What the writer does on purpose: opcode table, dedup, alignment, dropping unused entries."""
+from __future__ import annotations
+
+import numpy as np
+
+from tflc.io import read_model_bytes, serialize
+from tflc.io.writer import ALIGN
+from tflc.ir.core import OpCode, Operator
+from tflc.rewrite import builtin_opcode
+from tflc.schema import OP_CODES, TYPE_CODES, fb
+from tflc.testing.graphs import add_model
+
+
+def _raw(data: bytes):
+    return fb.Model.GetRootAs(data, 0), fb.ModelT.InitFromPackedBuf(data, 0)
+
+
+def test_constant_data_is_aligned():
+    m = add_model((1, 3), const=np.ones((1, 3), np.float32))
+    sg = m.main
+    for i in range(5):  # odd-sized constants to disturb alignment
+        sg.new_constant(f"odd{i}", np.arange(i + 1, dtype=np.int8))
+        op = Operator(builtin_opcode("ADD"), [sg.outputs[0], sg.tensor("c")], [sg.new_tensor(f"y{i}", 0, (1, 3))],
+                      options=fb.AddOptionsT(), options_type=fb.BuiltinOptions.AddOptions)
+        sg.add_op(op)
+        sg.set_graph_outputs([op.outputs[0]])
+    # keep the odd constants referenced through a signature-free path: make them graph outputs
+    sg.set_graph_outputs(list(sg.outputs) + [sg.tensor(f"odd{i}") for i in range(5)])
+    data = serialize(m)
+    root, _ = _raw(data)
+    for i in range(root.BuffersLength()):
+        b = root.Buffers(i)
+        if b.DataLength():
+            pos = b._tab.Vector(b._tab.Offset(4))
+            assert pos % ALIGN == 0, f"buffer {i} at {pos}"
+
+
+def test_identical_constants_are_stored_once_and_unused_buffers_dropped():
+    m = add_model((1, 4), const=np.full((1, 4), 2.0, np.float32))
+    sg = m.main
+    twin = sg.new_constant("c_twin", np.full((1, 4), 2.0, np.float32))
+    sg.new_constant("unused", np.arange(100, dtype=np.float32))      # referenced by nothing
+    y2 = sg.new_tensor("y2", TYPE_CODES["FLOAT32"], (1, 4))
+    sg.add_op(Operator(builtin_opcode("ADD"), [sg.outputs[0], twin], [y2], options=fb.AddOptionsT(),
+                       options_type=fb.BuiltinOptions.AddOptions))
+    sg.set_graph_outputs([y2])
+    _, mt = _raw(serialize(m))
+    with_data = [b for b in mt.buffers if b.data is not None and len(b.data)]
+    assert len(with_data) == 1                     # c and c_twin share one buffer; "unused" is gone
+    assert mt.buffers[0].data is None or len(mt.buffers[0].data) == 0   # the empty sentinel
+    names = [t.name.decode() for t in mt.subgraphs[0].tensors]
+    assert "unused" not in names and "c_twin" in names
+
+
+def test_opcode_table_is_rebuilt_from_used_ops():
+    m = add_model(relu=True)
+    sg = m.main
+    relu = sg.ops_of_type("RELU")[0]
+    sg.replace_all_uses(relu.outputs[0], relu.inputs[0])
+    sg.remove_op(relu)
+    _, mt = _raw(serialize(m))
+    assert [c.builtinCode for c in mt.operatorCodes] == [OP_CODES["ADD"]]
+
+
+def test_deprecated_builtin_code_rules():
+    """Codes above 127 are stored with deprecated_builtin_code = 127 (PLACEHOLDER_FOR_GREATER_OP_CODES)."""
+    big = next(c for n, c in OP_CODES.items() if c > 127 and n == "BROADCAST_TO") if "BROADCAST_TO" in OP_CODES else 130
+    m = add_model()
+    op = m.main.operators[0]
+    op.opcode = OpCode(big, None, 1, None)
+    _, mt = _raw(serialize(m))
+    assert mt.operatorCodes[0].builtinCode == big
+    assert mt.operatorCodes[0].deprecatedBuiltinCode == 127
+    m2 = read_model_bytes(serialize(m))
+    assert m2.main.operators[0].opcode.builtin_code == big
+    op.opcode = OpCode(OP_CODES["ADD"], None, 1, None)
+    _, mt = _raw(serialize(m))
+    assert mt.operatorCodes[0].deprecatedBuiltinCode == OP_CODES["ADD"]
+
+
+def test_custom_ops_and_options_round_trip():
+    m = add_model()
+    sg = m.main
+    y = sg.new_tensor("custom_out", TYPE_CODES["FLOAT32"], (1, 4))
+    sg.add_op(Operator(OpCode(OP_CODES["CUSTOM"], "MyFancyOp", 1), [sg.outputs[0]], [y],
+                       custom_options=b"\x01\x02flexbuffer-ish\x00", custom_options_format=0))
+    sg.set_graph_outputs([y])
+    m.metadata.append(("my_meta", __import__("tflc").ir.Buffer(b"hello metadata")))
+    m2 = read_model_bytes(serialize(m))
+    op = m2.main.operators[1]
+    assert op.opcode.custom_code == "MyFancyOp" and op.custom_options == b"\x01\x02flexbuffer-ish\x00"
+    assert [(n, bytes(b.data)) for n, b in m2.metadata] == [("my_meta", b"hello metadata")]
+    assert m2.description == "tflc test graph"
