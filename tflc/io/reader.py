@@ -57,7 +57,7 @@ def read_model_bytes(data: bytes | bytearray | memoryview | mmap.mmap, name: str
     except RecursionError:
         raise ModelFormatError(f"{name}: corrupt flatbuffer (nesting too deep)") from None
     except Exception as e:  # the generated decoder raises whatever struct/numpy raise
-        raise ModelFormatError(f"{name}: corrupt or truncated flatbuffer ({type(e).__name__}: {e})") from None
+        raise ModelFormatError(f"{name}: corrupt or truncated flatbuffer ({_explain(e, len(buf))})") from None
     try:
         return _Builder(mt, buf, name).build()
     except ModelFormatError:
@@ -135,7 +135,7 @@ class _Builder:
     def _opcode(self, i: int, oc: Any) -> OpCode:
         code = max(int(oc.builtinCode), int(oc.deprecatedBuiltinCode))
         custom = oc.customCode.decode("utf-8", "surrogateescape") if isinstance(oc.customCode, bytes) else oc.customCode
-        return OpCode(code, custom, int(oc.version), int(oc.deprecatedBuiltinCode))
+        return OpCode(code, custom, int(oc.version), int(oc.deprecatedBuiltinCode), int(oc.builtinCode))
 
     def _buf_ref(self, where: str, idx: int) -> Buffer:
         if not 0 <= idx < len(self.buffers):
@@ -215,6 +215,13 @@ class _Builder:
             return out
 
         return SignatureDef(key, sg, tmap(sd.inputs), tmap(sd.outputs))
+
+
+def _explain(e: Exception, size: int) -> str:
+    import struct
+    if isinstance(e, (struct.error, IndexError)) or "buffer is smaller" in str(e):
+        return f"an offset points past the end of the {size}-byte file; truncated?"
+    return f"{type(e).__name__}: {e}"
 
 
 def _str(s: Any) -> str | None:

@@ -124,6 +124,11 @@ def _all_refs(sg: Subgraph):
     yield from sg.outputs
 
 
+def _b(s: str | None) -> bytes | None:
+    """Names go back as the bytes they were read from (undecodable bytes survive)."""
+    return None if s is None else s.encode("utf-8", "surrogateescape")
+
+
 def _i32(values) -> np.ndarray:
     return np.asarray(list(values), dtype=np.int32)
 
@@ -131,7 +136,7 @@ def _i32(values) -> np.ndarray:
 def _to_modelt(model: Model, lay: _Layout, external: dict[int, tuple[int, int]] | None) -> Any:
     mt = fb.ModelT()
     mt.version = model.version
-    mt.description = model.description
+    mt.description = _b(model.description)
     # metadata buffers get indices after the tensors' ones
     md_idx = [lay.buffer(b) if b.nbytes else _force_index(lay, b) for _, b in model.metadata]
     mdb_idx = ([lay.buffer(b) if b.nbytes else _force_index(lay, b) for b in model.metadata_buffer]
@@ -139,9 +144,9 @@ def _to_modelt(model: Model, lay: _Layout, external: dict[int, tuple[int, int]] 
     mt.operatorCodes = []
     for oc in lay.opcodes:
         c = fb.OperatorCodeT()
-        c.builtinCode = oc.builtin_code
+        c.builtinCode = oc.stored_code()
         c.deprecatedBuiltinCode = oc.deprecated_code()
-        c.customCode = oc.custom_code
+        c.customCode = _b(oc.custom_code)
         c.version = oc.version
         mt.operatorCodes.append(c)
     mt.subgraphs = [_subgraph_t(sg, lay, si) for si, sg in enumerate(model.subgraphs)]
@@ -157,7 +162,7 @@ def _to_modelt(model: Model, lay: _Layout, external: dict[int, tuple[int, int]] 
         mt.metadata = []
         for (name, _), idx in zip(model.metadata, md_idx):
             md = fb.MetadataT()
-            md.name, md.buffer = name, idx
+            md.name, md.buffer = _b(name), idx
             mt.metadata.append(md)
     if mdb_idx is not None:
         mt.metadataBuffer = _i32(mdb_idx)
@@ -166,7 +171,7 @@ def _to_modelt(model: Model, lay: _Layout, external: dict[int, tuple[int, int]] 
         for sd in model.signature_defs:
             si = next(i for i, s in enumerate(model.subgraphs) if s is sd.subgraph)
             st = fb.SignatureDefT()
-            st.signatureKey, st.subgraphIndex = sd.key, si
+            st.signatureKey, st.subgraphIndex = _b(sd.key), si
             st.inputs = [_tmap(n, lay.tensor_idx[si][id(t)]) for n, t in sd.inputs]
             st.outputs = [_tmap(n, lay.tensor_idx[si][id(t)]) for n, t in sd.outputs]
             mt.signatureDefs.append(st)
@@ -185,19 +190,19 @@ def _force_index(lay: _Layout, b: Buffer) -> int:
 
 def _tmap(name: str, idx: int) -> Any:
     tm = fb.TensorMapT()
-    tm.name, tm.tensorIndex = name, idx
+    tm.name, tm.tensorIndex = _b(name), idx
     return tm
 
 
 def _subgraph_t(sg: Subgraph, lay: _Layout, si: int) -> Any:
     idx = lay.tensor_idx[si]
     st = fb.SubGraphT()
-    st.name = sg.name or None
+    st.name = _b(sg.name) or None
     st.debugMetadataIndex = sg.debug_metadata_index
     st.tensors = []
     for t in lay.tensors[si]:
         tt = fb.TensorT()
-        tt.name = t.name
+        tt.name = _b(t.name)
         tt.type = t.dtype
         tt.shape = _i32(t.shape) if t.shape is not None else None
         tt.shapeSignature = _i32(t.shape_signature) if t.shape_signature is not None else None

@@ -26,6 +26,7 @@ class OpCode:
     custom_code: str | None = None
     version: int = 1
     deprecated_builtin_code: int | None = None  # as read; None = derive on write
+    stored_builtin_code: int | None = None      # the builtin_code field as read (old files: 0)
 
     @property
     def name(self) -> str:
@@ -41,6 +42,9 @@ class OpCode:
         if self.deprecated_builtin_code is not None:
             return self.deprecated_builtin_code
         return min(self.builtin_code, PLACEHOLDER_FOR_GREATER_OP_CODES)
+
+    def stored_code(self) -> int:
+        return self.builtin_code if self.stored_builtin_code is None else self.stored_builtin_code
 
 
 class Buffer:

@@ -1,0 +1,112 @@
+"""Bad input: one line on stderr, exit code 2, no traceback, nothing written or lost."""
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from tflc.cli.main import main
+
+
+def _run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _assert_one_line_error(rc, err, *, code=2, contains=""):
+    assert rc == code, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert contains.lower() in lines[0].lower()
+
+
+@pytest.fixture
+def good(example_model):
+    return example_model.read_bytes()
+
+
+CASES = {
+    "truncated": lambda d: d[:1000],
+    "truncated-half": lambda d: d[: len(d) // 2],
+    "random-bytes": lambda d: bytes((i * 7919 + 13) % 251 for i in range(4096)),
+    "png": lambda d: b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+    "empty": lambda d: b"",
+    "root-out-of-range": lambda d: struct.pack("<I", len(d) + 100) + d[4:],
+    "offset-out-of-range": lambda d: d[:40] + b"\xff" * 8 + d[48:],
+    "tiny": lambda d: b"TFL3",
+}
+MESSAGES = {"png": "PNG image", "empty": "empty file", "random-bytes": "not a .tflite model",
+            "root-out-of-range": "root table offset", "truncated": "truncated"}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_files_give_one_line_and_exit_2(case, good, tmp_path, capsys):
+    bad = tmp_path / f"{case}.tflite"
+    bad.write_bytes(CASES[case](good))
+    for cmd in (["inspect", str(bad)], ["optimize", str(bad), "-o", str(tmp_path / "out.tflite")]):
+        rc, _, err = _run(capsys, *cmd)
+        _assert_one_line_error(rc, err, contains=MESSAGES.get(case, ""))
+    assert not (tmp_path / "out.tflite").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_missing_file_and_directory(tmp_path, capsys):
+    rc, _, err = _run(capsys, "inspect", str(tmp_path / "nope.tflite"))
+    _assert_one_line_error(rc, err, contains="no such file")
+    rc, _, err = _run(capsys, "inspect", str(tmp_path))
+    _assert_one_line_error(rc, err, contains="directory")
+
+
+def test_unknown_operator_is_reported(example_model, tmp_path, capsys):
+    from tflc.io import read_model, write_model
+    from tflc.ir.core import OpCode
+    m = read_model(example_model)
+    op = m.main.operators[0]
+    op.opcode = OpCode(250, None, 1, None)       # no such builtin operator
+    path = tmp_path / "unknown_op.tflite"
+    write_model(m, path)
+    rc, _, err = _run(capsys, "inspect", str(path))
+    _assert_one_line_error(rc, err, contains="unknown builtin operator code 250")
+
+
+def test_never_overwrites_input(example_model, tmp_path, capsys):
+    src = tmp_path / "m.tflite"
+    src.write_bytes(example_model.read_bytes())
+    before = src.read_bytes()
+    rc, _, err = _run(capsys, "optimize", str(src), "-o", str(src), "-O0")
+    _assert_one_line_error(rc, err, contains="refusing to overwrite")
+    link = tmp_path / "link.tflite"
+    link.symlink_to(src)
+    rc, _, err = _run(capsys, "optimize", str(src), "-o", str(link), "-O0")
+    _assert_one_line_error(rc, err, contains="refusing to overwrite")
+    assert src.read_bytes() == before
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["optimize", "IN"], "-o/--output"),
+    (["optimize", "IN", "-o", "OUT", "--passes", "no-such-pass"], "unknown pass"),
+    (["optimize", "IN", "-o", "OUT", "--passes", "remove-dead-code{bad=1}"], "has no option"),
+    (["optimize", "IN", "-o", "OUT", "--passes", "remove-dead-code{"], "unbalanced"),
+    (["optimize", "IN", "-o", "OUT", "--threads", "0"], "positive integer"),
+    (["optimize", "IN", "-o", "OUT", "--input-shape", "x"], "--input-shape"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_arguments(argv, needle, example_model, tmp_path, capsys):
+    argv = [str(example_model) if a == "IN" else str(tmp_path / "o.tflite") if a == "OUT" else a for a in argv]
+    try:
+        rc, _, err = _run(capsys, *argv)
+    except SystemExit as e:  # argparse exits by itself
+        rc, err = e.code, capsys.readouterr().err
+    _assert_one_line_error(rc, err, contains=needle)
+
+
+def test_real_process_exit_code_and_stderr(tmp_path):
+    bad = tmp_path / "x.tflite"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    p = subprocess.run([sys.executable, "-m", "tflc.cli.main", "inspect", str(bad)], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.strip().count("\n") == 0 and "PNG" in p.stderr
