@@ -96,7 +96,10 @@ def _load() -> None:
     from . import passes as builtin
     for info in pkgutil.iter_modules(builtin.__path__):
         if not info.name.startswith("_"):
-            importlib.import_module(f"{builtin.__name__}.{info.name}")
+            mod = importlib.import_module(f"{builtin.__name__}.{info.name}")
+            for obj in vars(mod).values():  # idempotent: also after a registry reset
+                if isinstance(obj, type) and issubclass(obj, Pass) and obj.__module__ == mod.__name__ and obj.name:
+                    register(obj)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
             cls = ep.load()

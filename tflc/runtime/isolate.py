@@ -26,6 +26,11 @@ def run_isolated(fn: Callable[..., Any], *args: Any, timeout: float = 600.0, wha
         os.close(r)
         code = 0
         try:
+            import faulthandler
+            faulthandler.disable()  # a crash is reported by the parent, in one line
+        except Exception:
+            pass
+        try:
             try:
                 payload = ("ok", fn(*args))
             except TflcError as e:

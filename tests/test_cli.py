@@ -1,0 +1,71 @@
+"""The tflc command end to end: inspect, passes, optimize, compare; --json and reports."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tflc.cli.main import main
+
+
+def _json(capsys, *argv):
+    rc = main(list(argv) + ["--json"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def test_inspect_text_and_json(example_model, capsys):
+    assert main(["inspect", str(example_model)]) == 0
+    text = capsys.readouterr().out
+    assert "CONV_2D" in text and "input" in text and "FLOAT32" in text
+    s = _json(capsys, "inspect", str(example_model))
+    sg = s["subgraphs"][0]
+    assert s["operators"] == sg["operators"] == sum(sg["ops_by_type"].values())
+    assert sg["inputs"][0]["shape"] == [1, 64, 64, 3]
+    assert s["constant_bytes_by_type"]["FLOAT32"] > 100_000
+
+
+def test_inspect_dynamic_and_stateful(zoo, capsys):
+    s = _json(capsys, "inspect", str(zoo("transformer_encoder")))
+    assert s["subgraphs"][0]["dynamic_inputs"] and s["subgraphs"][0]["inputs"][0]["shape_signature"][0] == -1
+    s = _json(capsys, "inspect", str(zoo("stateful_counter")))
+    assert len(s["subgraphs"]) == 2 and s["signatures"][0]["key"] == "serving_default"
+
+
+def test_passes_lists_levels(capsys):
+    data = _json(capsys, "passes")
+    names = {p["name"] for p in data["passes"]}
+    assert "remove-dead-code" in names and data["pipelines"]["O0"] == []
+    assert set(data["pipelines"]["O1"]) <= names
+
+
+@pytest.mark.parametrize("level", ["-O0", "-O1", "-O2"])
+def test_optimize_levels_write_checked_models(example_model, tmp_path, capsys, level):
+    out = tmp_path / "out.tflite"
+    report = tmp_path / "report.json"
+    data = _json(capsys, "optimize", str(example_model), "-o", str(out), level, "--report", str(report))
+    assert out.exists() and json.loads(report.read_text()) == data
+    assert data["check"]["steps"] == 3 and data["after"]["ops"] <= data["before"]["ops"]
+    if level == "-O0":
+        assert data["check"]["identical"] and data["passes"] == []
+    else:
+        assert data["check"]["outputs"][0]["max_rel"] <= 1e-5
+
+
+def test_optimize_text_output(example_model, tmp_path, capsys):
+    assert main(["optimize", str(example_model), "-o", str(tmp_path / "o.tflite"), "-O0"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical" in out and "wrote" in out
+
+
+def test_compare(example_model, zoo, tmp_path, capsys):
+    data = _json(capsys, "compare", str(example_model), str(example_model))
+    assert data["identical"] and data["outputs"][0]["cosine"] == pytest.approx(1.0)
+    fp16 = zoo("mobilenet_tiny_fp16")
+    f32 = zoo("mobilenet_tiny")
+    data = _json(capsys, "compare", str(f32), str(fp16))
+    o = data["outputs"][0]
+    assert not data["identical"] and 0 < o["max_abs"] < 0.05 and o["sqnr_db"] > 20
+    assert main(["compare", str(f32), str(fp16), "--tolerance", "1e-9"]) == 1
+    assert "FAILED" in capsys.readouterr().out

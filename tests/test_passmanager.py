@@ -1,0 +1,129 @@
+"""Pass contract, registry, pipeline parsing, per-pass stats, --verify-each."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tflc.errors import UsageError, VerificationError
+from tflc.io import read_model
+from tflc.ir.core import Buffer
+from tflc.optimize import optimize_file
+from tflc.passes_api import Pass, all_passes, function_pass, parse_pipeline, split_pipeline
+from tflc.passmanager import PIPELINES, AnalysisManager, PassContext, pipeline_passes, run_pipeline
+
+
+@dataclasses.dataclass
+class _Opts:
+    limit: int = 3
+    ratio: float = 0.5
+    enabled: bool = True
+    name: str = "x"
+
+
+class _Configurable(Pass):
+    name = "configurable-test"
+    description = "test pass with options"
+    Options = _Opts
+
+    def run(self, model, ctx):
+        return False
+
+
+def test_builtin_passes_follow_the_contract():
+    passes = all_passes()
+    assert "remove-dead-code" in passes
+    for name, cls in passes.items():
+        assert cls.name == name and cls.description and dataclasses.is_dataclass(cls.Options)
+        assert (cls.__doc__ or "").strip() or (__import__(cls.__module__).__doc__ or ""), name
+
+
+def test_pipelines_only_list_registered_passes():
+    for level in PIPELINES:
+        for p in pipeline_passes(level):
+            assert p.name in all_passes()
+    assert pipeline_passes("O0") == []
+    with pytest.raises(UsageError, match="unknown optimization level"):
+        pipeline_passes("O9")
+
+
+def test_pipeline_text_with_options(monkeypatch):
+    from tflc import passes_api
+    monkeypatch.setitem(passes_api._REGISTRY, "configurable-test", _Configurable)
+    assert split_pipeline("a,b{x=1,y=2},c") == ["a", "b{x=1,y=2}", "c"]
+    (p, q) = parse_pipeline("configurable-test{limit=7,ratio=0.25,enabled=false,name=abc},remove-dead-code")
+    assert p.options == _Opts(limit=7, ratio=0.25, enabled=False, name="abc")
+    assert q.name == "remove-dead-code"
+    with pytest.raises(UsageError, match="option 'limit' expects int"):
+        parse_pipeline("configurable-test{limit=many}")
+    with pytest.raises(UsageError, match="did you mean 'remove-dead-code'"):
+        parse_pipeline("remove-dead-cod")
+
+
+def test_function_pass_and_stats(example_model):
+    @function_pass("drop-last-op", "remove the last operator (for testing)")
+    def drop_last(model, ctx, options):
+        sg = model.main
+        last = sg.operators[-1]
+        sg.replace_all_uses(last.outputs[0], last.inputs[0])
+        sg.remove_op(last)
+        return True
+
+    m = read_model(example_model)
+    ops = len(m.main.operators)
+    recs = run_pipeline(m, [drop_last(), all_passes()["remove-dead-code"]()], PassContext())
+    assert recs[0].changed and recs[0].before["ops"] == ops and recs[0].after["ops"] == ops - 1
+    assert recs[1].seconds >= 0 and recs[1].after["tensors"] <= recs[1].before["tensors"]
+
+
+def test_verifier_after_each_pass_names_the_pass(example_model):
+    @function_pass("break-order", "reverse the ops (breaks topological order)")
+    def breaker(model, ctx, options):
+        model.main.reorder(list(reversed(model.main.operators)))
+        return True
+
+    with pytest.raises(VerificationError, match="after pass 'break-order'"):
+        run_pipeline(read_model(example_model), [breaker()], PassContext())
+
+
+def test_verify_each_names_the_first_pass_that_changes_outputs(example_model, tmp_path):
+    @function_pass("harmless", "does nothing")
+    def harmless(model, ctx, options):
+        return False
+
+    @function_pass("corrupt-weights", "changes a weight (a wrong rewrite)")
+    def corrupt(model, ctx, options):
+        t = model.main.ops_of_type("FULLY_CONNECTED")[0].inputs[1]
+        arr = t.data.copy()
+        arr *= 1.5
+        t.buffer = Buffer(arr)
+        return True
+
+    out = tmp_path / "out.tflite"
+    with pytest.raises(VerificationError, match="pass 'corrupt-weights' broke the model"):
+        optimize_file(example_model, out, passes=[harmless(), corrupt(), harmless()], verify_each=True)
+    assert not out.exists()
+    # without --verify-each the final check still refuses to write it
+    with pytest.raises(VerificationError, match="refusing to write"):
+        optimize_file(example_model, out, passes=[corrupt()])
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_analysis_cache_is_invalidated_by_mutation(example_model):
+    m = read_model(example_model)
+    am = AnalysisManager()
+    calls = []
+    compute = lambda: calls.append(1) or len(calls)  # noqa: E731
+    assert am.get("count", compute, m) == 1
+    assert am.get("count", compute, m) == 1 and am.hits == 1
+    m.main.remove_op(m.main.operators[-1])
+    assert am.get("count", compute, m) == 2
+
+
+def test_optimize_o0_is_bit_identical_and_structural(example_model, tmp_path):
+    res = optimize_file(example_model, tmp_path / "o0.tflite", level="O0")
+    assert res.check["identical"] and res.passes == []
+    assert res.before == res.after
+    np.testing.assert_array_equal(read_model(tmp_path / "o0.tflite").main.ops_of_type("CONV_2D")[0].inputs[1].data,
+                                  read_model(example_model).main.ops_of_type("CONV_2D")[0].inputs[1].data)

@@ -1,0 +1,81 @@
+"""The LiteRT harness: inputs (npz, images, generated), sessions, isolation."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tflc.errors import RuntimeFailure, UsageError
+from tflc.runtime import Session, compare_models, load_inputs, parse_shape_overrides, run_isolated
+
+
+def test_generated_inputs_fit_dtypes(zoo):
+    s = Session(str(zoo("mobilenet_tiny_int8")))
+    (x,), = load_inputs(None, s.input_details)
+    assert x.dtype == np.int8 and x.shape == (1, 64, 64, 3) and x.min() < -64 and x.max() > 64
+    s2 = Session(str(zoo("transformer_encoder")))
+    (ids,), = load_inputs(None, s2.input_details, shapes={s2.input_names[0]: (2, 32)})
+    assert ids.shape == (2, 32) and ids.dtype == np.int32 and ids.min() >= 0
+    assert s2.run([ids])[0].shape[0] == 2        # dynamic batch resized
+
+
+def test_npz_inputs_by_name_and_steps(zoo, tmp_path):
+    s = Session(str(zoo("tiny_mlp")))
+    d = s.input_details[0]
+    data = np.random.default_rng(0).normal(size=(4, 1, 16)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", **{d["name"]: data})
+    steps = load_inputs(str(tmp_path / "in.npz"), s.input_details)
+    assert len(steps) == 4 and np.array_equal(steps[2][0], data[2])
+    with pytest.raises(UsageError, match="no array for input"):
+        np.savez(tmp_path / "bad.npz", other=data, more=data)
+        load_inputs(str(tmp_path / "bad.npz"), s.input_details)
+
+
+def test_image_folder_inputs(zoo, tmp_path):
+    from PIL import Image
+    for i in range(3):
+        Image.fromarray(np.full((20, 30, 3), 80 * i, np.uint8)).save(tmp_path / f"img{i}.png")
+    s = Session(str(zoo("mobilenet_tiny")))
+    steps = load_inputs(str(tmp_path), s.input_details)
+    assert len(steps) == 3 and steps[0][0].shape == (1, 64, 64, 3)
+    assert np.allclose(steps[1][0], 80 / 255, atol=1e-6)
+    q = Session(str(zoo("mobilenet_tiny_int8")))
+    assert load_inputs(str(tmp_path), q.input_details)[2][0].dtype == np.int8
+
+
+def test_shape_override_names_may_contain_colons():
+    assert parse_shape_overrides(["serving_default_input_1:0:1x128"]) == {"serving_default_input_1:0": (1, 128)}
+    with pytest.raises(UsageError):
+        parse_shape_overrides(["input:1xq"])
+
+
+def _crash():
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _hang():
+    time.sleep(60)
+
+
+def test_isolation_turns_crashes_and_hangs_into_errors():
+    with pytest.raises(RuntimeFailure, match="crashed \\(SIGSEGV\\)"):
+        run_isolated(_crash)
+    with pytest.raises(RuntimeFailure, match="did not finish"):
+        run_isolated(_hang, timeout=1)
+    assert run_isolated(sum, [1, 2, 3]) == 6
+
+
+def test_compare_detects_a_changed_weight(example_model, tmp_path):
+    from tflc.io import read_model, write_model
+    from tflc.ir.core import Buffer
+    m = read_model(example_model)
+    w = m.main.ops_of_type("FULLY_CONNECTED")[0].inputs[1]
+    arr = w.data.copy()
+    arr[0, 0] += 1.0
+    w.buffer = Buffer(arr)
+    write_model(m, tmp_path / "changed.tflite")
+    cmp, _ = compare_models(str(example_model), str(tmp_path / "changed.tflite"), steps=2)
+    assert not cmp.identical and cmp.diffs[0].max_abs > 0 and cmp.diffs[0].sqnr_db < 200
