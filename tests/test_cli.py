@@ -69,3 +69,10 @@ def test_compare(example_model, zoo, tmp_path, capsys):
     assert not data["identical"] and 0 < o["max_abs"] < 0.05 and o["sqnr_db"] > 20
     assert main(["compare", str(f32), str(fp16), "--tolerance", "1e-9"]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_inspect_ops_listing(example_model, capsys):
+    s = _json(capsys, "inspect", str(example_model), "--ops")
+    assert len(s["ops"]) == s["operators"]
+    conv = next(r for r in s["ops"] if r["type"] == "CONV_2D")
+    assert conv["inputs"][0] == "FLOAT32[1x64x64x3]" and conv["inputs"][1].endswith("c")

@@ -20,6 +20,29 @@ def _tensor_json(t: Tensor) -> dict[str, Any]:
     return d
 
 
+def _shape(t: Tensor | None) -> str:
+    if t is None:
+        return "-"
+    shape = t.shape_signature if t.shape_signature is not None else t.shape
+    return f"{t.type_name}[{'x'.join(map(str, shape)) if shape is not None else '?'}]" + ("c" if t.is_constant else "")
+
+
+def op_rows(model: Model) -> list[dict[str, Any]]:
+    """One row per operator: subgraph, index, type, input/output types and shapes, output name."""
+    return [{"subgraph": si, "index": i, "type": op.type, "version": op.opcode.version,
+             "inputs": [_shape(t) for t in op.inputs], "outputs": [_shape(t) for t in op.outputs],
+             "name": next((t.name for t in op.outputs if t is not None), "")}
+            for si, sg in enumerate(model.subgraphs) for i, op in enumerate(sg.operators)]
+
+
+def render_ops(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(no operators)"
+    w = max(len(r["type"]) for r in rows)
+    return "\n".join(f"  {r['subgraph']}:{r['index']:<4} {r['type']:<{w}}  {', '.join(r['inputs'])} -> "
+                     f"{', '.join(r['outputs'])}  {r['name']}" for r in rows)
+
+
 def summarize(model: Model, path: str | None = None, file_size: int | None = None) -> dict[str, Any]:
     subgraphs = []
     bytes_by_type: dict[str, int] = defaultdict(int)
