@@ -20,7 +20,8 @@ def pytest_generate_tests(metafunc):
     # `shared_model` parametrizes over ../shared/models (absent on a fresh machine: then one skip).
     if "shared_model" in metafunc.fixturenames:
         paths = shared_model_paths()
-        metafunc.parametrize("shared_model", paths or [None], ids=[p.stem for p in paths] or ["no-shared-models"])
+        metafunc.parametrize("shared_model", paths or [None], ids=[p.stem for p in paths] or ["no-shared-models"],
+                             indirect=True)
 
 
 @pytest.fixture
