@@ -106,3 +106,12 @@ def test_clone_is_deep_but_shares_constants(example_model):
     assert t0 is not t1 and t0.buffer is t1.buffer
     c.main.remove_op(c.main.operators[-1])
     assert len(m.main.operators) == len(c.main.operators) + 1
+
+
+def test_clone_of_real_graphs_is_identical(zoo, shared_model):
+    from tflc.ir.canonical import canonical
+    for path in (zoo("transformer_encoder"), shared_model):
+        m = read_model(path)
+        c = m.clone()
+        assert canonical(c) == canonical(m)
+        assert check(c) == []

@@ -122,6 +122,93 @@ def run_ops(ops: Sequence[Operator], values: dict[int, np.ndarray] | None = None
     return {id(t): a for t, a in zip(out_src, arrays)}
 
 
+# --------------------------------------------------------------------------- exactness
+
+#: Ops that only move, select or compare values (and shape queries): their result is the same
+#: whichever kernels compute it, as long as no requantization happens (one set of quant params).
+DATA_MOVEMENT_OPS = frozenset({
+    "RESHAPE", "TRANSPOSE", "GATHER", "GATHER_ND", "CONCATENATION", "PACK", "UNPACK", "SLICE",
+    "STRIDED_SLICE", "SPLIT", "SPLIT_V", "SQUEEZE", "EXPAND_DIMS", "TILE", "BROADCAST_TO", "PAD",
+    "PADV2", "MIRROR_PAD", "REVERSE_V2", "FILL", "ZEROS_LIKE", "ONES_LIKE", "SHAPE", "RANK", "SELECT",
+    "SELECT_V2", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND",
+    "EMBEDDING_LOOKUP", "BROADCAST_ARGS", "ONE_HOT", "MATRIX_DIAG", "MATRIX_SET_DIAG",
+    "REVERSE_SEQUENCE", "DYNAMIC_UPDATE_SLICE", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL",
+    "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "ARG_MAX", "ARG_MIN", "WHERE",
+})
+
+#: float32 ops that every LiteRT kernel (builtin or XNNPACK) computes with the same IEEE
+#: roundings -- as long as no value is subnormal, infinite, NaN or overflows (XNNPACK flushes
+#: subnormals to zero; the builtin kernels clamp overflows to FLT_MAX). Checked on the values.
+FLOAT_EXACT_OPS = frozenset({
+    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "NEG", "ABS", "SQUARE",
+    "FLOOR", "CEIL", "ROUND", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "PRELU",
+    "CAST",
+})
+
+_EXACT_ACTIVATIONS = {0, 1, 2, 3}      # NONE, RELU, RELU_N1_TO_1, RELU6 (clamps)
+_INT_TYPES = {"INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64", "BOOL"}
+
+
+def _quant_key(t: Tensor):
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) == 0:
+        return None
+    zp = q.zeroPoint if q.zeroPoint is not None else []
+    return (tuple(float(s) for s in q.scale), tuple(int(z) for z in zp), int(q.quantizedDimension))
+
+
+def is_quantized(t: Tensor) -> bool:
+    return _quant_key(t) is not None
+
+
+def exactness(op: Operator) -> str:
+    """``"exact"``: any kernel gives the same bits; ``"if-normal"``: the same if the float values
+    are normal and finite (checked on the values); ``"inexact"``: the value depends on the kernel
+    (transcendental functions, reductions and accumulations, quantized arithmetic...)."""
+    tensors = [t for t in (*op.inputs, *op.outputs) if t is not None]
+    quants = {k for t in tensors if (k := _quant_key(t)) is not None}
+    activation = getattr(op.options, "fusedActivationFunction", 0)
+    if activation not in _EXACT_ACTIVATIONS:
+        return "inexact"
+    if op.type in DATA_MOVEMENT_OPS:
+        outs = [t for t in op.outputs if t is not None]
+        out_types = {t.dtype for t in outs}
+        for t in op.inputs:             # values are copied only if nothing is (re)quantized
+            if t is None:
+                continue
+            if t.dtype in out_types:
+                if any(_quant_key(t) != _quant_key(o) for o in outs if o.dtype == t.dtype):
+                    return "inexact"
+            elif _quant_key(t) is not None:
+                return "inexact"        # e.g. a hybrid lookup that dequantizes on the way
+        return "exact"
+    if not quants and all(TYPE_NAMES.get(t.dtype) in _INT_TYPES for t in tensors):
+        return "exact"                  # plain integer/bool arithmetic
+    if op.type == "DEQUANTIZE" and all(TYPE_NAMES.get(t.dtype) in ("FLOAT16", "FLOAT32") for t in tensors):
+        return "exact"                  # float16 -> float32 is a lossless conversion
+    if op.type in FLOAT_EXACT_OPS and not quants and all(
+            TYPE_NAMES.get(t.dtype) == "FLOAT32" or (op.type == "CAST" and TYPE_NAMES.get(t.dtype) in _INT_TYPES)
+            for t in tensors):
+        if op.type == "CAST" and any(TYPE_NAMES.get(t.dtype) != "FLOAT32" for t in op.outputs if t is not None):
+            return "inexact"            # float -> int: out-of-range values are undefined behaviour
+        return "if-normal"
+    return "inexact"
+
+
+def normal_values(*arrays: np.ndarray) -> bool:
+    """True if every float value is zero or a finite normal number below FLT_MAX in magnitude."""
+    for a in arrays:
+        if a.dtype.kind != "f":
+            continue
+        info = np.finfo(a.dtype)
+        mag = np.abs(a.astype(np.float64))
+        if not np.all(np.isfinite(mag)) or np.any(mag >= float(info.max)):
+            return False
+        if np.any((mag != 0) & (mag < float(info.tiny))):
+            return False
+    return True
+
+
 # --------------------------------------------------------------------------- folding
 
 def fold_refusal(op: Operator, sg: Subgraph, *, fold_dequantize: bool = False) -> str | None:
@@ -165,9 +252,15 @@ def _in_signature(sg: Subgraph, t: Tensor) -> bool:
                for sd in sg.model.signature_defs)
 
 
-def constant_closure(sg: Subgraph, *, fold_dequantize: bool = False,
-                     select: Callable[[Operator], bool] | None = None) -> list[Operator]:
-    """Ops (execution order) whose inputs are constants or outputs of earlier ops of the list."""
+def constant_closure(sg: Subgraph, *, fold_dequantize: bool = False, inexact: bool = True,
+                     select: Callable[[Operator], bool] | None = None,
+                     skipped: list[Operator] | None = None) -> list[Operator]:
+    """Ops (execution order) whose inputs are constants or outputs of earlier ops of the list.
+
+    With ``inexact=False``, ops whose value depends on the kernels are left out (and so are their
+    consumers); they are appended to ``skipped`` if given.
+    """
+    fed = {id(t) for t in sg.inputs}             # fed by the caller, whatever the file holds
     known: set[int] = set()
     out: list[Operator] = []
     for op in sg.operators:
@@ -175,7 +268,11 @@ def constant_closure(sg: Subgraph, *, fold_dequantize: bool = False,
             continue
         if fold_refusal(op, sg, fold_dequantize=fold_dequantize) is not None:
             continue
-        if all(t is None or t.is_constant or id(t) in known for t in op.inputs):
+        if all(t is None or id(t) in known or (t.is_constant and id(t) not in fed) for t in op.inputs):
+            if not inexact and exactness(op) == "inexact":
+                if skipped is not None:
+                    skipped.append(op)
+                continue
             out.append(op)
             known.update(id(t) for t in op.outputs if t is not None)
     return out
@@ -233,29 +330,48 @@ def make_constant(t: Tensor, arr: np.ndarray) -> None:
 
 
 def fold(model: Model, ctx, *, max_bytes: int = 1 << 20, fold_dequantize: bool = False,
-         select: Callable[[Operator], bool] | None = None,
+         inexact: bool = False, select: Callable[[Operator], bool] | None = None,
          subgraphs: Iterable[Subgraph] | None = None) -> int:
     """Replace constant-input ops by constants computed by LiteRT. Returns the number of ops folded.
 
     An op is folded when its result is at most ``max(max_bytes, bytes of its constant inputs)``
     (``max_bytes == 0``: no limit). Chains are evaluated in one LiteRT run, in execution order;
     an op whose result is too large stays, and a consumer of it is folded only if its own result
-    fits in ``max_bytes`` (then the large op becomes dead code).
+    fits in ``max_bytes`` (then the large op becomes dead code). Unless ``inexact``, only ops whose
+    value does not depend on the kernels that compute it are folded (see ``exactness``): the
+    folded model then gives bit-identical outputs with the builtin kernels and with XNNPACK.
     """
     folded = 0
     for sg in (subgraphs if subgraphs is not None else model.subgraphs):
-        ops = constant_closure(sg, fold_dequantize=fold_dequantize, select=select)
+        skipped: list[Operator] = []
+        ops = constant_closure(sg, fold_dequantize=fold_dequantize, inexact=inexact, select=select,
+                               skipped=skipped)
+        if skipped and ctx is not None:
+            kinds = sorted({op.type for op in skipped})
+            ctx.note(f"fold: kept {len(skipped)} constant op(s) whose value depends on the kernels computing it "
+                     f"({', '.join(kinds)}); fold-inexact=true folds them")
         if not ops:
             continue
         results = _evaluate_batch(ops, ctx)
         to_fold: list[tuple[Operator, list[tuple[Tensor, np.ndarray]]]] = []
         now_constant: set[int] = set()
+        untrusted: set[int] = set()     # values computed here that the runtime might compute otherwise
         for op in ops:
             outs = [(t, results.get(id(t))) for t in op.outputs if t is not None]
             if any(a is None for _, a in outs):
                 continue
+            if any(t is not None and id(t) in untrusted for t in op.inputs):
+                untrusted.update(id(t) for t, _ in outs)
+                continue
             problem = next((p for t, a in outs if (p := _result_fits(t, a)) is not None), None)
+            if problem is None and not inexact and exactness(op) == "if-normal":
+                ins = [t.data if t.is_constant else results[id(t)] for t in op.inputs if t is not None]
+                if not normal_values(*ins, *(a for _, a in outs)):
+                    untrusted.update(id(t) for t, _ in outs)
+                    problem = ("subnormal, infinite or overflowing float values make its value depend on "
+                               "the kernels; fold-inexact=true folds it")
             if problem is not None:
+                untrusted.update(id(t) for t, _ in outs)
                 if ctx is not None:
                     ctx.note(f"fold: kept {op.type} '{_out_name(op)}': {problem}")
                 continue

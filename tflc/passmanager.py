@@ -28,10 +28,10 @@ from .runtime import RunOptions, RunResult, compare_models
 PIPELINES: dict[str, list[str]] = {
     "O0": [],
     "O1": ["fold-float16-weights", "fold-constants", "remove-identity", "fuse-activations",
-           "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code"],
+           "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code", "restore-float16-weights"],
     "O2": ["fold-float16-weights", "specialize-shapes", "fold-constants", "remove-identity",
            "fuse-activations", "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code",
-           "keep-if-faster"],
+           "restore-float16-weights"],
 }
 
 
@@ -76,6 +76,8 @@ class PassContext:
     reference: str | None = None             # path of the input model (numeric checks)
     analyses: AnalysisManager = field(default_factory=AnalysisManager)
     messages: list[str] = field(default_factory=list)
+    #: what one pass tells a later one (e.g. which weights were float16 before folding)
+    facts: dict[str, Any] = field(default_factory=dict)
     _ref_result: RunResult | None = None
 
     def note(self, msg: str) -> None:

@@ -2,8 +2,8 @@
 
 A ``Rule`` anchors on operators of some types (``roots``). ``match`` looks at the structure
 around the anchor and returns a ``Match`` (or None: not this pattern). ``check`` decides whether
-the rewrite is safe and returns ``(ok, reason)``; a refusal is reported to the user (``tflc
-optimize`` prints it as a note), so say *why* in words. ``apply`` performs the rewrite through
+the rewrite is safe and returns ``(ok, reason)``; a refusal with a reason is reported to the user
+(``tflc optimize`` prints it as a note), so say *why* in words (an empty reason: a silent skip). ``apply`` performs the rewrite through
 the Subgraph's methods. ``RulePass`` runs a list of rules to a fixed point.
 """
 from __future__ import annotations
@@ -29,7 +29,8 @@ class Rule:
     name: ClassVar[str] = ""
     roots: ClassVar[tuple[str, ...]] = ()
 
-    def match(self, op: Operator, sg: Subgraph) -> Match | None:
+    def match(self, op: Operator, sg: Subgraph) -> "Match | list[Match] | None":
+        """The pattern at ``op``: None, one Match, or several candidates (tried in order)."""
         raise NotImplementedError
 
     def check(self, m: Match) -> tuple[bool, str]:
@@ -62,22 +63,30 @@ def apply_rules(model: Model, rules: Iterable[Rule], ctx, max_rounds: int = 50) 
                 for rule in rules:
                     if rule.roots and op.type not in rule.roots:
                         continue
-                    m = rule.match(op, sg)
-                    if m is None:
-                        continue
-                    ok, reason = rule.check(m)
-                    if not ok:
-                        key = (rule.name, id(op))
-                        if key not in refused and ctx is not None:
-                            refused.add(key)
-                            ctx.note(f"{rule.name}: kept {op.type} '{_out_name(op)}': {reason}")
-                        continue
-                    rule.apply(m)
-                    changed = progress = True
-                    break
+                    applied = False
+                    for m in _matches(rule.match(op, sg)):
+                        ok, reason = rule.check(m)
+                        if not ok:
+                            key = (rule.name, id(op), reason)
+                            if reason and key not in refused and ctx is not None:
+                                refused.add(key)
+                                ctx.note(f"{rule.name}: kept {op.type} '{_out_name(op)}': {reason}")
+                            continue
+                        rule.apply(m)
+                        applied = True
+                        break
+                    if applied:
+                        changed = progress = True
+                        break
             if not progress:
                 break
     return changed
+
+
+def _matches(found: "Match | Iterable[Match] | None") -> list[Match]:
+    if found is None:
+        return []
+    return [found] if isinstance(found, Match) else list(found)
 
 
 def _out_name(op: Operator) -> str:

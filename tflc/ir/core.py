@@ -264,10 +264,26 @@ class Subgraph:
 
     def new_constant(self, name: str, array: np.ndarray, dtype: int | None = None, **kw) -> Tensor:
         from ..schema import tensor_type_of
-        arr = np.ascontiguousarray(array)
+        arr = np.asarray(array, order="C")  # (ascontiguousarray would make a scalar 1-D)
         t = Tensor(self.unique_name(name), dtype if dtype is not None else tensor_type_of(arr.dtype),
                    arr.shape, buffer=Buffer(arr.reshape(-1).view(np.uint8).copy()), **kw)
         return self.add_tensor(t)
+
+    def set_constant(self, t: Tensor, array: np.ndarray, dtype: int | None = None) -> None:
+        """Give ``t`` new constant data (and the array's shape; dtype derived unless given)."""
+        from ..schema import tensor_type_of
+        arr = np.asarray(array, order="C")  # (ascontiguousarray would make a scalar 1-D)
+        t.buffer = Buffer(arr.reshape(-1).view(np.uint8).copy())
+        t.dtype = dtype if dtype is not None else tensor_type_of(arr.dtype)
+        t.shape = tuple(int(d) for d in arr.shape)
+        if t.shape_signature is not None:
+            t.shape_signature = t.shape
+        self._touch()
+
+    def set_shape(self, t: Tensor, shape: Iterable[int], signature: Iterable[int] | None = None) -> None:
+        t.shape = tuple(int(d) for d in shape)
+        t.shape_signature = tuple(int(d) for d in signature) if signature is not None else None
+        self._touch()
 
     def unique_name(self, base: str) -> str:
         names = {t.name for t in self.tensors}
@@ -486,15 +502,51 @@ class Model:
 
 
 def clone_model(model: Model) -> Model:
-    """A deep copy of the IR that shares the (read-only) constant buffers."""
+    """A deep copy of the IR that shares the (read-only) constant buffers.
+
+    Built op by op (not with ``copy.deepcopy``, which would recurse along the use-def links
+    and overflow the stack on real graphs).
+    """
     import copy
-    memo: dict[int, Any] = {}
+    new = Model(model.version, model.description)
+    new.metadata = list(model.metadata)
+    new.metadata_buffer = list(model.metadata_buffer) if model.metadata_buffer is not None else None
+    new.external_buffer_groups = copy.deepcopy(model.external_buffer_groups)
+    new.external_buffers = copy.deepcopy(model.external_buffers)
+    new.extra_buffers = list(model.extra_buffers)
+    new.source_path = model.source_path
+    tmaps: dict[int, dict[int, Tensor]] = {}
     for sg in model.subgraphs:
+        nsg = new.add_subgraph(sg.name)
+        nsg.debug_metadata_index = sg.debug_metadata_index
+        tmap: dict[int, Tensor] = {}
         for t in sg.tensors:
-            if t.buffer is not None:
-                memo[id(t.buffer)] = t.buffer
-    for _, b in model.metadata:
-        memo[id(b)] = b
-    for b in model.extra_buffers + (model.metadata_buffer or []):
-        memo[id(b)] = b
-    return copy.deepcopy(model, memo)
+            nt = copy.copy(t)
+            nt._producer, nt._uses = None, []
+            nt.quantization = copy.deepcopy(t.quantization)
+            nt.sparsity = copy.deepcopy(t.sparsity)
+            nt.variant_tensors = copy.deepcopy(t.variant_tensors)
+            tmap[id(t)] = nt
+        nsg.tensors = [tmap[id(t)] for t in sg.tensors]
+        get = lambda t: None if t is None else tmap[id(t)]  # noqa: E731
+        for op in sg.operators:
+            nop = copy.copy(op)
+            nop.subgraph = None
+            nop._inputs = [get(t) for t in op._inputs]
+            nop._outputs = [get(t) for t in op._outputs]
+            nop._intermediates = [get(t) for t in op._intermediates]
+            nop.options = copy.deepcopy(op.options)
+            nop.options2 = copy.deepcopy(op.options2)
+            nop.mutating_variable_inputs = (list(op.mutating_variable_inputs)
+                                            if op.mutating_variable_inputs is not None else None)
+            nsg.add_op(nop)
+        nsg._inputs = [tmap[id(t)] for t in sg._inputs]
+        nsg._outputs = [tmap[id(t)] for t in sg._outputs]
+        tmaps[id(sg)] = tmap
+    for sd in model.signature_defs:
+        si = next(i for i, s in enumerate(model.subgraphs) if s is sd.subgraph)
+        tmap = tmaps[id(sd.subgraph)]
+        new.signature_defs.append(SignatureDef(sd.key, new.subgraphs[si],
+                                               [(n, tmap[id(t)]) for n, t in sd.inputs],
+                                               [(n, tmap[id(t)]) for n, t in sd.outputs]))
+    return new

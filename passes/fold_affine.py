@@ -1,0 +1,307 @@
+"""fold-affine: fold per-channel (or scalar) constant MUL / ADD / SUB into the weights and bias
+of a neighbouring CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED (batch-norm folding).
+
+After the op, ``y = OP(x) * s + t`` (also ``+ t``, ``- t``, ``t - OP(x)``) with ``s``, ``t``
+constant per output channel (or scalar) becomes ``OP'(x)`` with ``W' = W * s`` (along the output
+channel) and ``b' = b * s + t`` (a bias is created when the op has none); the MUL/ADD/SUB's fused
+activation moves onto the op and its output tensor becomes the op's output. Needs: the op has no
+fused activation of its own and its result is read by the MUL/ADD/SUB alone (and is not a graph
+output).
+
+Before the op, ``OP(x * s)`` with ``s`` constant per *input* channel becomes ``OP'(x)`` with
+``W' = W * s`` along the input channel: exact for any padding, since a zero border stays zero
+when scaled. ``OP(x + t)`` becomes ``b' = b + sum(W * t)``, which is only right where the op reads
+no padding: FULLY_CONNECTED, or a conv whose padding is VALID or whose SAME padding adds
+nothing (e.g. 1x1 kernels); otherwise it is refused (a SAME border would read 0, not t).
+
+Only float32 activations, float32 constant weights and biases: weights that are float16 behind a
+DEQUANTIZE are refused (run fold-float16-weights first); quantized ops are left alone.
+Products and sums are computed in float64 and rounded once, so the result differs from the
+original only by float32 rounding in a different order: ``tolerance = 1e-5`` (relative).
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.passes_api import Pass, register
+from tflc.rewrite import Match, Rule, apply_rules
+from tflc.schema import TYPE_CODES, fb
+
+F32 = TYPE_CODES["FLOAT32"]
+NONE = fb.ActivationFunctionType.NONE
+LINEAR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+AFFINE_OPS = ("MUL", "ADD", "SUB")
+
+
+def _pinned(sg: Subgraph, t: Tensor) -> bool:
+    if sg.is_graph_output(t):
+        return True
+    model = sg.model
+    return model is not None and any(
+        sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs)) for sd in model.signature_defs)
+
+
+def _unquantized_f32(t: Tensor | None) -> bool:
+    return t is not None and t.dtype == F32 and (t.quantization is None or not t.quantization.scale)
+
+
+def _activation(op: Operator) -> int:
+    return getattr(op.options, "fusedActivationFunction", NONE) if op.options is not None else NONE
+
+
+def _split_affine(op: Operator) -> tuple[int, Tensor, Tensor] | None:
+    """(index of the variable input, variable input, constant) of a binary op with one constant."""
+    if op.type not in AFFINE_OPS or len(op.inputs) != 2 or len(op.outputs) != 1:
+        return None
+    a, b = op.inputs
+    if a is None or b is None or op.outputs[0] is None:
+        return None
+    if b.is_constant and not a.is_constant:
+        return 0, a, b
+    if a.is_constant and not b.is_constant:
+        return 1, b, a
+    return None
+
+
+def _channel_vector(c: Tensor, n: int, rank: int) -> np.ndarray | None:
+    """``c`` as a length-``n`` float64 vector if it broadcasts along the last axis only."""
+    if c.shape is None or len(c.shape) > rank:
+        return None
+    shape = tuple(c.shape)
+    if any(d != 1 for d in shape[:-1]) or (shape and shape[-1] not in (1, n)):
+        return None
+    data = np.asarray(c.data, dtype=np.float64).reshape(-1)
+    return np.broadcast_to(data, (n,)).copy() if data.size in (1, n) else None
+
+
+def _affine(op_type: str, var_index: int, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, shift) such that the op computes ``v * scale + shift`` of its variable input v."""
+    one, zero = np.ones_like(c), np.zeros_like(c)
+    if op_type == "MUL":
+        return c, zero
+    if op_type == "ADD":
+        return one, c
+    return (one, -c) if var_index == 0 else (-one, c)   # SUB: v - c, or c - v
+
+
+def _check_weights(op: Operator) -> tuple[bool, str]:
+    w = op.inputs[1] if len(op.inputs) > 1 else None
+    if w is None:
+        return False, f"{op.type} has no weights"
+    if not w.is_constant:
+        if w.producer is not None and w.producer.type == "DEQUANTIZE":
+            return False, f"{op.type} weights are float16/quantized behind DEQUANTIZE (run fold-float16-weights first)"
+        return False, f"{op.type} weights are not constant"
+    if not _unquantized_f32(w):
+        return False, f"{op.type} weights are {w.type_name}{' (quantized)' if w.quantization else ''}, not float32"
+    b = op.inputs[2] if len(op.inputs) > 2 else None
+    if b is not None and not (b.is_constant and _unquantized_f32(b)):
+        return False, f"{op.type} bias is not a float32 constant"
+    if w.shape is None or len(w.shape) != (2 if op.type == "FULLY_CONNECTED" else 4):
+        return False, f"{op.type} weights have an unexpected shape"
+    if op.type == "FULLY_CONNECTED" and op.options is not None and getattr(op.options, "weightsFormat", 0) != 0:
+        return False, "FULLY_CONNECTED uses shuffled weights"
+    return True, ""
+
+
+def _out_channels(op: Operator) -> int:
+    w = op.inputs[1].shape
+    return int(w[3] if op.type == "DEPTHWISE_CONV_2D" else w[0])
+
+
+def _in_channels(op: Operator) -> int:
+    w = op.inputs[1].shape
+    if op.type == "FULLY_CONNECTED":
+        return int(w[1])
+    if op.type == "CONV_2D":
+        return int(w[3])
+    return int(op.inputs[0].shape[-1])          # depthwise: the input's channels
+
+
+def _bias(op: Operator) -> np.ndarray:
+    b = op.inputs[2] if len(op.inputs) > 2 else None
+    if b is None:
+        return np.zeros(_out_channels(op), dtype=np.float64)
+    return np.asarray(b.data, dtype=np.float64).reshape(-1)
+
+
+def _reads_padding(op: Operator, x: Tensor) -> bool | None:
+    """Whether a conv reads outside its input (SAME with a nonzero border). None: unknown."""
+    if op.type == "FULLY_CONNECTED" or op.options.padding == fb.Padding.VALID:
+        return False
+    if x.shape is None or len(x.shape) != 4 or (
+            x.shape_signature is not None and any(d < 0 for d in x.shape_signature[1:3])):
+        return None
+    w, o = op.inputs[1].shape, op.options
+    for n, k, s, d in ((x.shape[1], w[1], o.strideH, o.dilationHFactor),
+                       (x.shape[2], w[2], o.strideW, o.dilationWFactor)):
+        eff = (k - 1) * max(d, 1) + 1
+        out = -(-n // s)
+        if (out - 1) * s + eff - n > 0:
+            return True
+    return False
+
+
+def _set_weights(sg: Subgraph, op: Operator, w: np.ndarray, b: np.ndarray, x: Tensor | None = None) -> None:
+    old_w = op.inputs[1]
+    old_b = op.inputs[2] if len(op.inputs) > 2 else None
+    new_w = sg.new_constant(old_w.name, w.astype(np.float32), F32)
+    new_b = sg.new_constant(old_b.name if old_b is not None else f"{old_w.name}/bias", b.astype(np.float32), F32)
+    inputs = list(op.inputs) + [None] * (3 - len(op.inputs))
+    inputs[1], inputs[2] = new_w, new_b
+    if x is not None:
+        inputs[0] = x
+    sg.set_inputs(op, inputs)
+
+
+class FoldAffineAfter(Rule):
+    """``OP(x) * s + t`` -> ``OP'(x)``; anchored on the MUL/ADD/SUB."""
+
+    name = "fold-affine"
+    roots = AFFINE_OPS
+
+    def match(self, op: Operator, sg: Subgraph) -> Match | None:
+        split = _split_affine(op)
+        if split is None:
+            return None
+        vi, v, c = split
+        lin = v.producer
+        if lin is None or lin.type not in LINEAR_OPS or lin.subgraph is not sg:
+            return None
+        return Match(op, sg, ops={"affine": op, "linear": lin}, tensors={"v": v, "c": c, "out": op.outputs[0]},
+                     data={"vi": vi})
+
+    def check(self, m: Match) -> tuple[bool, str]:
+        aff, lin, v, c, out = m.ops["affine"], m.ops["linear"], m.tensors["v"], m.tensors["c"], m.tensors["out"]
+        if _activation(lin) != NONE:
+            return False, f"{lin.type} has a fused activation, so {aff.type} cannot move into it"
+        if len(v.uses) != 1 or _pinned(m.sg, v):
+            return False, f"the {lin.type} result is also used elsewhere"
+        if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(out)):
+            return False, "not float32"
+        ok, why = _check_weights(lin)
+        if not ok:
+            return False, why
+        if v.shape is None or out.shape != v.shape:
+            return False, f"the constant broadcasts the {lin.type} result to another shape"
+        n = _out_channels(lin)
+        if not v.shape or v.shape[-1] != n:
+            return False, f"the {lin.type} output's last dimension is not its {n} channels"
+        vec = _channel_vector(c, n, len(v.shape))
+        if vec is None:
+            return False, f"constant of shape {list(c.shape or [])} is not per output channel"
+        scale, shift = _affine(aff.type, m.data["vi"], vec)
+        w, b = self._folded(lin, scale, shift)
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            return False, "folded weights would not be finite"
+        m.data["wb"] = (w, b)
+        return True, ""
+
+    @staticmethod
+    def _folded(lin: Operator, scale: np.ndarray, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = np.asarray(lin.inputs[1].data, dtype=np.float64)
+        if lin.type == "DEPTHWISE_CONV_2D":
+            w = w * scale[None, None, None, :]
+        else:
+            w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        with np.errstate(all="ignore"):
+            return w, _bias(lin) * scale + shift
+
+    def apply(self, m: Match) -> None:
+        sg, aff, lin, out = m.sg, m.ops["affine"], m.ops["linear"], m.tensors["out"]
+        w, b = m.data["wb"]
+        _set_weights(sg, lin, w, b)
+        options = copy.copy(lin.options)
+        options.fusedActivationFunction = _activation(aff)
+        lin.options = options
+        sg.remove_op(aff)
+        sg.set_output(lin, 0, out)
+
+
+class FoldAffineBefore(Rule):
+    """``OP(x * s + t)`` -> ``OP'(x)``; anchored on the CONV_2D/DEPTHWISE_CONV_2D/FULLY_CONNECTED."""
+
+    name = "fold-affine"
+    roots = LINEAR_OPS
+
+    def match(self, op: Operator, sg: Subgraph) -> Match | None:
+        if not op.inputs or op.inputs[0] is None or op.options is None:
+            return None
+        aff = op.inputs[0].producer
+        if aff is None or aff.subgraph is not sg:
+            return None
+        split = _split_affine(aff)
+        if split is None:
+            return None
+        vi, v, c = split
+        return Match(op, sg, ops={"affine": aff, "linear": op}, tensors={"v": v, "c": c, "mid": op.inputs[0]},
+                     data={"vi": vi})
+
+    def check(self, m: Match) -> tuple[bool, str]:
+        aff, lin, v, c, mid = m.ops["affine"], m.ops["linear"], m.tensors["v"], m.tensors["c"], m.tensors["mid"]
+        if _activation(aff) != NONE:
+            return False, f"the {aff.type} before it has a fused activation"
+        if len(mid.uses) != 1 or _pinned(m.sg, mid):
+            return False, f"the {aff.type} result is also used elsewhere"
+        if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(mid)):
+            return False, "not float32"
+        ok, why = _check_weights(lin)
+        if not ok:
+            return False, why
+        if v.shape is None or mid.shape != v.shape or not v.shape:
+            return False, f"the {aff.type} constant broadcasts its input to another shape"
+        n = _in_channels(lin)
+        if v.shape[-1] != n:
+            return False, f"the input's last dimension is not the {n} input channels"
+        if lin.type == "DEPTHWISE_CONV_2D" and _out_channels(lin) % n:
+            return False, "depthwise channel multiplier does not divide the weights"
+        vec = _channel_vector(c, n, len(v.shape))
+        if vec is None:
+            return False, f"constant of shape {list(c.shape or [])} is not per input channel"
+        scale, shift = _affine(aff.type, m.data["vi"], vec)
+        if shift.any():
+            reads = _reads_padding(lin, v)
+            if reads is None:
+                return False, (f"{aff.type} before {lin.type}: the spatial size is unknown, "
+                               "so SAME padding may read zeros")
+            if reads:
+                return False, (f"{aff.type} before a SAME-padded {lin.type} is not exact: the border reads 0, "
+                               "not the shifted value")
+        w, b = self._folded(lin, scale, shift, n)
+        if not (np.isfinite(w).all() and np.isfinite(b).all()):
+            return False, "folded weights would not be finite"
+        m.data["wb"] = (w, b)
+        return True, ""
+
+    @staticmethod
+    def _folded(lin: Operator, scale: np.ndarray, shift: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        w = np.asarray(lin.inputs[1].data, dtype=np.float64)
+        b = _bias(lin)
+        with np.errstate(all="ignore"):
+            if lin.type == "FULLY_CONNECTED":
+                return w * scale[None, :], b + w @ shift
+            if lin.type == "CONV_2D":
+                return w * scale[None, None, None, :], b + np.einsum("ohwi,i->o", w, shift)
+            mult = w.shape[3] // n                   # depthwise: output channel o reads input o // mult
+            s_e, t_e = np.repeat(scale, mult), np.repeat(shift, mult)
+            return w * s_e[None, None, None, :], b + t_e * w.sum(axis=(0, 1, 2))
+
+    def apply(self, m: Match) -> None:
+        sg, aff, lin, v = m.sg, m.ops["affine"], m.ops["linear"], m.tensors["v"]
+        w, b = m.data["wb"]
+        _set_weights(sg, lin, w, b, x=v)
+        sg.remove_op(aff)
+
+
+@register
+class FoldAffine(Pass):
+    __doc__ = __doc__
+    name = "fold-affine"
+    description = "Fold constant per-channel MUL/ADD/SUB into conv/FC weights and bias (batch-norm folding)"
+    tolerance = 1e-5
+
+    def run(self, model: Model, ctx) -> bool:
+        return apply_rules(model, [FoldAffineAfter(), FoldAffineBefore()], ctx)

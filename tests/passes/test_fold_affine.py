@@ -1,0 +1,274 @@
+"""fold-affine: per-channel MUL/ADD/SUB folded into conv / depthwise / FC weights and bias."""
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+from tflc.io import read_model, read_model_bytes, serialize
+from tflc.ir.core import Model, Operator
+from tflc.ir.verify import verify
+from tflc.passes_api import get_pass, parse_pipeline
+from tflc.passmanager import PassContext, run_pipeline
+from tflc.rewrite import builtin_opcode
+from tflc.runtime import compare_models
+from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
+
+F32 = TYPE_CODES["FLOAT32"]
+SAME, VALID = fb.Padding.SAME, fb.Padding.VALID
+RELU6 = fb.ActivationFunctionType.RELU6
+TOL = get_pass("fold-affine").tolerance
+
+
+def run(model: Model, spec: str = "fold-affine") -> PassContext:
+    ctx = PassContext()
+    run_pipeline(model, parse_pipeline(spec), ctx)
+    verify(read_model_bytes(serialize(model)))
+    return ctx
+
+
+def assert_close(ref, model: Model) -> float:
+    cmp, _ = compare_models(ref, serialize(model), steps=2)
+    assert cmp.worst_rel() <= TOL, cmp.to_json()
+    return cmp.worst_rel()
+
+
+def types(model: Model) -> list[str]:
+    return [op.type for op in model.main.operators]
+
+
+class G:
+    def __init__(self, shape=(1, 8, 8, 4)):
+        self.m = Model()
+        self.sg = self.m.add_subgraph("main")
+        self.rng = np.random.default_rng(7)
+        self.x = self.sg.new_tensor("x", F32, shape)
+        self.sg.set_graph_inputs([self.x])
+
+    def const(self, name, arr):
+        return self.sg.new_constant(name, np.asarray(arr, dtype=np.float32))
+
+    def op(self, typ, inputs, shape, options=None, name=None):
+        out = self.sg.new_tensor(name or f"{typ.lower()}_{len(self.sg.operators)}", F32, shape)
+        otype = OPTIONS_TYPES[type(options).__name__[:-1]] if options is not None else 0
+        self.sg.add_op(Operator(builtin_opcode(typ), inputs, [out], options=options, options_type=otype))
+        return out
+
+    def linear(self, kind, x, cout=6, padding=SAME, k=3, act=0, bias=True, mult=1, stride=1):
+        cin = x.shape[-1]
+        r = self.rng
+        if kind == "CONV_2D":
+            w, o = r.normal(size=(cout, k, k, cin)), fb.Conv2DOptionsT()
+        elif kind == "DEPTHWISE_CONV_2D":
+            cout = cin * mult
+            w, o = r.normal(size=(1, k, k, cout)), fb.DepthwiseConv2DOptionsT()
+            o.depthMultiplier = mult
+        else:
+            w, o = r.normal(size=(cout, cin)), fb.FullyConnectedOptionsT()
+            o.keepNumDims = True
+        if kind != "FULLY_CONNECTED":
+            o.padding, o.strideH, o.strideW, o.dilationHFactor, o.dilationWFactor = padding, stride, stride, 1, 1
+        o.fusedActivationFunction = act
+        ins = [x, self.const("w", w)] + ([self.const("b", r.normal(size=(cout,)))] if bias else [])
+        if kind == "FULLY_CONNECTED":
+            shape = x.shape[:-1] + (cout,)
+        elif padding == SAME:
+            shape = (1, -(-x.shape[1] // stride), -(-x.shape[2] // stride), cout)
+        else:
+            shape = (1, (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1, cout)
+        return self.op(kind, ins, shape, o)
+
+    def affine(self, kind, x, c, const_first=False, act=0, name=None):
+        o = getattr(fb, kind.capitalize() + "OptionsT")()
+        o.fusedActivationFunction = act
+        c = self.const(f"{kind.lower()}_c", c)
+        return self.op(kind, [c, x] if const_first else [x, c], x.shape, o, name=name)
+
+    def done(self, *outs):
+        self.sg.set_graph_outputs(list(outs))
+        verify(self.m)
+        return self.m
+
+
+LINEAR = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
+
+
+# ----------------------------------------------------------------------------- after the op
+
+@pytest.mark.parametrize("kind", LINEAR)
+@pytest.mark.parametrize("affine, const_first, per_channel", [
+    ("MUL", False, True), ("MUL", True, False), ("ADD", False, True), ("SUB", False, True), ("SUB", True, True),
+])
+def test_after(kind, affine, const_first, per_channel):
+    g = G()
+    y = g.linear(kind, g.x)
+    n = y.shape[-1]
+    c = g.rng.uniform(0.5, 2.0, (1, 1, 1, n) if per_channel else ()) * (1 if affine == "MUL" else 3)
+    z = g.affine(affine, y, c, const_first=const_first, name="out")
+    model = g.done(z)
+    ref = serialize(model)
+    run(model)
+    assert types(model) == [kind]
+    assert model.main.operators[0].outputs[0].name == "out"
+    assert_close(ref, model)
+
+
+@pytest.mark.parametrize("kind", LINEAR)
+def test_batchnorm_chain_keeps_the_activation(kind):
+    g = G()
+    y = g.linear(kind, g.x, bias=kind != "FULLY_CONNECTED")    # LiteRT's convs need a bias; FC may lack one
+    n = y.shape[-1]
+    y = g.affine("MUL", y, g.rng.uniform(0.2, 3.0, (n,)))
+    y = g.affine("ADD", y, g.rng.normal(size=(n,)), act=RELU6, name="bn")
+    model = g.done(y)
+    ref = serialize(model)
+    run(model)
+    assert types(model) == [kind]
+    op = model.main.operators[0]
+    assert len(op.inputs) == 3 and op.inputs[2].is_constant               # FC: a bias was created
+    assert op.options.fusedActivationFunction == RELU6
+    assert_close(ref, model)
+
+
+# ----------------------------------------------------------------------------- before the op
+
+@pytest.mark.parametrize("kind, padding, k", [
+    ("CONV_2D", SAME, 3), ("CONV_2D", VALID, 3), ("DEPTHWISE_CONV_2D", SAME, 3), ("FULLY_CONNECTED", None, None)])
+def test_scale_before_is_exact_for_any_padding(kind, padding, k):
+    g = G()
+    x = g.affine("MUL", g.x, g.rng.uniform(-2, 2, (4,)))
+    y = g.linear(kind, x, padding=padding, k=k)
+    model = g.done(y)
+    ref = serialize(model)
+    run(model)
+    assert types(model) == [kind]
+    assert model.main.operators[0].inputs[0] is model.main.inputs[0]
+    assert_close(ref, model)
+
+
+@pytest.mark.parametrize("kind, padding, k, mult", [
+    ("CONV_2D", VALID, 3, 1), ("CONV_2D", SAME, 1, 1), ("DEPTHWISE_CONV_2D", VALID, 3, 2),
+    ("FULLY_CONNECTED", None, None, 1)])
+def test_shift_before_where_no_padding_is_read(kind, padding, k, mult):
+    g = G()
+    x = g.affine("MUL", g.x, g.rng.uniform(0.5, 2, (1, 1, 4)))
+    x = g.affine("SUB", x, g.rng.normal(size=(4,)))
+    y = g.linear(kind, x, padding=padding, k=k, mult=mult)
+    model = g.done(y)
+    ref = serialize(model)
+    run(model)
+    assert types(model) == [kind]
+    assert_close(ref, model)
+
+
+def test_shift_before_same_padding_is_refused():
+    g = G()
+    x = g.affine("ADD", g.x, g.rng.normal(size=(4,)))
+    y = g.linear("CONV_2D", x, padding=SAME, k=3)
+    model = g.done(y)
+    ctx = run(model)
+    assert types(model) == ["ADD", "CONV_2D"]
+    assert any("SAME-padded" in n for n in ctx.messages), ctx.messages
+
+
+# ----------------------------------------------------------------------------- refusals
+
+def test_refused_after_a_fused_activation():
+    g = G()
+    y = g.linear("CONV_2D", g.x, act=RELU6)
+    model = g.done(g.affine("MUL", y, np.full((6,), 2.0)))
+    ctx = run(model)
+    assert types(model) == ["CONV_2D", "MUL"]
+    assert any("fused activation" in n for n in ctx.messages)
+
+
+def test_refused_when_the_result_has_another_reader():
+    g = G()
+    y = g.linear("CONV_2D", g.x)
+    model = g.done(g.affine("MUL", y, np.full((6,), 2.0)), y)
+    ctx = run(model)
+    assert types(model) == ["CONV_2D", "MUL"]
+    assert any("used elsewhere" in n for n in ctx.messages)
+
+
+def test_refused_when_not_per_channel():
+    g = G()
+    y = g.linear("CONV_2D", g.x)
+    model = g.done(g.affine("MUL", y, g.rng.uniform(size=(1, 8, 8, 1))))
+    ctx = run(model)
+    assert types(model) == ["CONV_2D", "MUL"]
+    assert any("not per output channel" in n for n in ctx.messages)
+
+
+def test_refused_for_float16_weights_behind_dequantize():
+    g = G()
+    w16 = g.sg.new_constant("w16", g.rng.normal(size=(6, 1, 1, 4)).astype(np.float16))
+    w = g.op("DEQUANTIZE", [w16], (6, 1, 1, 4))
+    o = fb.Conv2DOptionsT()
+    o.padding, o.strideH, o.strideW, o.dilationHFactor, o.dilationWFactor = SAME, 1, 1, 1, 1
+    y = g.op("CONV_2D", [g.x, w, g.const("b", np.zeros(6))], (1, 8, 8, 6), o)
+    model = g.done(g.affine("MUL", y, np.full((6,), 2.0)))
+    ctx = run(model)
+    assert types(model) == ["DEQUANTIZE", "CONV_2D", "MUL"]
+    assert any("fold-float16-weights first" in n for n in ctx.messages)
+    ref = serialize(model)
+    run(model, "fold-float16-weights,fold-affine")           # the intended order
+    assert types(model) == ["CONV_2D"]
+    assert_close(ref, model)
+
+
+def test_declares_its_tolerance():
+    assert get_pass("fold-affine").tolerance == 1e-5
+
+
+# ----------------------------------------------------------------------------- converter and real models
+
+def _unfold_batchnorm(model: Model, rng) -> int:
+    """Split a per-channel scale and shift out of every conv without activation (the inverse)."""
+    sg, n = model.main, 0
+    for op in sg.ops_of_type("CONV_2D", "DEPTHWISE_CONV_2D"):
+        if op.options.fusedActivationFunction != 0:
+            continue
+        w, b, y = op.inputs[1], op.inputs[2], op.outputs[0]
+        cout = w.shape[3] if op.type == "DEPTHWISE_CONV_2D" else w.shape[0]
+        s = rng.uniform(0.5, 2.0, cout).astype(np.float32)
+        t = rng.normal(0, 0.1, cout).astype(np.float32)
+        axis = (None, None, None, slice(None)) if op.type == "DEPTHWISE_CONV_2D" else (slice(None), None, None, None)
+        new_w = sg.new_constant(w.name + "/unfolded", (w.data / s[axis]).astype(np.float32))
+        new_b = sg.new_constant(b.name + "/unfolded", ((b.data - t) / s).astype(np.float32))
+        sg.set_inputs(op, [op.inputs[0], new_w, new_b])
+        raw = sg.new_tensor(y.name + "/raw", F32, y.shape)
+        scaled = sg.new_tensor(y.name + "/scaled", F32, y.shape)
+        sg.set_output(op, 0, raw)
+        mul_o, add_o = fb.MulOptionsT(), fb.AddOptionsT()
+        mul = Operator(builtin_opcode("MUL"), [raw, sg.new_constant(y.name + "/scale", s)], [scaled], options=mul_o,
+                       options_type=OPTIONS_TYPES["MulOptions"])
+        add = Operator(builtin_opcode("ADD"), [scaled, sg.new_constant(y.name + "/shift", t)], [y], options=add_o,
+                       options_type=OPTIONS_TYPES["AddOptions"])
+        sg.add_op(mul, after=op)
+        sg.add_op(add, after=mul)
+        n += 1
+    return n
+
+
+def test_zoo_mobilenet_batchnorm_refolded(zoo):
+    path = zoo("mobilenet_tiny")
+    model = read_model(path)
+    n = _unfold_batchnorm(model, np.random.default_rng(3))
+    assert n >= 7
+    ref = serialize(model)
+    run(model)
+    assert types(model) == types(read_model(path))
+    assert_close(ref, model)
+    assert_close(str(path), model)
+
+
+def test_real_models(shared_model):
+    model = read_model(shared_model)
+    n_ops = len(list(model.operators()))
+    run(model, "fold-float16-weights")
+    ref = serialize(model)
+    n_mid = len(list(model.operators()))
+    run(model)
+    assert len(list(model.operators())) <= n_mid <= n_ops
+    assert_close(ref, model)

@@ -1,0 +1,250 @@
+"""tflc profile: the C API binding, alignment, both views, the sum rule, cache, trace, reports, CLI.
+
+No assertion is on speed itself: only structure, the 10% sum rule (per-op times against the
+whole-model latency measured in the same runs), and the hottest op's stability between runs.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tflc.profiler import capi
+from tflc.profiler.align import align, xnn_family
+
+FAST = dict(runs=12, warmup=2, max_seconds=3.0)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFLC_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(scope="module")
+def mobilenet_profile(zoo, tmp_path_factory):
+    import os
+    from tflc.profiler import get_profile
+    old = os.environ.get("TFLC_CACHE")
+    os.environ["TFLC_CACHE"] = str(tmp_path_factory.mktemp("profcache"))
+    try:
+        return get_profile(zoo("mobilenet_tiny"), cache=False, **FAST)
+    finally:
+        if old is None:
+            os.environ.pop("TFLC_CACHE", None)
+        else:
+            os.environ["TFLC_CACHE"] = old
+
+
+# --------------------------------------------------------------------------- C API binding
+
+def test_struct_layout_matches_headers():
+    capi.check_struct_layout()
+    assert capi.ctypes.sizeof(capi.ProfiledEventData) == 104
+
+
+def test_struct_layout_mismatch_is_refused_clearly(monkeypatch):
+    bad = [(n, c, (s + 8 if n == "ProfiledEventData" else s), o) for n, c, s, o in capi._EXPECTED_LAYOUT]
+    monkeypatch.setattr(capi, "_EXPECTED_LAYOUT", bad)
+    with pytest.raises(capi.CApiUnavailable, match="ProfiledEventData is 104 bytes here"):
+        capi.check_struct_layout()
+
+
+def test_unchecked_version_is_refused_clearly(monkeypatch):
+    monkeypatch.setattr(capi, "litert_version", lambda: "9.9.0")
+    monkeypatch.delenv("TFLC_CAPI_ANY_VERSION", raising=False)
+    path = capi.library_path()
+    assert path is not None
+    with pytest.raises(capi.CApiUnavailable, match="checked against"):
+        capi.Lib(path)
+
+
+def test_garbage_events_are_refused():
+    good = capi.Event("Add (ND)", capi.EV_DELEGATE_PROFILED_OPERATOR, 0, 3, 1, 0, 0)
+    capi.validate_events([good])
+    with pytest.raises(capi.CApiUnavailable, match="layout"):
+        capi.validate_events([capi.Event("x", 12345, 0, 0, 0, 0, 0)])
+
+
+def test_compiled_model_runs_and_profiles(zoo):
+    from tflc.runtime.interpreter import native_stderr
+    with native_stderr():
+        cm = capi.CompiledModel(str(zoo("mobilenet_tiny")), kernel_mode="builtin")
+    try:
+        (dt, shape), = cm.input_types
+        cm.set_inputs([np.zeros(shape, dt)])
+        events = cm.profile_run()
+        ops = [e for e in events if e.type == capi.EV_OPERATOR]
+        assert len(ops) == 29 and {e.tag for e in ops} >= {"CONV_2D", "DEPTHWISE_CONV_2D", "ADD"}
+        assert [e.meta1 for e in ops] == list(range(29))      # node index, in execution order
+        out, = cm.outputs()
+        assert out.shape == (1, 10) and np.isclose(out.sum(), 1.0, atol=1e-4)   # softmax
+    finally:
+        with native_stderr():
+            cm.close()
+
+
+# --------------------------------------------------------------------------- alignment
+
+def test_align_matches_splits_and_fusions():
+    tfl = ["DEQUANTIZE", "PAD", "CONV_2D", "ADD", "RELU", "CONV_2D", "MEAN", "SOFTMAX"]
+    xnn = ["Convolution (NHWC, F32) IGEMM", "Add (ND)", "Clamp (NC)", "Fully Connected (NC, F32) GEMM",
+           "Mean (ND) Reduce2", "Static Reshape (NC)", "Softmax (NC, F32)"]
+    assert align(tfl, xnn) == [2, 3, 4, 5, 6, 6, 7]
+    # an activation XNNPACK could not fuse splits off the ADD
+    assert align(["ADD", "CONV_2D"], ["Add (ND)", "Clamp (NC)", "Convolution (NHWC, F32) IGEMM"]) == [0, 0, 1]
+    assert align([], ["Add (ND)"]) == [-1]
+    assert xnn_family("Deconvolution (NHWC, F32) Subconv2D") == "deconv"
+
+
+# --------------------------------------------------------------------------- profiles
+
+def _check_view(view, n_ops):
+    assert view.ops and len([o for o in view.ops if o.subgraph == 0]) == n_ops
+    times = [o.avg_us for o in view.ops]
+    assert times == sorted(times, reverse=True)                    # hot ops on top
+    assert abs(sum(o.percent for o in view.ops) - 100.0) < 1e-6
+    assert view.ops[-1].cum_percent == pytest.approx(100.0)
+    for o in view.ops:
+        assert o.min_us <= o.avg_us + 1e-9 <= o.max_us + 2e-9
+        assert o.outputs and all("[" in s for s in o.outputs)        # types and shapes
+    assert sum(a["count"] for a in view.by_type()) == len(view.ops)
+
+
+def test_profile_both_views(mobilenet_profile):
+    prof = mobilenet_profile
+    assert set(prof.views) == {"xnnpack", "builtin"}
+    for view in prof.views.values():
+        assert view.method == "litert-profiler"
+        _check_view(view, 29)
+    x = prof.views["xnnpack"]
+    assert len(x.partitions) == 1 and len(x.partitions[0].nodes) == 29   # one partition, ops named inside
+    conv = next(o for o in x.ops if o.type == "CONV_2D")
+    assert conv.where == "XNNPACK#0" and conv.xnn_ops                   # mapped back from XNNPACK's events
+    rows = x.runtime_rows()
+    assert rows[0]["what"] == "XNNPACK#0" and rows[0]["inner"]
+    assert x.partitions[0].avg_us == pytest.approx(x.sum_us, rel=1e-6)
+    first = prof.views["builtin"].ops[0]
+    assert first.inputs[0].startswith("float32[1,") and first.where == "builtin"
+
+
+def test_sums_add_up_to_measured_latency(mobilenet_profile):
+    for view in mobilenet_profile.views.values():
+        assert view.measured and view.measured["runs"] >= 5
+        assert view.sums_ok(), (view.name, view.sum_us, view.measured_us)
+    # the builtin view's exact events resolve the total far finer than 10%: there, the events
+    # themselves (no correction) must already land near the measured latency
+    b = mobilenet_profile.views["builtin"]
+    assert b.check_is_strong
+    assert 0.7 < b.raw_sum_us / b.measured_us < 1.3
+    assert abs(b.correction["op_us_per_event"]) <= 1.0
+    assert 0.0 <= mobilenet_profile.views["xnnpack"].correction["xnnpack_us_per_event"] <= 1.0
+
+
+def test_hottest_op_is_stable_between_runs(zoo, mobilenet_profile):
+    from tflc.profiler import get_profile
+    again = get_profile(zoo("mobilenet_tiny"), cache=False, views=("builtin",), **FAST)
+    top1 = mobilenet_profile.views["builtin"].ops[0].key
+    assert top1 in [o.key for o in again.views["builtin"].top(3)]
+
+
+def test_cache_keyed_to_content(zoo, tmp_path):
+    from tflc.profiler import Profile, cache_dir, get_profile
+    path = zoo("tiny_mlp")
+    a = get_profile(path, views=("builtin",), **FAST)
+    assert not a.cached
+    files = list(cache_dir().glob("*.json"))
+    assert len(files) == 1 and files[0].name.startswith(a.sha256)
+    b = get_profile(path.read_bytes(), views=("builtin",), **FAST)      # same content, given as bytes
+    assert b.cached and b.sha256 == a.sha256
+    assert [o.key for o in b.views["builtin"].ops] == [o.key for o in a.views["builtin"].ops]
+    c = get_profile(path, views=("builtin",), threads=2, **FAST)
+    assert not c.cached and len(list(cache_dir().glob("*.json"))) == 2
+    loaded = Profile.load(files[0])
+    assert loaded.to_json()["views"]["builtin"]["ops"] == a.to_json()["views"]["builtin"]["ops"]
+
+
+def test_profile_analysis_shared_through_pass_context(zoo):
+    from tflc.io import read_model
+    from tflc.passmanager import PassContext
+    from tflc.profiler import profile_analysis
+    model = read_model(zoo("tiny_mlp"))
+    ctx = PassContext()
+    p1 = profile_analysis(model, ctx, views=("builtin",), **FAST)
+    p2 = profile_analysis(model, ctx, views=("builtin",), **FAST)
+    assert p1 is p2 and ctx.analyses.hits == 1
+    assert p1.views["builtin"].ops
+
+
+def test_stateful_model(zoo):
+    from tflc.profiler import get_profile
+    prof = get_profile(zoo("stateful_counter"), cache=False, **FAST)
+    for view in prof.views.values():
+        assert view.ops and view.measured and view.sums_ok()
+        assert {"READ_VARIABLE", "ASSIGN_VARIABLE"} & {o.type for o in view.ops}
+
+
+def test_fallback_times_each_op_alone(zoo, monkeypatch):
+    from tflc.profiler import get_profile
+    monkeypatch.setenv("TFLC_NO_CAPI", "1")
+    prof = get_profile(zoo("mobilenet_tiny"), cache=False, **FAST)
+    assert "TFLC_NO_CAPI" in " ".join(prof.notes)
+    for view in prof.views.values():
+        assert view.method == "op-alone"
+        _check_view(view, 29)
+        assert view.measured and view.ops[0].avg_us > 0
+        # a generous check of the fallback: the ops alone account for the whole model's order of magnitude
+        assert 0.3 < view.sum_ratio < 3.0
+
+
+def test_trace(mobilenet_profile, tmp_path):
+    from tflc.profiler.trace import write_trace
+    out = tmp_path / "t.json"
+    n = write_trace(mobilenet_profile, out, runs=2)
+    data = json.loads(out.read_text())
+    slices = [e for e in data["traceEvents"] if e["ph"] == "X"]
+    assert n == len(slices) > 2 * 29
+    names = {e["args"]["name"] for e in data["traceEvents"] if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {"Invoke", "XNNPACK#0", "CONV_2D#0"} <= names
+    for pid in {e["pid"] for e in slices}:
+        for run in (0, 1):
+            ops = [e for e in slices if e["pid"] == pid and e["args"]["run"] == run and e["tid"] > 2]
+            assert ops and all(e["dur"] >= 0 for e in ops)
+            assert [e["ts"] for e in ops] == sorted(e["ts"] for e in ops)
+
+
+def test_reports(mobilenet_profile, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tflc.profiler.report import profile_report
+    files = profile_report(mobilenet_profile, tmp_path / "r.md")
+    md = files[0].read_text()
+    assert "Top 15 ops (xnnpack)" in md and "By op type (builtin)" in md and "XNNPACK#0" in md
+    assert len(files) == 6 and all(f.stat().st_size > 1000 for f in files[1:])
+    html_files = profile_report(mobilenet_profile, tmp_path / "r.html")
+    assert len(html_files) == 1 and "data:image/png;base64," in html_files[0].read_text()
+
+
+def test_cli_profile(zoo, tmp_path, capsys):
+    from tflc.cli.main import main
+    model = str(zoo("tiny_mlp"))
+    trace, report = tmp_path / "t.json", tmp_path / "r.html"
+    rc = main(["profile", model, "--runs", "8", "--max-time", "2", "--json", "--trace", str(trace), "--report",
+               str(report), "--check"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["sums_ok"] and set(data["views"]) == {"xnnpack", "builtin"}
+    assert data["views"]["builtin"]["by_type"] and data["views"]["xnnpack"]["ops"][0]["inputs"]
+    assert trace.is_file() and report.is_file()
+    rc = main(["profile", model, "--view", "builtin", "--top", "3"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "Top 3 ops (builtin)" in out and "By op type" in out
+    assert main(["profile", model, "--report", str(tmp_path / "r.pdf")]) == 2
+
+
+def test_measure_and_compare_latency(zoo):
+    from tflc.profiler import compare_latency, measure_latency
+    path = zoo("tiny_mlp")
+    s = measure_latency(path, runs=20, warmup=2)
+    assert s.runs == 20 and s.min_us <= s.p50_us <= s.p90_us <= s.p99_us <= s.max_us
+    c = compare_latency(path, path.read_bytes(), rounds=6, per_round=5, warmup=2)
+    assert c.ci_low <= c.ratio <= c.ci_high and c.rounds == 6
+    assert c.verdict in ("faster", "slower", "same") and c.a.runs == c.b.runs == 30
