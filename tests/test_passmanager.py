@@ -127,3 +127,70 @@ def test_optimize_o0_is_bit_identical_and_structural(example_model, tmp_path):
     assert res.before == res.after
     np.testing.assert_array_equal(read_model(tmp_path / "o0.tflite").main.ops_of_type("CONV_2D")[0].inputs[1].data,
                                   read_model(example_model).main.ops_of_type("CONV_2D")[0].inputs[1].data)
+
+
+def _busywork_pass():
+    from tflc.ir.core import Operator
+    from tflc.rewrite import builtin_opcode
+    from tflc.schema import fb
+
+    @function_pass("add-busywork", "append MUL-by-one ops before the output (exact, but slower)")
+    def busy(model, ctx, options):
+        sg = model.main
+        out = sg.outputs[0]
+        prev = sg.new_tensor("busy_in", out.dtype, out.shape)
+        sg.set_output(out.producer, 0, prev)
+        one = sg.new_constant("one", np.ones((), np.float32))
+        for i in range(30):
+            nxt = out if i == 29 else sg.new_tensor(f"busy{i}", out.dtype, out.shape)
+            sg.add_op(Operator(builtin_opcode("MUL"), [prev, one], [nxt], options=fb.MulOptionsT(),
+                               options_type=fb.BuiltinOptions.MulOptions))
+            prev = nxt
+        return True
+    return busy
+
+
+class _FakeComparison:
+    """Latency model for the guard's logic: a model is as slow as its op count."""
+
+    def __init__(self, a, b):
+        self.ratio = len(b.main.operators) / len(a.main.operators)
+        self.ci_low = self.ci_high = self.ratio
+        self.a = type("S", (), {"p50_us": float(len(a.main.operators))})()
+        self.b = type("S", (), {"p50_us": float(len(b.main.operators))})()
+
+    def slower(self, margin=0.0):
+        return self.ci_low > 1 + margin
+
+
+def test_latency_guard_drops_the_pass_that_slows_down(example_model):
+    from tflc.passmanager import guard_latency
+    busy = _busywork_pass()
+    passes = [busy(), all_passes()["remove-dead-code"]()]
+    original = read_model(example_model)
+    model = original.clone()
+    ctx = PassContext()
+    run_pipeline(model, passes, ctx)
+    kept, report = guard_latency(original, model, passes, ctx, compare=_FakeComparison)
+    assert [d["pass"] for d in report.dropped] == ["add-busywork"]
+    assert len(kept.main.operators) == len(original.main.operators)
+    assert any("dropped 'add-busywork'" in n for n in ctx.messages)
+
+
+def test_latency_guard_keeps_a_result_that_is_not_slower(example_model):
+    from tflc.passmanager import guard_latency
+    original = read_model(example_model)
+    model = original.clone()
+    kept, report = guard_latency(original, model, [], PassContext(), compare=_FakeComparison)
+    assert kept is model and report.dropped == [] and report.ratio == 1.0
+
+
+def test_o2_measures_latency_in_litert(zoo, tmp_path):
+    from tflc.runtime import Session
+    path = zoo("transformer_encoder")
+    name = Session(str(path)).input_names[0]
+    res = optimize_file(path, tmp_path / "o2.tflite", level="O2", shapes={name: (1, 32)})
+    assert any(r.changed for r in res.passes)
+    lat = res.latency
+    assert lat is not None and lat["input_us"] > 0 and lat["output_us"] > 0
+    assert lat["ci"][0] <= lat["ratio"] <= lat["ci"][1]

@@ -19,7 +19,8 @@ from .ir.canonical import diff as structural_diff
 from .ir.core import Model
 from .ir.verify import verify
 from .passes_api import Pass, parse_pipeline
-from .passmanager import PassContext, PassRecord, pipeline_passes, records_json, run_pipeline
+from .passmanager import (PassContext, PassRecord, guard_latency, pipeline_passes, records_json,
+                          run_pipeline)
 from .runtime import RunOptions, compare_models
 
 #: Largest relative output error accepted for float rewrites unless a pass or the user says more.
@@ -50,12 +51,13 @@ class OptimizeResult:
     check: dict[str, Any]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    latency: dict[str, Any] | None = None
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "level": self.level,
                 "passes": records_json(self.passes), "before": self.before, "after": self.after,
                 "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
-                "seconds": round(self.seconds, 4), "notes": self.notes}
+                "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency}
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -69,7 +71,10 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                   passes: str | Sequence[Pass] | None = None, run_options: RunOptions = RunOptions(),
                   input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
                   tolerance: float | None = None, verify_each: bool = False,
+                  latency_guard: bool | None = None,
                   on_pass: Callable[[PassRecord], None] | None = None) -> OptimizeResult:
+    """``latency_guard`` (default: on at -O2) keeps the result only where LiteRT does not run it
+    slower; see ``passmanager.guard_latency``."""
     t0 = time.perf_counter()
     src_p, dst_p = Path(src), Path(dst)
     if _same_file(src_p, dst_p):
@@ -89,7 +94,13 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         pipeline = pipeline_passes(level or "O0")
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
                       shapes=dict(shapes or {}), reference=str(src_p))
+    guard = latency_guard if latency_guard is not None else level == "O2"
+    original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
+    latency = None
+    if guard and original is not None and any(r.changed for r in records):
+        model, report = guard_latency(original, model, pipeline, ctx)
+        latency = report.to_json()
     lossless = all(p.tolerance == 0.0 for p in pipeline)
     budget = tolerance if tolerance is not None else (
         0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
@@ -126,4 +137,4 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         raise
     return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
                           src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
-                          notes + ctx.messages)
+                          notes + ctx.messages, latency)

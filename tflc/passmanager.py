@@ -135,5 +135,66 @@ def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
     return worst
 
 
+@dataclass
+class GuardReport:
+    """What the -O2 latency guard measured, and the passes it dropped."""
+
+    ratio: float                              # optimized / input latency (median per-round ratio)
+    ci: tuple[float, float]
+    input_us: float
+    output_us: float
+    dropped: list[dict] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"ratio": self.ratio, "ci": list(self.ci), "input_us": self.input_us,
+                "output_us": self.output_us, "dropped": self.dropped}
+
+
+def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx: PassContext,
+                  margin: float = 0.02, compare: Callable[[Model, Model], Any] | None = None,
+                  ) -> tuple[Model, GuardReport]:
+    """Keep the pipeline's result only where it is not slower in LiteRT.
+
+    One interleaved A/B measurement of the whole result decides in the common case. If the
+    result is slower (95% confidence, beyond ``margin``), the passes are replayed one at a time
+    from ``original`` and each change is kept only if it does not slow the model down; the
+    dropped passes are reported with their measured ratio. ``compare(a, b)`` returns a
+    ``tflc.profiler.LatencyComparison`` of b against a (default: measured in LiteRT).
+    """
+    if compare is None:
+        from .io import serialize
+        from .profiler import compare_latency
+
+        def compare(a: Model, b: Model):
+            return compare_latency(serialize(a), serialize(b), threads=ctx.run_options.threads,
+                                   xnnpack=ctx.run_options.xnnpack, input_source=ctx.input_source,
+                                   shapes=ctx.shapes or None, seed=ctx.seed, max_seconds=10.0)
+
+    whole = compare(original, optimized)
+    report = GuardReport(whole.ratio, (whole.ci_low, whole.ci_high), whole.a.p50_us, whole.b.p50_us)
+    if not whole.slower(margin):
+        return optimized, report
+    current = original.clone()
+    replay = PassContext(run_options=ctx.run_options, input_source=ctx.input_source, steps=ctx.steps,
+                         seed=ctx.seed, shapes=ctx.shapes, reference=ctx.reference)
+    for p in passes:
+        candidate = current.clone()
+        facts = dict(replay.facts)
+        if not p.run(candidate, replay):
+            continue
+        verify(candidate, after=p.name)
+        c = compare(current, candidate)
+        if c.slower(margin):
+            replay.facts = facts
+            report.dropped.append({"pass": p.name, "ratio": c.ratio, "ci": [c.ci_low, c.ci_high]})
+            ctx.note(f"-O2 dropped '{p.name}': it made the model {100 * (c.ratio - 1):.1f}% slower in LiteRT "
+                     f"(95% interval {c.ci_low:.3f}-{c.ci_high:.3f})")
+        else:
+            current = candidate
+    final = compare(original, current)
+    report.ratio, report.ci, report.output_us = final.ratio, (final.ci_low, final.ci_high), final.b.p50_us
+    return current, report
+
+
 def records_json(records: list[PassRecord]) -> list[dict]:
     return [asdict(r) for r in records]

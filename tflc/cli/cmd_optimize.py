@@ -32,6 +32,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         f"else {DEFAULT_TOLERANCE:g} or what the passes declare)")
     p.add_argument("--verify-each", action="store_true",
                    help="after every pass, also run the model in LiteRT against IN and name the first pass that breaks it")
+    p.add_argument("--latency-guard", dest="latency_guard", action="store_true", default=None,
+                   help="keep the result only where LiteRT does not run it slower (default at -O2); if it "
+                        "is slower, replay the passes one by one and drop the ones that slow it down")
+    p.add_argument("--no-latency-guard", dest="latency_guard", action="store_false",
+                   help="skip the latency measurement at -O2")
     p.add_argument("--report", metavar="FILE.json", help="write the full report (passes, timings, sizes, check) as JSON")
     add_run_args(p)
     add_json_flag(p)
@@ -50,6 +55,11 @@ def _print_text(res) -> None:
                   f"{human_bytes(b['constant_bytes']):>10}→{human_bytes(a['constant_bytes']):<10}")
             for n in r.notes:
                 print(f"  {'':<{w}}    note: {n}")
+    if res.latency:
+        lat = res.latency
+        print(f"latency in LiteRT: {lat['input_us']:.1f} → {lat['output_us']:.1f} µs (ratio {lat['ratio']:.3f}, "
+              f"95% interval {lat['ci'][0]:.3f}-{lat['ci'][1]:.3f})"
+              + (f"; dropped {', '.join(d['pass'] for d in lat['dropped'])} (slower)" if lat["dropped"] else ""))
     b, a, c = res.before, res.after, res.check
     verdict = ("bit-identical" if c["identical"] else
                f"max relative error {max((d['max_rel'] or 0) for d in c['outputs']):.3g} (tolerance {c['tolerance']:g})")
@@ -61,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     level = None if args.passes else args.level
     res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
                         input_source=args.inputs, steps=args.steps, shapes=shapes(args),
-                        tolerance=args.tolerance, verify_each=args.verify_each)
+                        tolerance=args.tolerance, verify_each=args.verify_each,
+                        latency_guard=args.latency_guard)
     data = res.to_json()
     if args.report:
         write_report(args.report, data)
