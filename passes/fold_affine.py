@@ -36,14 +36,6 @@ LINEAR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 AFFINE_OPS = ("MUL", "ADD", "SUB")
 
 
-def _pinned(sg: Subgraph, t: Tensor) -> bool:
-    if sg.is_graph_output(t):
-        return True
-    model = sg.model
-    return model is not None and any(
-        sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs)) for sd in model.signature_defs)
-
-
 def _unquantized_f32(t: Tensor | None) -> bool:
     return t is not None and t.dtype == F32 and (t.quantization is None or not t.quantization.scale)
 
@@ -178,7 +170,7 @@ class FoldAffineAfter(Rule):
         aff, lin, v, c, out = m.ops["affine"], m.ops["linear"], m.tensors["v"], m.tensors["c"], m.tensors["out"]
         if _activation(lin) != NONE:
             return False, f"{lin.type} has a fused activation, so {aff.type} cannot move into it"
-        if len(v.uses) != 1 or _pinned(m.sg, v):
+        if len(v.uses) != 1 or m.sg.is_pinned(v):
             return False, f"the {lin.type} result is also used elsewhere"
         if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(out)):
             return False, "not float32"
@@ -244,7 +236,7 @@ class FoldAffineBefore(Rule):
         aff, lin, v, c, mid = m.ops["affine"], m.ops["linear"], m.tensors["v"], m.tensors["c"], m.tensors["mid"]
         if _activation(aff) != NONE:
             return False, f"the {aff.type} before it has a fused activation"
-        if len(mid.uses) != 1 or _pinned(m.sg, mid):
+        if len(mid.uses) != 1 or m.sg.is_pinned(mid):
             return False, f"the {aff.type} result is also used elsewhere"
         if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(mid)):
             return False, "not float32"

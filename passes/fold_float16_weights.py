@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.core import Model, Operator, Subgraph
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules
 from tflc.schema import TYPE_CODES
@@ -25,17 +25,9 @@ from tflc.schema import TYPE_CODES
 F16, F32 = TYPE_CODES["FLOAT16"], TYPE_CODES["FLOAT32"]
 
 
-def _pinned(sg: Subgraph, t: Tensor) -> bool:
-    if sg.is_graph_output(t):
-        return True
-    model = sg.model
-    return model is not None and any(
-        sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs)) for sd in model.signature_defs)
-
-
 def _foldable(sg: Subgraph, op: Operator) -> bool:
     return (op.type == "DEQUANTIZE" and len(op.inputs) == 1 and len(op.outputs) == 1
-            and op.outputs[0] is not None and op.outputs[0].dtype == F32 and not _pinned(sg, op.outputs[0]))
+            and op.outputs[0] is not None and op.outputs[0].dtype == F32 and not sg.is_pinned(op.outputs[0]))
 
 
 #: ctx.facts key: {id(float32 tensor): DEQUANTIZE version} of the weights this pass unpacked,
@@ -62,7 +54,7 @@ class FoldFloat16Dequantize(Rule):
         c, out = m.tensors["c"], m.tensors["out"]
         if out.dtype != F32:
             return False, "the DEQUANTIZE output is not float32"
-        if _pinned(m.sg, out):
+        if m.sg.is_pinned(out):
             return False, "the DEQUANTIZE output is a graph output"
         if c.sparsity is not None:
             return False, "the float16 constant is sparse"

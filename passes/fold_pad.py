@@ -37,14 +37,6 @@ def same_padding(n: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def _pinned(sg: Subgraph, t: Tensor) -> bool:
-    if sg.is_graph_output(t):
-        return True
-    model = sg.model
-    return model is not None and any(
-        sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs)) for sd in model.signature_defs)
-
-
 def _quant(t: Tensor):
     q = t.quantization
     if q is None or not q.scale:
@@ -127,7 +119,7 @@ class FoldPadIntoConv(Rule):
         options.padding = SAME
         conv.options = options
         sg.set_input(conv, 0, x)
-        if not padded.uses and not _pinned(sg, padded):
+        if not padded.uses and not sg.is_pinned(padded):
             sg.remove_op(pad)
 
 

@@ -7,7 +7,7 @@ import pytest
 from tflc.io import read_model, read_model_bytes, serialize, write_model
 from tflc.ir.canonical import _obj, canonical, diff
 from tflc.ir.verify import check
-from tflc.runtime import compare_models, run_model
+from tflc.runtime import compare_models
 from tflc.schema import fb
 
 ZOO_MODELS = ["tiny_mlp", "mobilenet_tiny", "mobilenet_tiny_fp16", "mobilenet_tiny_int8",

@@ -417,6 +417,14 @@ class Subgraph:
     def is_graph_output(self, t: Tensor) -> bool:
         return any(o is t for o in self._outputs)
 
+    def is_pinned(self, t: Tensor) -> bool:
+        """Visible from outside: a graph output or a tensor a signature names (keep its name)."""
+        if self.is_graph_output(t):
+            return True
+        return self.model is not None and any(
+            sd.subgraph is self and any(x is t for _, x in (*sd.inputs, *sd.outputs))
+            for sd in self.model.signature_defs)
+
     def topological_sort(self) -> bool:
         """Reorder ops so producers come first, stable w.r.t. the current order. True if changed."""
         from .graph import topological_order
