@@ -79,3 +79,18 @@ def test_compare_detects_a_changed_weight(example_model, tmp_path):
     write_model(m, tmp_path / "changed.tflite")
     cmp, _ = compare_models(str(example_model), str(tmp_path / "changed.tflite"), steps=2)
     assert not cmp.identical and cmp.diffs[0].max_abs > 0 and cmp.diffs[0].sqnr_db < 200
+
+
+def test_zero_copy_views(zoo):
+    s = Session(str(zoo("tiny_mlp")))
+    x = np.random.default_rng(1).normal(size=(1, 16)).astype(np.float32)
+    ref = s.run([x])[0]
+    views = s.input_views()
+    views[0][...] = x                       # written straight into LiteRT's input buffer
+    del views
+    s.invoke()
+    out = s.interp.tensor(s.output_details[0]["index"])()
+    assert np.array_equal(out, ref)
+    del out
+    again = s.run([x], copy=False)[0]
+    assert np.array_equal(again, ref) and not again.flags.owndata

@@ -91,3 +91,35 @@ def test_custom_ops_and_options_round_trip():
     assert op.opcode.custom_code == "MyFancyOp" and op.custom_options == b"\x01\x02flexbuffer-ish\x00"
     assert [(n, bytes(b.data)) for n, b in m2.metadata] == [("my_meta", b"hello metadata")]
     assert m2.description == "tflc test graph"
+
+
+def test_rare_schema_fields_round_trip():
+    """Fields the converter models here do not use: sparsity, intermediates, mutating inputs,
+    has_rank, shape_signature, debug metadata indices, builtin_options_2."""
+    from tflc.ir.canonical import canonical
+    m = add_model((1, 4))
+    sg = m.main
+    add = sg.operators[0]
+    sp = fb.SparsityParametersT()
+    sp.traversalOrder = np.array([0, 1], np.int32)
+    dm = fb.DimensionMetadataT()
+    dm.format, dm.denseSize = 0, 4
+    sp.dimMetadata = [dm]
+    c = sg.tensor("c")
+    c.sparsity = sp
+    c.has_rank = True
+    inter = sg.new_tensor("inter", TYPE_CODES["FLOAT32"], (1, 4), shape_signature=(-1, 4))
+    add._intermediates.append(inter)
+    add.mutating_variable_inputs = [False, False]
+    add.debug_metadata_index = 3
+    sg.debug_metadata_index = 1
+    o2 = fb.StablehloConcatenateOptionsT()
+    o2.dimension = 1
+    add.options2, add.options2_type = o2, fb.BuiltinOptions2.StablehloConcatenateOptions
+    m2 = read_model_bytes(serialize(m))
+    assert canonical(m2) == canonical(m)
+    t2 = m2.main.tensor("c")
+    assert t2.sparsity is not None and list(t2.sparsity.traversalOrder) == [0, 1] and t2.has_rank
+    op2 = m2.main.operators[0]
+    assert op2.intermediates[0].name == "inter" and op2.intermediates[0].shape_signature == (-1, 4)
+    assert op2.options2.dimension == 1 and op2.debug_metadata_index == 3

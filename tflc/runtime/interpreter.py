@@ -99,8 +99,13 @@ class Session:
                 raise RuntimeFailure(f"LiteRT cannot prepare {self.name}: {_reason(e, log)}") from None
         self._allocated_shapes = shapes
 
-    def run(self, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One invocation; inputs in the model's input order. Returns copies of the outputs."""
+    def run(self, inputs: Sequence[np.ndarray], *, copy: bool = True) -> list[np.ndarray]:
+        """One invocation; inputs in the model's input order.
+
+        Returns copies of the outputs, or with ``copy=False`` zero-copy views into LiteRT's output
+        buffers: valid until the next invocation, and to be dropped before it (LiteRT refuses to
+        run while views into its buffers are alive).
+        """
         if len(inputs) != len(self.input_details):
             raise RuntimeFailure(f"{self.name}: {len(self.input_details)} inputs expected, got {len(inputs)}")
         arrays = [np.asarray(a, dtype=d["dtype"]) for a, d in zip(inputs, self.input_details)]
@@ -112,7 +117,18 @@ class Session:
                 self.interp.invoke()
             except Exception as e:
                 raise RuntimeFailure(f"LiteRT failed running {self.name}: {_reason(e, log)}") from None
+        if not copy:
+            return [self.interp.tensor(d["index"])() for d in self.output_details]
         return [self.interp.get_tensor(d["index"]) for d in self.output_details]
+
+    def input_views(self, shapes: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
+        """Writable zero-copy views of the input buffers (after sizing them to ``shapes``): fill
+        them in place, drop them, then ``invoke()``."""
+        if shapes is not None:
+            self._prepare([np.empty(tuple(s), d["dtype"]) for s, d in zip(shapes, self.input_details)])
+        elif self._allocated_shapes is None:
+            self._prepare([np.empty(tuple(d["shape"]), d["dtype"]) for d in self.input_details])
+        return [self.interp.tensor(d["index"])() for d in self.input_details]
 
     def invoke(self) -> None:
         """Invoke again on the inputs already set (for timing loops)."""
