@@ -124,7 +124,7 @@ def _litert_shapes(data: bytes) -> dict[str, tuple[int, ...]]:
 
     from tflc.errors import RuntimeFailure
     from tflc.runtime.inputs import concrete_shape, generate
-    from tflc.runtime.interpreter import _reason, native_stderr
+    from tflc.runtime.interpreter import failure_reason, native_stderr
     first_error = ""
     for attempt in ("zeros", "generated"):
         with native_stderr() as log:
@@ -142,7 +142,7 @@ def _litert_shapes(data: bytes) -> dict[str, tuple[int, ...]]:
                 interp.invoke()
                 return {d["name"]: tuple(int(x) for x in d["shape"]) for d in interp.get_tensor_details()}
             except Exception as e:
-                first_error = first_error or _reason(e, log)
+                first_error = first_error or failure_reason(e, log)
     raise RuntimeFailure(first_error)
 
 

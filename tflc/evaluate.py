@@ -98,7 +98,7 @@ def build_model(ops: Sequence[Operator], values: dict[int, np.ndarray] | None = 
 def _invoke(data: bytes) -> list[np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from .runtime.interpreter import _reason, native_stderr
+    from .runtime.interpreter import failure_reason, native_stderr
     with native_stderr() as log:
         try:
             interp = Interpreter(model_content=data, num_threads=1,
@@ -107,7 +107,7 @@ def _invoke(data: bytes) -> list[np.ndarray]:
             interp.invoke()
             return [np.array(interp.get_tensor(d["index"])) for d in interp.get_output_details()]
         except Exception as e:  # LiteRT raises ValueError/RuntimeError with multi-line text
-            raise EvaluationError(_reason(e, log)) from None
+            raise EvaluationError(failure_reason(e, log)) from None
 
 
 def run_ops(ops: Sequence[Operator], values: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:

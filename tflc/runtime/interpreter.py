@@ -47,7 +47,8 @@ def native_stderr() -> Iterator[list[str]]:
                          if ln.strip() and "Created TensorFlow Lite XNNPACK delegate" not in ln)
 
 
-def _reason(exc: BaseException, log: list[str]) -> str:
+def failure_reason(exc: BaseException, log: list[str]) -> str:
+    """The first useful line of a LiteRT failure: its logged ERROR, else the exception text."""
     msg = str(exc).strip().splitlines()
     detail = [ln for ln in log if "ERROR" in ln or "rror" in ln] or log
     first = detail[0] if detail else (msg[0] if msg else type(exc).__name__)
@@ -72,7 +73,7 @@ class Session:
             try:
                 self.interp = Interpreter(**kw)
             except Exception as e:  # LiteRT raises ValueError/RuntimeError with multi-line text
-                raise RuntimeFailure(f"LiteRT cannot load {self.name}: {_reason(e, log)}") from None
+                raise RuntimeFailure(f"LiteRT cannot load {self.name}: {failure_reason(e, log)}") from None
         self.input_details = self.interp.get_input_details()
         self.output_details = self.interp.get_output_details()
         self._allocated_shapes: list[tuple[int, ...]] | None = None
@@ -96,7 +97,7 @@ class Session:
                         self.interp.resize_tensor_input(d["index"], list(shape), strict=False)
                 self.interp.allocate_tensors()
             except Exception as e:
-                raise RuntimeFailure(f"LiteRT cannot prepare {self.name}: {_reason(e, log)}") from None
+                raise RuntimeFailure(f"LiteRT cannot prepare {self.name}: {failure_reason(e, log)}") from None
         self._allocated_shapes = shapes
 
     def run(self, inputs: Sequence[np.ndarray], *, copy: bool = True) -> list[np.ndarray]:
@@ -116,7 +117,7 @@ class Session:
                     self.interp.set_tensor(d["index"], a)
                 self.interp.invoke()
             except Exception as e:
-                raise RuntimeFailure(f"LiteRT failed running {self.name}: {_reason(e, log)}") from None
+                raise RuntimeFailure(f"LiteRT failed running {self.name}: {failure_reason(e, log)}") from None
         if not copy:
             return [self.interp.tensor(d["index"])() for d in self.output_details]
         return [self.interp.get_tensor(d["index"]) for d in self.output_details]
