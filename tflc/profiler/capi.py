@@ -242,12 +242,11 @@ _LIB_ERROR: CApiUnavailable | None = None
 def load() -> Lib:
     """The library, loaded and checked once per process; raises CApiUnavailable with the reason."""
     global _LIB, _LIB_ERROR
+    if os.environ.get("TFLC_NO_CAPI") == "1":
+        raise CApiUnavailable("disabled by TFLC_NO_CAPI=1")
     if _LIB is not None:
         return _LIB
     if _LIB_ERROR is not None:
-        raise _LIB_ERROR
-    if os.environ.get("TFLC_NO_CAPI") == "1":
-        _LIB_ERROR = CApiUnavailable("disabled by TFLC_NO_CAPI=1")
         raise _LIB_ERROR
     path = library_path()
     if path is None:
@@ -300,7 +299,7 @@ class CompiledModel:
                  profiling: bool = True):
         if kernel_mode not in KERNEL_MODES:
             raise ValueError(f"kernel_mode must be one of {KERNEL_MODES}")
-        self.lib = lib = load()
+        self.lib = load()
         self._handles: list[tuple[str, int]] = []   # (destroy function, handle), destroyed in reverse
         self.env = self.model = self.cm = self.profiler = None
         self._in_bufs: list[int] = []
@@ -340,6 +339,8 @@ class CompiledModel:
         try:
             lib.check(lib.LiteRtSetOptionsHardwareAccelerators(opts, 1), "selecting the CPU")
             self._add_opaque(opts, "xnnpack", _toml_options(num_threads=int(threads), kernel_mode=kernel_mode))
+            if kernel_mode != "delegate":    # the builtin kernels take their threads from here
+                self._add_opaque(opts, "cpu_delegate", _toml_options(num_threads=int(threads)))
             if profiling:
                 self._add_opaque(opts, "runtime_options_string", _toml_options(enable_profiling=True))
             self.cm = self._new("LiteRtCreateCompiledModel", self.env, self.model, opts,

@@ -1,0 +1,535 @@
+"""Per-operator profiles: the data model, how raw measurements become it, and its analyses.
+
+A :class:`Profile` holds one :class:`View` per way of running the model:
+
+* ``xnnpack``: as LiteRT runs it by default, with the XNNPACK delegate. A delegated partition is
+  one :class:`Partition`; the TFLite ops inside it get the time of the XNNPACK operators they
+  became (mapped back by ``align``); ops left outside the delegate get their own events.
+* ``builtin``: every op with TFLite's builtin kernels (``kernel_mode = builtin``), one exact event
+  per node. Slower, but each op is seen alone: what costs, and why.
+
+Per-op times add up to the *measured* whole-model latency (the stock interpreter, no profiler,
+timed in the same process, run for run interleaved with the profiled runs). LiteRT's events have
+a resolution of one microsecond: XNNPACK truncates each operator's time to whole microseconds,
+TFLite's op events are differences of microsecond timestamps. Where the sum of the events and
+the measured latency differ, each event is corrected by the same amount, never by more than its
+resolution (XNNPACK: +0..1 µs; op events: -1..+1 µs); what remains is shown, never hidden
+(``View.sum_ratio``), and ``raw_sum_us`` keeps the uncorrected sum.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .collect import OpInfo, RawProfile, RawView
+
+SCHEMA = 1
+SUM_TOLERANCE = 0.10
+
+
+@dataclass
+class OpStat:
+    key: str                      # "subgraph/index"
+    subgraph: int
+    index: int
+    type: str
+    name: str
+    inputs: list[str]
+    outputs: list[str]
+    avg_us: float
+    min_us: float
+    max_us: float
+    std_us: float
+    where: str                    # "XNNPACK#0", "CPU", "builtin", "alone"
+    xnn_ops: list[str] = field(default_factory=list)
+    note: str = ""
+    percent: float = 0.0
+    cum_percent: float = 0.0
+
+
+@dataclass
+class Partition:
+    index: int
+    nodes: list[int]
+    avg_us: float
+    min_us: float
+    max_us: float
+    xnn_ops: int
+    percent: float = 0.0
+
+    @property
+    def label(self) -> str:
+        return f"XNNPACK#{self.index}"
+
+
+@dataclass
+class View:
+    name: str                                 # "xnnpack" | "builtin"
+    method: str                               # "litert-profiler" | "op-alone" | "unavailable"
+    ops: list[OpStat]                         # every op, hot first
+    partitions: list[Partition] = field(default_factory=list)
+    measured: dict | None = None              # whole model without profiler: mean/median/min/max/std/runs
+    profiled_invoke_us: float | None = None   # LiteRT's Invoke event in the profiled runs
+    raw_sum_us: float = 0.0
+    sum_us: float = 0.0
+    correction: dict = field(default_factory=dict)
+    runs: int = 0
+    notes: list[str] = field(default_factory=list)
+    timeline: list[list[list]] = field(default_factory=list)   # a few runs, see _timeline
+    resolution_us: float = 0.0                # the most the events' 1 µs resolution can move the sum
+
+    @property
+    def measured_us(self) -> float | None:
+        return self.measured["mean_us"] if self.measured else None
+
+    @property
+    def sum_ratio(self) -> float | None:
+        m = self.measured_us
+        return self.sum_us / m if m else None
+
+    def sums_ok(self, tolerance: float = SUM_TOLERANCE) -> bool | None:
+        r = self.sum_ratio
+        return None if r is None else abs(r - 1.0) <= tolerance
+
+    @property
+    def check_is_strong(self) -> bool | None:
+        """Whether the events resolve the total finer than the 10% check (else the check is weak)."""
+        m = self.measured_us
+        return None if not m else self.resolution_us <= SUM_TOLERANCE * m
+
+    def top(self, n: int = 10) -> list[OpStat]:
+        return self.ops[:n]
+
+    def by_type(self) -> list[dict]:
+        agg: dict[str, dict] = {}
+        for o in self.ops:
+            a = agg.setdefault(o.type, {"type": o.type, "count": 0, "total_us": 0.0})
+            a["count"] += 1
+            a["total_us"] += o.avg_us
+        total = self.sum_us or 1.0
+        rows = sorted(agg.values(), key=lambda a: -a["total_us"])
+        cum = 0.0
+        for a in rows:
+            a["avg_us"] = a["total_us"] / a["count"]
+            a["percent"] = 100.0 * a["total_us"] / total
+            cum += a["percent"]
+            a["cum_percent"] = cum
+        return rows
+
+    def runtime_rows(self) -> list[dict]:
+        """The view as LiteRT runs it: each delegated partition one line (its ops named), CPU ops alone."""
+        rows = []
+        for p in self.partitions:
+            inner = [o for o in self.ops if o.where == p.label]
+            rows.append({"what": p.label, "type": "XNNPACK partition", "avg_us": p.avg_us, "min_us": p.min_us,
+                         "max_us": p.max_us, "percent": p.percent, "ops": len(p.nodes),
+                         "inner": [f"{o.type}#{o.index}" for o in inner if o.avg_us > 0][:12]})
+        for o in self.ops:
+            if not o.where.startswith("XNNPACK"):
+                rows.append({"what": f"{o.type}#{o.index}" if o.subgraph == 0 else f"{o.type}#{o.key}",
+                             "type": o.type, "avg_us": o.avg_us, "min_us": o.min_us, "max_us": o.max_us,
+                             "percent": o.percent, "ops": 1, "inner": []})
+        rows.sort(key=lambda r: -r["avg_us"])
+        return rows
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.update(measured_us=self.measured_us, sum_ratio=self.sum_ratio, sums_ok=self.sums_ok(),
+                 check_is_strong=self.check_is_strong, by_type=self.by_type())
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "View":
+        d = dict(d)
+        for k in ("measured_us", "sum_ratio", "sums_ok", "check_is_strong", "by_type"):
+            d.pop(k, None)
+        d["ops"] = [OpStat(**o) for o in d.get("ops", [])]
+        d["partitions"] = [Partition(**p) for p in d.get("partitions", [])]
+        return cls(**d)
+
+
+@dataclass
+class Profile:
+    model: str
+    sha256: str
+    size_bytes: int
+    threads: int
+    views: dict[str, View]
+    litert_version: str | None = None
+    tflc_version: str = ""
+    created: str = ""
+    input_shapes: list[list[int]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    schema: int = SCHEMA
+    cached: bool = False          # loaded from the cache (not serialized)
+
+    def view(self, name: str | None = None) -> View:
+        if name is None:
+            name = "xnnpack" if "xnnpack" in self.views else next(iter(self.views))
+        return self.views[name]
+
+    def hottest(self, view: str | None = None, n: int = 1) -> list[str]:
+        return [f"{o.type}#{o.key}" for o in self.view(view).ops[:n]]
+
+    def to_json(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("views", "cached")}
+        d["views"] = {k: v.to_json() for k, v in self.views.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Profile":
+        d = dict(d)
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"profile schema {d.get('schema')} (this tflc reads {SCHEMA})")
+        d["views"] = {k: View.from_json(v) for k, v in d["views"].items()}
+        return cls(**d)
+
+    def save(self, path: str | os.PathLike) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, default=_json_default))
+        os.replace(tmp, p)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Profile":
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+# --------------------------------------------------------------------------- raw -> view
+
+def _stats(values: Sequence[float]) -> tuple[float, float, float, float]:
+    a = np.asarray(values, dtype=float)
+    if a.size == 0:
+        return 0.0, 0.0, 0.0, 0.0
+    return float(a.mean()), float(a.min()), float(a.max()), float(a.std())
+
+
+def measured_stats(values: Sequence[float], keep: float = 0.9, idx: Sequence[int] | None = None) -> dict | None:
+    """Whole-model latency over runs; the slowest (1 - keep) are dropped as machine noise (or, with
+    ``idx``, the runs kept are those)."""
+    if not values:
+        return None
+    a = np.sort(np.asarray(values, dtype=float))
+    if idx is not None and len(idx):
+        kept = np.asarray(values, dtype=float)[list(idx)]
+        k = len(kept)
+    else:
+        k = max(1, int(round(len(a) * keep)))
+        kept = a[:k]
+    return {"mean_us": float(kept.mean()), "median_us": float(np.median(a)), "min_us": float(a[0]),
+            "max_us": float(a[-1]), "std_us": float(kept.std()), "runs": int(len(a)), "kept": int(k),
+            "samples": [round(float(x), 3) for x in values]}
+
+
+def _self_times(cpu: list[tuple]) -> dict[tuple[int, int], tuple[float, int]]:
+    """CPU op events of one run -> {(subgraph, node): (self time, events)}; nested events (control
+    flow subgraphs inside WHILE/IF/CALL_ONCE) are subtracted from their parent."""
+    evs = sorted(cpu, key=lambda e: (e[4], -e[5]))
+    out: dict[tuple[int, int], list[float]] = {}
+    stack: list[tuple[int, int, tuple[int, int]]] = []  # open (start, end, key)
+    for e in evs:
+        _, _, node, sg, start, el = e
+        key = (int(sg), int(node))
+        end = start + el
+        # a child is an event of another subgraph inside the parent's interval
+        while stack and not (start >= stack[-1][0] and end <= stack[-1][1] and stack[-1][2][0] != key[0]):
+            stack.pop()
+        cell = out.setdefault(key, [0.0, 0])
+        cell[0] += el
+        cell[1] += 1
+        if stack:
+            out[stack[-1][2]][0] -= el
+        stack.append((start, end, key))
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def _segments(xnn: list[tuple]) -> list[list[tuple]]:
+    segs: list[list[tuple]] = []
+    last = None
+    for e in xnn:
+        if e is None:          # a CPU op event in between: the next XNNPACK event starts a new partition
+            last = None
+            continue
+        if last is None or e[2] <= last:
+            segs.append([])
+        segs[-1].append(e)
+        last = e[2]
+    return segs
+
+
+def _base_stat(info: OpInfo, times: Sequence[float], where: str, note: str = "", xnn: list[str] | None = None,
+               shift: float = 0.0) -> OpStat:
+    mean, mn, mx, sd = _stats(times)
+    return OpStat(f"{info.subgraph}/{info.index}", info.subgraph, info.index, info.type, info.name,
+                  info.inputs, info.outputs, max(0.0, mean + shift), max(0.0, mn + shift), max(0.0, mx + shift),
+                  sd, where, xnn or [], note)
+
+
+def _finish(view: View) -> View:
+    view.ops.sort(key=lambda o: (-o.avg_us, o.subgraph, o.index))
+    total = sum(o.avg_us for o in view.ops)
+    view.sum_us = total
+    cum = 0.0
+    for o in view.ops:
+        o.percent = 100.0 * o.avg_us / total if total else 0.0
+        cum += o.percent
+        o.cum_percent = cum
+    for p in view.partitions:
+        p.percent = 100.0 * p.avg_us / total if total else 0.0
+    return view
+
+
+def _keep_runs(totals: Sequence[float], keep: float = 0.9) -> list[int]:
+    order = np.argsort(np.asarray(totals, dtype=float), kind="stable")
+    k = max(1, int(round(len(order) * keep)))
+    return sorted(int(i) for i in order[:k])
+
+
+CLEAN_QUANTILE = 0.8
+
+
+def _clean_pairs(profiled: Sequence[float], measured: Sequence[float]) -> list[int] | None:
+    """Runs clean on both sides: run r's profiled total and the unprofiled run next to it both among
+    the fastest 80% of their kind (a preemption hits one run of a pair; dropping the pair keeps both
+    means comparable). None when too few pairs survive."""
+    n = min(len(profiled), len(measured))
+    if n < 3:
+        return None
+    p, m = np.asarray(profiled[:n], dtype=float), np.asarray(measured[:n], dtype=float)
+    tp, tm = np.quantile(p, CLEAN_QUANTILE), np.quantile(m, CLEAN_QUANTILE)
+    idx = [r for r in range(n) if p[r] <= tp and m[r] <= tm]
+    return idx if len(idx) >= max(3, int(0.4 * n)) else None
+
+
+def build_view(rv: RawView, ops: list[OpInfo]) -> View:
+    if rv.method == "op-alone":
+        return _build_alone(rv, ops)
+    return _build_profiler(rv, ops)
+
+
+def _build_alone(rv: RawView, ops: list[OpInfo]) -> View:
+    measured = measured_stats(rv.measured_us)
+    stats = []
+    where = "alone"
+    for info in ops:
+        key = f"{info.subgraph}/{info.index}"
+        if info.subgraph != 0:
+            continue
+        times = rv.alone_us.get(key)
+        note = rv.alone_notes.get(key, "")
+        stats.append(_base_stat(info, times or [0.0], where, note))
+    view = View(rv.view, rv.method, stats, measured=measured, runs=max((len(v) for v in rv.alone_us.values()),
+                                                                          default=0),
+                notes=list(rv.notes) + [f"each op timed alone as a one-op model, less {rv.baseline_us:.1f} µs "
+                                        "for calling a model"])
+    view.raw_sum_us = sum(o.avg_us for o in stats)
+    view.correction = {"baseline_us": rv.baseline_us}
+    t, line = 0.0, []
+    for o in stats:              # one synthetic run: the ops end to end, in model order
+        label = f"{o.type}#{o.index}"
+        line.append([label, label, t, o.avg_us])
+        t += o.avg_us
+    view.timeline = [[["Invoke (sum of ops timed alone)", "Invoke", 0.0, t]] + line]
+    return _finish(view)
+
+
+def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
+    from .align import align
+    by_key = {(o.subgraph, o.index): o for o in ops}
+    notes = list(rv.notes)
+    runs = [r for r in rv.runs if r]
+    if not runs:
+        return View(rv.view, "unavailable", [], notes=notes + ["no profiled run"])
+    # per run: xnn events (with CPU separators), cpu events, invoke
+    parsed = []
+    for k, r in enumerate(runs):
+        seq: list[tuple | None] = []
+        cpu = []
+        inv = 0.0
+        for e in r:
+            if e[0] == 8:
+                seq.append(e)
+            elif e[0] == 2:
+                cpu.append(e)
+                seq.append(None)
+            elif e[0] == 1 and e[1] == "Invoke":
+                inv += e[5]
+        parsed.append((_segments(seq), _self_times(cpu), inv, r, k))
+    # alignment from the first run; runs with another XNNPACK structure are dropped
+    ref_segs = parsed[0][0]
+    shape = [[e[1] for e in s] for s in ref_segs]
+    same = [p for p in parsed if [[e[1] for e in s] for s in p[0]] == shape]
+    if len(same) < len(parsed):
+        notes.append(f"{len(parsed) - len(same)} profiled run(s) with another XNNPACK op sequence were dropped")
+    parsed = same
+    parts = [list(p) for p in rv.partitions]
+    # which TFLite node each XNNPACK op belongs to, and its partition
+    owner: list[list[tuple[int, int]]] = []          # per segment, per event: (partition, node)
+    cpu_nodes = {k for p in parsed for k in p[1]}
+    if ref_segs:
+        if not parts:      # no partition info: every main-subgraph node not seen on the CPU
+            parts = [[o.index for o in ops if o.subgraph == 0 and (0, o.index) not in cpu_nodes]]
+        if len(parts) == len(ref_segs):
+            for k, seg in enumerate(ref_segs):
+                nodes = parts[k]
+                own = align([by_key[(0, n)].type for n in nodes], [e[1] for e in seg])
+                owner.append([(k, nodes[i] if i >= 0 else -1) for i in own])
+        else:
+            flat = [(k, n) for k, nodes in enumerate(parts) for n in nodes]
+            tags = [e[1] for seg in ref_segs for e in seg]
+            own = align([by_key[(0, n)].type for _, n in flat], tags)
+            it = iter(own)
+            for seg in ref_segs:
+                owner.append([flat[next(it)] if flat else (0, -1) for _ in seg])
+            notes.append(f"{len(ref_segs)} XNNPACK event groups for {len(parts)} partitions: aligned as one sequence")
+    # per run, per op: raw time and event counts
+    n_runs = len(parsed)
+    op_raw: dict[tuple[int, int], np.ndarray] = {}
+    op_nx: dict[tuple[int, int], int] = {}
+    op_nc: dict[tuple[int, int], int] = {}
+    op_xnn: dict[tuple[int, int], list[str]] = {}
+    part_raw = np.zeros((len(parts), n_runs))
+    part_nx = [0] * len(parts)
+    totals = np.zeros(n_runs)
+    invokes = np.zeros(n_runs)
+    for r, (segs, cpu, inv, _, _) in enumerate(parsed):
+        invokes[r] = inv
+        for s, seg in enumerate(segs):
+            for j, e in enumerate(seg):
+                pk, node = owner[s][j] if s < len(owner) else (0, -1)
+                key = (0, node)
+                op_raw.setdefault(key, np.zeros(n_runs))[r] += e[5]
+                if r == 0:
+                    op_nx[key] = op_nx.get(key, 0) + 1
+                    op_xnn.setdefault(key, []).append(e[1])
+                    if pk < len(parts):
+                        part_nx[pk] += 1
+                if pk < len(parts):
+                    part_raw[pk, r] += e[5]
+                totals[r] += e[5]
+        for key, (self_us, n) in cpu.items():
+            op_raw.setdefault(key, np.zeros(n_runs))[r] += self_us
+            op_nc[key] = max(op_nc.get(key, 0), n)
+            totals[r] += self_us
+    paired = [rv.measured_us[p[4]] for p in parsed] if len(rv.measured_us) == len(runs) else []
+    clean = _clean_pairs(totals, paired) if paired else None
+    if clean is not None:
+        keep = clean
+        measured = measured_stats(paired, idx=clean)
+    else:
+        keep = _keep_runs(totals)
+        measured = measured_stats(rv.measured_us)
+    raw_sum = float(totals[keep].mean())
+    nx, nc = sum(op_nx.values()), sum(op_nc.values())
+    dx = dc = 0.0
+    if measured is not None and nx + nc:
+        gap = measured["mean_us"] - raw_sum
+        if gap >= 0:
+            dx = dc = min(gap / (nx + nc), 1.0)
+        elif nc:
+            dc = max(gap / nc, -1.0)
+    elif measured is None and nx:
+        dx = 0.5          # the expected truncation of a whole-microsecond reading
+    in_part = {n: k for k, nodes in enumerate(parts) for n in nodes}
+    stats: list[OpStat] = []
+    for info in ops:
+        key = (info.subgraph, info.index)
+        raw = op_raw.get(key)
+        shift = op_nx.get(key, 0) * dx + op_nc.get(key, 0) * dc
+        if info.subgraph == 0 and info.index in in_part and key not in op_nc:
+            where = f"XNNPACK#{in_part[info.index]}"
+            note = "" if raw is not None else "no XNNPACK operator of its own (folded or fused)"
+        elif raw is not None:
+            where = "CPU" if rv.view == "xnnpack" else "builtin"
+            note = ""
+        else:
+            if info.subgraph != 0:
+                continue      # another subgraph's op that never ran (e.g. an init subgraph already done)
+            where = "CPU" if rv.view == "xnnpack" else "builtin"
+            note = "no event (did not run in steady state)"
+        times = raw[keep] if raw is not None else [0.0]
+        stats.append(_base_stat(info, times, where, note, op_xnn.get(key), shift if raw is not None else 0.0))
+    partitions = []
+    for k, nodes in enumerate(parts):
+        vals = part_raw[k, keep] + part_nx[k] * dx
+        mean, mn, mx, _ = _stats(vals)
+        partitions.append(Partition(k, list(nodes), mean, mn, mx, part_nx[k]))
+    if rv.view == "xnnpack" and nx:
+        notes.append(f"XNNPACK reports whole microseconds, truncated: {dx:.2f} µs added to each of its "
+                     f"{nx} operator events (bounded by 1 µs) to match the measured latency")
+    view = View(rv.view, rv.method, stats, partitions, measured,
+                float(invokes[keep].mean()) if invokes.any() else None, raw_sum, 0.0,
+                {"xnnpack_us_per_event": dx, "op_us_per_event": dc, "xnnpack_events": nx, "op_events": nc},
+                len(keep), notes)
+    view.timeline = [_timeline(parsed[r][3], owner, by_key, dx, dc) for r in keep[:TIMELINE_RUNS]]
+    view.resolution_us = float(nx + nc)
+    return _finish(view)
+
+
+TIMELINE_RUNS = 5
+
+
+def _timeline(run: list[tuple], owner: list[list[tuple[int, int]]], by_key: dict, dx: float,
+              dc: float) -> list[list]:
+    """One profiled run as slices ``[label, track, start_us, dur_us]`` (absolute µs). XNNPACK's
+    events carry no timestamps: they are laid end to end after the previous CPU event, in order."""
+    out: list[list] = []
+    cursor = None
+    seg, pos, last = -1, 0, None
+    part_span: dict[int, list[float]] = {}
+    for e in run:
+        kind, tag, m1, m2, start, el = e
+        if kind == 1 and tag == "Invoke":
+            out.append(["Invoke", "Invoke", float(start), float(el)])
+            if cursor is None:
+                cursor = float(start)
+        elif kind == 2:
+            info = by_key.get((int(m2), int(m1)))
+            label = f"{info.type}#{info.index}" if info else tag
+            if int(m2):
+                label += f" (subgraph {int(m2)})"
+            dur = max(0.0, el + dc)
+            out.append([label, label, float(start), dur])
+            cursor = float(start) + dur
+            last = None
+        elif kind == 8:
+            if last is None or m1 <= last:
+                seg, pos = seg + 1, 0
+            last = m1
+            pk, node = owner[seg][pos] if seg < len(owner) and pos < len(owner[seg]) else (0, -1)
+            pos += 1
+            info = by_key.get((0, node))
+            label = f"{info.type}#{info.index}" if info else tag
+            t0 = cursor if cursor is not None else 0.0
+            dur = el + dx
+            out.append([f"{label} [{tag}]", label, t0, dur])
+            span = part_span.setdefault(pk, [t0, t0])
+            span[1] = t0 + dur
+            cursor = t0 + dur
+    for pk, (a, b) in part_span.items():
+        out.append([f"XNNPACK#{pk}", f"XNNPACK#{pk}", a, b - a])
+    return out
+
+
+def build_profile(raw: RawProfile, *, model_name: str, data: bytes) -> Profile:
+    from .. import __version__
+    views = {name: build_view(rv, raw.ops) for name, rv in raw.views.items()}
+    return Profile(model_name, hashlib.sha256(data).hexdigest(), len(data), raw.threads, views,
+                   raw.litert_version, __version__, time.strftime("%Y-%m-%dT%H:%M:%S"), raw.input_shapes,
+                   list(raw.notes))

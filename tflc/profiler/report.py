@@ -1,0 +1,568 @@
+"""Rendering profiles and benchmarks: terminal tables (rich when installed, plain text otherwise),
+Markdown and self-contained HTML reports with matplotlib plots."""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import UsageError
+from .profile import Profile, View
+
+VIEW_TITLES = {"xnnpack": "LiteRT with XNNPACK (the default)", "builtin": "builtin kernels, each op alone"}
+METHOD_TITLES = {"litert-profiler": "LiteRT's profiler", "op-alone": "each op timed alone as a one-op model",
+                 "unavailable": "not measured"}
+
+
+def fmt_us(us: float | None) -> str:
+    if us is None:
+        return "-"
+    if us != us:
+        return "nan"
+    if abs(us) >= 1e6:
+        return f"{us / 1e6:.3g} s"
+    if abs(us) >= 1000:
+        return f"{us / 1000:.3g} ms"
+    if abs(us) >= 10:
+        return f"{us:.0f} µs"
+    return f"{us:.1f} µs"
+
+
+def fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= k:
+            return f"{n / k:.3g} {unit}"
+    return f"{n} B"
+
+
+def fmt_ratio(r: float | None) -> str:
+    return "-" if r is None else f"{r:.2f}x"
+
+
+# --------------------------------------------------------------------------- tables
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    align: str = ""          # per column "l"/"r"; default: first column left, others right
+    caption: str = ""
+
+    def _al(self, i: int) -> str:
+        return self.align[i] if i < len(self.align) else ("l" if i == 0 else "r")
+
+    def plain(self) -> str:
+        w = [max([len(c)] + [len(r[i]) for r in self.rows]) for i, c in enumerate(self.columns)]
+
+        def line(cells: Sequence[str]) -> str:
+            return "  ".join(c.ljust(w[i]) if self._al(i) == "l" else c.rjust(w[i]) for i, c in enumerate(cells))
+        out = [self.title, "  " + line(self.columns), "  " + "  ".join("-" * x for x in w)]
+        out += ["  " + line(r) for r in self.rows]
+        if self.caption:
+            out.append("  " + self.caption)
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        def esc(s: str) -> str:
+            return s.replace("|", "\\|")
+        out = [f"**{self.title}**", "", "| " + " | ".join(esc(c) for c in self.columns) + " |",
+               "|" + "|".join(" --- " if self._al(i) == "l" else " ---: " for i in range(len(self.columns))) + "|"]
+        out += ["| " + " | ".join(esc(c) for c in r) + " |" for r in self.rows]
+        if self.caption:
+            out += ["", f"*{self.caption}*"]
+        return "\n".join(out)
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(
+            f"<td class='{'l' if self._al(i) == 'l' else 'r'}'>{html.escape(c)}</td>" for i, c in enumerate(r)) + "</tr>"
+            for r in self.rows)
+        cap = f"<p class='cap'>{html.escape(self.caption)}</p>" if self.caption else ""
+        return f"<h4>{html.escape(self.title)}</h4><table><tr>{head}</tr>{body}</table>{cap}"
+
+    def rich(self) -> Any:
+        from rich.table import Table as RTable
+        t = RTable(title=self.title, title_justify="left", caption=self.caption or None, caption_justify="left")
+        for i, c in enumerate(self.columns):
+            t.add_column(c, justify="left" if self._al(i) == "l" else "right", overflow="fold")
+        for r in self.rows:
+            t.add_row(*r)
+        return t
+
+
+def _rich_console(stream: Any = None) -> Any:
+    if os.environ.get("TFLC_PLAIN") == "1":
+        return None
+    try:
+        from rich.console import Console
+    except ImportError:
+        return None
+    stream = stream or sys.stdout
+    if not stream.isatty():
+        return None
+    return Console(file=stream)
+
+
+def print_blocks(blocks: Sequence[Table | str], stream: Any = None) -> None:
+    """Tables and text lines to the terminal: rich tables when possible, plain text otherwise."""
+    stream = stream or sys.stdout
+    con = _rich_console(stream)
+    for b in blocks:
+        if isinstance(b, Table):
+            if con is not None:
+                con.print(b.rich())
+            else:
+                stream.write(b.plain() + "\n")
+        else:
+            if con is not None:
+                con.print(b, highlight=False, markup=False)
+            else:
+                stream.write(b + "\n")
+
+
+class Progress:
+    """A progress bar on stderr (rich) when it is a terminal; silent otherwise."""
+
+    def __init__(self, total: int | None, label: str, enabled: bool = True):
+        self._p = None
+        self._task = None
+        if not enabled or os.environ.get("TFLC_PLAIN") == "1" or not sys.stderr.isatty():
+            return
+        try:
+            from rich.progress import BarColumn, Progress as RProgress, TextColumn, TimeElapsedColumn
+        except ImportError:
+            return
+        from rich.console import Console
+        self._p = RProgress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TimeElapsedColumn(), console=Console(file=sys.stderr), transient=True)
+        self._task = self._p.add_task(label, total=total)
+
+    def __enter__(self) -> "Progress":
+        if self._p is not None:
+            self._p.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._p is not None:
+            self._p.__exit__(*exc)
+
+    def step(self, label: str | None = None, advance: int = 1) -> None:
+        if self._p is not None:
+            self._p.update(self._task, advance=advance, description=label or None)
+
+
+# --------------------------------------------------------------------------- profile tables
+
+def _io(o: Any, width: int = 60) -> str:
+    ins = [x for x in o.inputs if not x.startswith("const ") and x != "-"]
+    s = f"{', '.join(ins) or '-'} -> {', '.join(o.outputs)}"
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def summary_lines(profile: Profile, view: View) -> list[str]:
+    m = view.measured
+    title = VIEW_TITLES.get(view.name, view.name)
+    lines = [f"{title}: {METHOD_TITLES.get(view.method, view.method)}"
+             + (f", {view.runs} runs" if view.runs else "")]
+    if m:
+        ok = view.sums_ok()
+        lines.append(f"  measured whole model (stock interpreter, no profiler, runs interleaved): "
+                     f"{fmt_us(m['mean_us'])} (mean of the fastest {m.get('kept', m['runs'])} of {m['runs']} runs; "
+                     f"median {fmt_us(m['median_us'])})")
+        lines.append(f"  sum of per-op times: {fmt_us(view.sum_us)} = {100 * (view.sum_ratio or 0):.1f}% of measured "
+                     f"({'within' if ok else 'NOT within'} ±10%); raw events {fmt_us(view.raw_sum_us)} = "
+                     f"{100 * view.raw_sum_us / m['mean_us']:.1f}%"
+                     + (f"; LiteRT's Invoke event {fmt_us(view.profiled_invoke_us)}"
+                        if view.profiled_invoke_us else ""))
+        if view.resolution_us and not view.check_is_strong:
+            lines.append(f"  note: the events' 1 µs resolution ({int(view.resolution_us)} events, up to "
+                         f"{fmt_us(view.resolution_us)} in all) is coarser than 10% of this model's "
+                         f"{fmt_us(m['mean_us'])}: per-op times are "
+                         "indicative, the sum check is weak")
+    else:
+        lines.append(f"  sum of per-op times: {fmt_us(view.sum_us)} (no whole-model measurement to compare with)")
+    for n in view.notes:
+        lines.append(f"  note: {n}")
+    return lines
+
+
+def runtime_table(view: View, n: int = 10) -> Table | None:
+    rows = view.runtime_rows()
+    if not rows or not view.partitions:
+        return None
+    t = Table("As LiteRT runs it (a delegated partition is one line)",
+              ["what", "ops", "avg", "min", "max", "%", "ops inside (hottest first)"], align="lrrrrrl")
+    for r in rows[:n]:
+        inner = ", ".join(r["inner"][:8]) + (" …" if len(r["inner"]) > 8 else "")
+        t.rows.append([r["what"], str(r["ops"]), fmt_us(r["avg_us"]), fmt_us(r["min_us"]), fmt_us(r["max_us"]),
+                       f"{r['percent']:.1f}", inner])
+    return t
+
+
+def top_table(view: View, n: int = 10) -> Table:
+    t = Table(f"Top {n} ops ({view.name})", ["#", "op", "where", "inputs -> outputs", "avg", "min", "max", "%",
+                                              "cum %"], align="rllllrrrrr")
+    for k, o in enumerate(view.top(n), 1):
+        where = o.where + (f" [{', '.join(sorted(set(x.split(' (')[0] for x in o.xnn_ops)))}]" if o.xnn_ops else "")
+        if o.note and o.where == "alone":
+            where += f" ({o.note})"
+        t.rows.append([str(k), f"{o.type}#{o.index}" if o.subgraph == 0 else f"{o.type}#{o.key}", where, _io(o),
+                       fmt_us(o.avg_us), fmt_us(o.min_us), fmt_us(o.max_us), f"{o.percent:.1f}",
+                       f"{o.cum_percent:.1f}"])
+    return t
+
+
+def type_table(view: View, n: int = 12) -> Table:
+    t = Table(f"By op type ({view.name})", ["type", "count", "total", "avg per op", "%", "cum %"])
+    for a in view.by_type()[:n]:
+        t.rows.append([a["type"], str(a["count"]), fmt_us(a["total_us"]), fmt_us(a["avg_us"]), f"{a['percent']:.1f}",
+                       f"{a['cum_percent']:.1f}"])
+    return t
+
+
+def profile_blocks(profile: Profile, top: int = 10) -> list[Table | str]:
+    blocks: list[Table | str] = [
+        f"{profile.model}  ({fmt_bytes(profile.size_bytes)}, sha256 {profile.sha256[:12]}, {profile.threads} thread(s), "
+        f"ai-edge-litert {profile.litert_version}{', from cache' if profile.cached else ''})"]
+    blocks += [f"note: {n}" for n in profile.notes]
+    for view in profile.views.values():
+        blocks.append("")
+        blocks += summary_lines(profile, view)
+        if not view.ops:
+            continue
+        rt = runtime_table(view)
+        if rt is not None:
+            blocks.append(rt)
+        blocks.append(top_table(view, top))
+        blocks.append(type_table(view))
+    return blocks
+
+
+# --------------------------------------------------------------------------- bench tables
+
+def bench_blocks(result: Any) -> list[Table | str]:
+    blocks: list[Table | str] = []
+    ratios = {r["name"]: r for r in result.ratios()}
+    t = Table(f"Latency (XNNPACK, {result.threads[0]} thread(s), {result.runs} runs after {result.warmup} warm-up)",
+              ["model", "size", "x", "p50", "x", "p90", "p99", "mean ± std", "peak memory", "x", "max error vs first"])
+    for m in result.models:
+        lat, r = m.latency, ratios.get(m.name, {})
+        acc = "-" if m.accuracy is None else (
+            "identical" if m.accuracy["identical"] else f"{m.accuracy['max_rel']:.3g} rel ({m.accuracy['max_abs']:.3g} abs)")
+        if m is result.models[0] and len(result.models) > 1:
+            acc = "(reference)"
+        t.rows.append([m.name, fmt_bytes(m.size_bytes), fmt_ratio(r.get("size")),
+                       fmt_us(lat.p50_us if lat else None), fmt_ratio(r.get("p50")), fmt_us(lat.p90_us if lat else None),
+                       fmt_us(lat.p99_us if lat else None),
+                       f"{fmt_us(lat.mean_us)} ± {fmt_us(lat.std_us)}" if lat else "-",
+                       fmt_bytes(m.peak_memory_bytes), fmt_ratio(r.get("memory")), acc])
+    blocks.append(t)
+    if len(result.threads) > 1 or result.contention:
+        for m in result.models:
+            base = m.threads[0].isolated.p50_us if m.threads else None
+            base_l = m.threads[0].loaded.p90_us if m.threads and m.threads[0].loaded else None
+            cols = ["threads", "p50 alone", "speed-up", "cv"]
+            if result.contention:
+                cols += ["p50 under load", "p90 under load", "speed-up (p90)", "cv", "p90 load/alone"]
+            tt = Table(f"Threads: {m.name}" + (f" (load: {result.contention} busy process(es) on "
+                                               f"{result.cpu_count} cores)" if result.contention else ""), cols)
+            for p in m.threads:
+                row = [str(p.threads), fmt_us(p.isolated.p50_us), fmt_ratio(base / p.isolated.p50_us if base else None),
+                       f"{p.isolated.cv:.2f}"]
+                if result.contention and p.loaded:
+                    row += [fmt_us(p.loaded.p50_us), fmt_us(p.loaded.p90_us),
+                            fmt_ratio(base_l / p.loaded.p90_us if base_l else None), f"{p.loaded.cv:.2f}",
+                            fmt_ratio(p.loaded.p90_us / p.isolated.p90_us)]
+                tt.rows.append(row)
+            rec = m.recommendation or {}
+            if rec:
+                tt.caption = f"recommended: {rec['reason']}" + (f". Note: {rec['warning']}" if rec.get("warning") else "")
+            blocks.append(tt)
+    if any(len(m.configs) > 1 for m in result.models):
+        ct = Table(f"Kernels ({result.threads[0]} thread(s))", ["model", "XNNPACK p50", "builtin p50",
+                                                                "builtin / XNNPACK", "tflc delegate p50",
+                                                                "tflc / XNNPACK"])
+        for m in result.models:
+            x, b, tf = m.configs.get("xnnpack"), m.configs.get("builtin"), m.configs.get("tflc")
+            ct.rows.append([m.name, fmt_us(x.p50_us if x else None), fmt_us(b.p50_us if b else None),
+                            fmt_ratio(b.p50_us / x.p50_us if b and x else None), fmt_us(tf.p50_us if tf else None),
+                            fmt_ratio(tf.p50_us / x.p50_us if tf and x else None)])
+        blocks.append(ct)
+    for m in result.models:
+        for n in m.notes:
+            blocks.append(f"note ({m.name}): {n}")
+    return blocks
+
+
+# --------------------------------------------------------------------------- plots
+
+def _plt() -> Any:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("reports with plots need matplotlib: pip install 'tflc[report]'") from None
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def _unit(max_us: float) -> tuple[float, str]:
+    return (1000.0, "ms") if max_us >= 1000 else (1.0, "µs")
+
+
+def plot_top_ops(view: View, n: int = 15) -> bytes:
+    plt = _plt()
+    ops = view.top(n)[::-1]
+    sc, un = _unit(max((o.max_us for o in ops), default=0.0))
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(ops) + 1.2))
+    labels = [f"{o.type}#{o.index}" for o in ops]
+    vals = [o.avg_us / sc for o in ops]
+    err = [[(o.avg_us - o.min_us) / sc for o in ops], [(o.max_us - o.avg_us) / sc for o in ops]]
+    colors = ["#4c72b0" if o.where.startswith("XNNPACK") else "#dd8452" for o in ops]
+    ax.barh(labels, vals, xerr=err, color=colors, ecolor="#888", capsize=2)
+    for y, o in enumerate(ops):
+        ax.text(o.max_us / sc, y, f" {o.percent:.1f}%", va="center", fontsize=8)
+    ax.set_xlabel(f"{un} per invocation (bar: mean, whiskers: min..max)")
+    ax.set_title(f"Top {len(ops)} ops: {VIEW_TITLES.get(view.name, view.name)}", fontsize=10)
+    ax.margins(x=0.15)
+    return _png(fig)
+
+
+def plot_types(view: View, n: int = 10) -> bytes:
+    plt = _plt()
+    rows = view.by_type()
+    head, rest = rows[:n], rows[n:]
+    labels = [a["type"] for a in head] + (["other"] if rest else [])
+    sc, un = _unit(max((a["total_us"] for a in rows), default=0.0))
+    vals = [a["total_us"] / sc for a in head] + ([sum(a["total_us"] for a in rest) / sc] if rest else [])
+    counts = [a["count"] for a in head] + ([sum(a["count"] for a in rest)] if rest else [])
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(labels) + 1.2))
+    ax.barh(labels[::-1], vals[::-1], color="#55a868")
+    total = sum(vals) or 1.0
+    for y, (v, c) in enumerate(zip(vals[::-1], counts[::-1])):
+        ax.text(v, y, f" {100 * v / total:.1f}% ({c} ops)", va="center", fontsize=8)
+    ax.set_xlabel(f"{un} per invocation")
+    ax.set_title(f"Time by op type: {VIEW_TITLES.get(view.name, view.name)}", fontsize=10)
+    ax.margins(x=0.2)
+    return _png(fig)
+
+
+def plot_distribution(series: dict[str, Sequence[float]], title: str) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.5 * len(series) + 1.6))
+    names = list(series)[::-1]
+    sc, un = _unit(max((max(v) for v in series.values() if len(v)), default=0.0))
+    data = [[x / sc for x in series[k]] for k in names]
+    try:
+        ax.boxplot(data, orientation="horizontal", showfliers=True, widths=0.6)   # matplotlib >= 3.10
+    except TypeError:
+        ax.boxplot(data, vert=False, showfliers=True, widths=0.6)
+    ax.set_yticks(range(1, len(names) + 1), names)
+    ax.set_xlabel(f"{un} per invocation")
+    ax.set_title(title, fontsize=10)
+    return _png(fig)
+
+
+def plot_threads(result: Any) -> bytes:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    allp = [q for m in result.models for p in m.threads for q in (p.isolated, p.loaded) if q is not None]
+    sc, un = _unit(max((q.p90_us for q in allp), default=0.0))
+
+    def series(stats: list) -> tuple[list, list]:
+        y = [q.p50_us / sc if q else float("nan") for q in stats]
+        err = [[(q.p50_us - q.min_us) / sc if q else 0.0 for q in stats],
+               [(q.p90_us - q.p50_us) / sc if q else 0.0 for q in stats]]
+        return y, err
+    for m in result.models:
+        ts = [p.threads for p in m.threads]
+        y, err = series([p.isolated for p in m.threads])
+        ax.errorbar(ts, y, yerr=err, marker="o", capsize=3, label=f"{m.name} alone")
+        if any(p.loaded for p in m.threads):
+            y, err = series([p.loaded for p in m.threads])
+            ax.errorbar(ts, y, yerr=err, marker="s", linestyle="--", capsize=3, label=f"{m.name} under load")
+    ax.set_xticks(result.threads)
+    ax.set_xlabel("threads")
+    ax.set_ylabel(f"p50 latency, {un} (whiskers: min..p90)")
+    ax.set_title("Thread scaling" + (f" (load: {result.contention} busy process(es))" if result.contention else ""),
+                 fontsize=10)
+    ax.legend(fontsize=8)
+    ax.set_ylim(bottom=0)
+    return _png(fig)
+
+
+def plot_tradeoff(result: Any) -> bytes | None:
+    """Size vs latency, labelled with the error against the first model."""
+    pts = [m for m in result.models if m.latency]
+    if len(pts) < 2:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sc, un = _unit(max(m.latency.p50_us for m in pts))
+    for m in pts:
+        ax.scatter(m.size_bytes / 2**20, m.latency.p50_us / sc, s=40)
+        err = "ref" if m is result.models[0] else ("-" if not m.accuracy else f"err {m.accuracy['max_rel']:.2g}")
+        ax.annotate(f"{m.name}\n({err})", (m.size_bytes / 2**20, m.latency.p50_us / sc), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("size, MB")
+    ax.set_ylabel(f"p50 latency, {un}")
+    ax.set_title("Size vs speed (label: max relative output error vs the first model)", fontsize=10)
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    return _png(fig)
+
+
+# --------------------------------------------------------------------------- documents
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px}
+th{background:#f4f4f4}td.r{text-align:right;font-variant-numeric:tabular-nums}.cap{color:#555;font-size:13px}
+img{max-width:100%}pre{background:#f7f7f7;padding:.6em;font-size:12px}"""
+
+
+class _Doc:
+    """Blocks (headings, text, tables, images) written as Markdown (images beside it) or HTML (inline)."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.parts: list[tuple[str, Any]] = []
+
+    def h(self, text: str, level: int = 2) -> None:
+        self.parts.append(("h", (level, text)))
+
+    def p(self, text: str) -> None:
+        self.parts.append(("p", text))
+
+    def table(self, t: Table) -> None:
+        self.parts.append(("t", t))
+
+    def image(self, name: str, png: bytes | None, alt: str) -> None:
+        if png:
+            self.parts.append(("i", (name, png, alt)))
+
+    def write(self, path: str | os.PathLike, img_dir: str | os.PathLike | None = None) -> list[Path]:
+        p = Path(path)
+        written = [p]
+        if p.suffix.lower() in (".html", ".htm"):
+            out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                   f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1>"]
+            for kind, v in self.parts:
+                if kind == "h":
+                    out.append(f"<h{v[0]}>{html.escape(v[1])}</h{v[0]}>")
+                elif kind == "p":
+                    out.append(f"<p>{html.escape(v)}</p>" if "\n" not in v else f"<pre>{html.escape(v)}</pre>")
+                elif kind == "t":
+                    out.append(v.html())
+                else:
+                    b64 = base64.b64encode(v[1]).decode()
+                    out.append(f"<p><img alt='{html.escape(v[2])}' src='data:image/png;base64,{b64}'></p>")
+            out.append("</body></html>")
+            p.write_text("\n".join(out))
+        elif p.suffix.lower() in (".md", ".markdown"):
+            idir = Path(img_dir) if img_dir is not None else p.with_name(p.stem + "-img")
+            out = [f"# {self.title}", ""]
+            for kind, v in self.parts:
+                if kind == "h":
+                    out += ["#" * v[0] + " " + v[1], ""]
+                elif kind == "p":
+                    out += ([v, ""] if "\n" not in v else ["```", v, "```", ""])
+                elif kind == "t":
+                    out += [v.markdown(), ""]
+                else:
+                    idir.mkdir(parents=True, exist_ok=True)
+                    f = idir / v[0]
+                    f.write_bytes(v[1])
+                    written.append(f)
+                    rel = os.path.relpath(f, p.parent)
+                    out += [f"![{v[2]}]({rel})", ""]
+            p.write_text("\n".join(out))
+        else:
+            raise UsageError(f"--report {p}: write .md or .html (or use --json for machines)")
+        return written
+
+
+def _slug(s: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in Path(s).stem).strip("-").lower() or "model"
+
+
+def profile_report(profile: Profile, path: str | os.PathLike, *, top: int = 15, command: str | None = None,
+                   img_dir: str | os.PathLike | None = None, extra: Sequence[Profile] = ()) -> list[Path]:
+    """A report on one profile (``extra``: more profiles of the same model, e.g. other thread counts)."""
+    doc = _Doc(f"Profile of {Path(profile.model).name}")
+    slug = _slug(profile.model)
+    doc.p(f"{profile.model}: {fmt_bytes(profile.size_bytes)}, sha256 {profile.sha256[:16]}…, "
+          f"{profile.threads} thread(s), ai-edge-litert {profile.litert_version}, tflc {profile.tflc_version}, "
+          f"measured {profile.created}.")
+    if command:
+        doc.p(command if "\n" in command else f"Command: {command}")
+    for n in profile.notes:
+        doc.p(f"Note: {n}")
+    series: dict[str, list[float]] = {}
+    for view in profile.views.values():
+        doc.h(VIEW_TITLES.get(view.name, view.name))
+        doc.p("\n".join(ln.strip() for ln in summary_lines(profile, view)))
+        if not view.ops:
+            continue
+        rt = runtime_table(view)
+        if rt is not None:
+            doc.table(rt)
+        doc.table(top_table(view, top))
+        doc.image(f"{slug}-{view.name}-top-ops.png", plot_top_ops(view, top), f"top ops ({view.name})")
+        doc.table(type_table(view))
+        doc.image(f"{slug}-{view.name}-op-types.png", plot_types(view), f"time by op type ({view.name})")
+        if view.measured and view.measured.get("samples"):
+            series[f"{view.name} (no profiler)"] = view.measured["samples"]
+    for other in extra:
+        for view in other.views.values():
+            if view.measured and view.measured.get("samples"):
+                series[f"{view.name}, {other.threads} thr"] = view.measured["samples"]
+    if series:
+        doc.h("Whole-model latency distribution")
+        doc.image(f"{slug}-latency.png", plot_distribution(series, "Whole-model latency per invocation "
+                                                           "(stock interpreter, runs interleaved with the profiled ones)"),
+                  "latency distribution")
+    return doc.write(path, img_dir)
+
+
+def bench_report(result: Any, path: str | os.PathLike, *, command: str | None = None,
+                 img_dir: str | os.PathLike | None = None) -> list[Path]:
+    doc = _Doc("Benchmark: " + ", ".join(m.name for m in result.models))
+    slug = _slug(result.models[0].name) if result.models else "bench"
+    if command:
+        doc.p(f"Command: {command}")
+    for b in bench_blocks(result):
+        if isinstance(b, Table):
+            doc.table(b)
+        else:
+            doc.p(b)
+    series = {}
+    for m in result.models:
+        for p in m.threads:
+            series[f"{m.name}, {p.threads} thr"] = p.isolated.samples
+            if p.loaded:
+                series[f"{m.name}, {p.threads} thr, load"] = p.loaded.samples
+    doc.h("Latency distribution")
+    doc.image(f"{slug}-bench-latency.png", plot_distribution(series, "Latency per invocation"), "latency distribution")
+    if len(result.threads) > 1 or result.contention:
+        doc.h("Thread scaling")
+        doc.image(f"{slug}-bench-threads.png", plot_threads(result), "thread scaling")
+    tr = plot_tradeoff(result)
+    if tr:
+        doc.h("Size, speed and accuracy")
+        doc.image(f"{slug}-bench-tradeoff.png", tr, "size vs speed")
+    return doc.write(path, img_dir)

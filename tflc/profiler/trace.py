@@ -1,0 +1,66 @@
+"""Chrome / Perfetto trace (the JSON "Trace Event Format") of profiled invocations.
+
+One process per view (XNNPACK, builtin), one row per operator (and one for the whole Invoke and
+one per XNNPACK partition), rows in execution order; each profiled invocation is a slice on each
+row, so the same op across runs lines up on one row. Open in https://ui.perfetto.dev or
+chrome://tracing. XNNPACK's per-operator events carry no timestamps: inside a partition the ops
+are laid end to end (their durations are measured; their positions follow from them).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .profile import Profile
+
+_VIEW_NAMES = {"xnnpack": "LiteRT + XNNPACK (default)", "builtin": "builtin kernels"}
+
+
+def trace_events(profile: Profile, runs: int | None = None) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for pid, (name, view) in enumerate(profile.views.items(), start=1):
+        title = f"{_VIEW_NAMES.get(name, name)} ({view.method})"
+        events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": title}})
+        events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}})
+        timeline = view.timeline[:runs] if runs else view.timeline
+        starts = [s[2] for run in timeline for s in run]
+        t0 = min(starts) if starts else 0.0
+        tracks: dict[str, int] = {}
+        by_label = {f"{o.type}#{o.index}": o for o in view.ops}
+
+        def tid(track: str) -> int:
+            if track not in tracks:
+                tracks[track] = len(tracks) + 1
+                events.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": tracks[track],
+                               "args": {"name": track}})
+                events.append({"ph": "M", "name": "thread_sort_index", "pid": pid, "tid": tracks[track],
+                               "args": {"sort_index": tracks[track]}})
+            return tracks[track]
+        tid("Invoke")
+        for p in view.partitions:
+            tid(p.label)
+        for k, run in enumerate(timeline):
+            for label, track, start, dur in sorted(run, key=lambda s: (s[2], -s[3])):
+                args: dict[str, Any] = {"run": k}
+                o = by_label.get(track)
+                if o is not None:
+                    args.update(inputs=", ".join(o.inputs), outputs=", ".join(o.outputs),
+                                avg_us=round(o.avg_us, 2), where=o.where, tensor=o.name)
+                events.append({"ph": "X", "name": label, "cat": name, "pid": pid, "tid": tid(track),
+                               "ts": round(start - t0, 3), "dur": round(max(dur, 0.0), 3), "args": args})
+    return events
+
+
+def write_trace(profile: Profile, path: str | os.PathLike, runs: int | None = None) -> int:
+    """Write the trace; returns the number of slices written."""
+    events = trace_events(profile, runs)
+    data = {"traceEvents": events, "displayTimeUnit": "ns",
+            "otherData": {"model": profile.model, "sha256": profile.sha256, "threads": profile.threads,
+                          "tool": f"tflc {profile.tflc_version}"}}
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, p)
+    return sum(1 for e in events if e["ph"] == "X")
