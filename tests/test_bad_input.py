@@ -110,3 +110,59 @@ def test_real_process_exit_code_and_stderr(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tflc.cli.main", "inspect", str(bad)], capture_output=True, text=True)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr.strip().count("\n") == 0 and "PNG" in p.stderr
+
+
+@pytest.mark.parametrize("target,needle", [
+    ("fifo", "not a regular file"), ("dir", "is a directory"), ("readonly", "read-only"),
+    ("missing-dir", "no such directory"), ("empty", "empty path"),
+])
+def test_unsafe_output_paths_are_refused_before_any_work(target, needle, example_model, tmp_path, capsys):
+    out = {"fifo": tmp_path / "fifo", "dir": tmp_path, "readonly": tmp_path / "ro.tflite",
+           "missing-dir": tmp_path / "nope" / "o.tflite", "empty": ""}[target]
+    if target == "fifo":
+        import os
+        os.mkfifo(out)
+    if target == "readonly":
+        out.write_bytes(b"keep me")
+        out.chmod(0o444)
+    rc, _, err = _run(capsys, "optimize", str(example_model), "-o", str(out), "-O0")
+    _assert_one_line_error(rc, err, contains=needle)
+    if target == "readonly":
+        assert out.read_bytes() == b"keep me"
+
+
+def test_symlink_output_writes_the_target(example_model, tmp_path, capsys):
+    real = tmp_path / "real.tflite"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.tflite"
+    link.symlink_to(real)
+    assert main(["optimize", str(example_model), "-o", str(link), "-O0"]) == 0
+    assert link.is_symlink() and real.read_bytes()[4:8] == b"TFL3"
+
+
+@pytest.mark.parametrize("report,needle", [
+    ("same-as-output", "refusing to overwrite"), ("missing-dir", "no such directory"),
+    ("not-json", "expected a .json"), ("dir", "is a directory"),
+])
+def test_bad_report_path_is_refused_before_writing_anything(report, needle, example_model, tmp_path, capsys):
+    out = tmp_path / "out.tflite"
+    rep = {"same-as-output": out, "missing-dir": tmp_path / "no" / "r.json",
+           "not-json": tmp_path / "r.tflite", "dir": tmp_path / "d.json"}[report]
+    if report == "dir":
+        rep.mkdir()
+    rc, _, err = _run(capsys, "optimize", str(example_model), "-o", str(out), "-O0", "--report", str(rep))
+    _assert_one_line_error(rc, err, contains=needle)
+    assert not out.exists()
+
+
+def test_json_errors_are_json(tmp_path, capsys):
+    import json
+    rc, out, err = _run(capsys, "inspect", str(tmp_path / "missing.tflite"), "--json")
+    assert rc == 2 and json.loads(out) == {"error": err.split("error: ", 1)[1].strip(), "exit_code": 2}
+
+
+def test_unknown_argument_names_the_subcommand(example_model, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["optimize", str(example_model), "-o", str(tmp_path / "o.tflite"), "-O3"])
+    assert e.value.code == 2
+    assert "tflc optimize: error: unrecognized arguments: -O3" in capsys.readouterr().err

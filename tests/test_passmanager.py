@@ -194,3 +194,15 @@ def test_o2_measures_latency_in_litert(zoo, tmp_path):
     lat = res.latency
     assert lat is not None and lat["input_us"] > 0 and lat["output_us"] > 0
     assert lat["ci"][0] <= lat["ratio"] <= lat["ci"][1]
+
+
+def test_verify_each_blames_the_lossy_pass_not_the_exact_one_after_it(zoo, tmp_path):
+    from tflc.passes_api import parse_pipeline
+    path = zoo("tiny_mlp")
+    # store-float16-weights is lossy (within its tolerance); remove-dead-code after it is exact
+    res = optimize_file(path, tmp_path / "a.tflite", passes="store-float16-weights,remove-dead-code",
+                        verify_each=True)
+    assert res.passes[0].max_rel_error > 0 and res.check["identical"] is False
+    with pytest.raises(VerificationError, match="after pass 'store-float16-weights'.*over the tolerance 1e-09"):
+        optimize_file(path, tmp_path / "b.tflite", passes=parse_pipeline("store-float16-weights,remove-dead-code"),
+                      verify_each=True, tolerance=1e-9)

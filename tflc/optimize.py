@@ -7,18 +7,18 @@ renamed over the target. A failed check leaves the target untouched.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import UsageError, VerificationError
+from .errors import VerificationError
 from .io import read_model, write_model
 from .ir.canonical import diff as structural_diff
 from .ir.core import Model
 from .ir.verify import verify
 from .passes_api import Pass, parse_pipeline
+from .paths import check_output_path, temporary_sibling
 from .passmanager import (PassContext, PassRecord, guard_latency, pipeline_passes, records_json,
                           run_pipeline)
 from .runtime import RunOptions, compare_models
@@ -60,13 +60,6 @@ class OptimizeResult:
                 "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency}
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return a.resolve() == b.resolve()
-
-
 def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None = "O2",
                   passes: str | Sequence[Pass] | None = None, run_options: RunOptions = RunOptions(),
                   input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
@@ -76,14 +69,9 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     """``latency_guard`` (default: on at -O2) keeps the result only where LiteRT does not run it
     slower; see ``passmanager.guard_latency``."""
     t0 = time.perf_counter()
-    src_p, dst_p = Path(src), Path(dst)
-    if _same_file(src_p, dst_p):
-        raise UsageError(f"refusing to overwrite the input model {src_p}: choose another -o path")
-    if dst_p.is_dir():
-        raise UsageError(f"{dst_p}: is a directory; -o needs a file path")
-    if not dst_p.parent.exists():
-        raise UsageError(f"{dst_p.parent}: no such directory")
+    src_p = Path(src)
     model = load(src_p)
+    dst_p = check_output_path(dst, not_same_as=[src_p])
     before = model.stats()
     if isinstance(passes, str):
         pipeline = parse_pipeline(passes)
@@ -92,8 +80,11 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         pipeline, level = list(passes), None
     else:
         pipeline = pipeline_passes(level or "O0")
+    lossless = all(p.tolerance == 0.0 for p in pipeline)
+    budget = tolerance if tolerance is not None else (
+        0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
-                      shapes=dict(shapes or {}), reference=str(src_p))
+                      shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget)
     guard = latency_guard if latency_guard is not None else level == "O2"
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
@@ -101,12 +92,8 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     if guard and original is not None and any(r.changed for r in records):
         model, report = guard_latency(original, model, pipeline, ctx)
         latency = report.to_json()
-    lossless = all(p.tolerance == 0.0 for p in pipeline)
-    budget = tolerance if tolerance is not None else (
-        0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst_p.name}.", suffix=".tflite", dir=dst_p.parent)
-    os.close(fd)
+    tmp = temporary_sibling(dst_p)
     try:
         size_after = write_model(model, tmp)
         written = read_model(tmp)                       # the file, not the IR, is what we check

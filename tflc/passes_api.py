@@ -173,7 +173,10 @@ def make_options(cls: type[Pass], raw: dict[str, str]) -> Any:
             known = ", ".join(k.replace("_", "-") for k in fields) or "none"
             raise UsageError(f"pass '{cls.name}' has no option '{key}' (options: {known})")
         values[fname] = _convert(cls.name, fields[fname], val, hints)
-    return cls.Options(**values)
+    try:
+        return cls.Options(**values)   # an Options.__post_init__ may reject values: ValueError
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"pass '{cls.name}': {e}") from None
 
 
 def split_pipeline(text: str) -> list[str]:
@@ -194,7 +197,12 @@ def split_pipeline(text: str) -> list[str]:
     if depth:
         raise UsageError(f"unbalanced '{{' in pass list {text!r}")
     parts.append(cur)
-    return [p.strip() for p in parts if p.strip()]
+    parts = [p.strip() for p in parts]
+    if not any(parts):
+        raise UsageError("empty pass list (use -O0 for no passes)")
+    if not all(parts):
+        raise UsageError(f"empty entry in pass list {text!r}")
+    return parts
 
 
 def parse_pipeline(text: str) -> list[Pass]:
@@ -212,6 +220,8 @@ def parse_pipeline(text: str) -> list[Pass]:
             k, sep, v = kv.partition("=")
             if not sep:
                 raise UsageError(f"pass '{cls.name}': option {kv!r} needs a value (key=value)")
+            if k.strip() in raw:
+                raise UsageError(f"pass '{cls.name}': option '{k.strip()}' given twice")
             raw[k.strip()] = v.strip()
         out.append(cls(make_options(cls, raw)))
     return out

@@ -16,12 +16,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import UsageError, VerificationError
+from .errors import RuntimeFailure, UsageError, VerificationError
 from .io import write_model
 from .ir.core import Model
 from .ir.verify import verify
 from .passes_api import Pass, get_pass
-from .runtime import RunOptions, RunResult, compare_models
+from .runtime import RunOptions, RunResult
 
 #: Named pipelines. Names that are not (yet) registered are skipped, so a pipeline only ever
 #: lists passes that exist; ``tflc passes`` shows what each level runs.
@@ -78,7 +78,10 @@ class PassContext:
     messages: list[str] = field(default_factory=list)
     #: what one pass tells a later one (e.g. which weights were float16 before folding)
     facts: dict[str, Any] = field(default_factory=dict)
+    #: overall output tolerance (relative) of the pipeline, checked by --verify-each after each pass
+    tolerance: float | None = None
     _ref_result: RunResult | None = None
+    _prev_result: RunResult | None = None
 
     def note(self, msg: str) -> None:
         """A remark for the report (e.g. why a rewrite was not applied)."""
@@ -119,20 +122,39 @@ def run_pipeline(model: Model, passes: Sequence[Pass], ctx: PassContext, *, veri
 
 
 def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
+    """Run the model after ``p`` on the input's inputs. ``p`` is judged against the model before
+    it (its own tolerance: an earlier lossy pass is not blamed on a later exact one); the result
+    so far is judged against the input model with the pipeline's overall tolerance."""
+    from .runtime import compare_results, run_model
+    if ctx._ref_result is None:
+        ctx._ref_result = run_model(ctx.reference, options=ctx.run_options, source=ctx.input_source,
+                                    steps=ctx.steps, seed=ctx.seed, shapes=ctx.shapes,
+                                    what="LiteRT on the input model")
+    prev = ctx._prev_result or ctx._ref_result
     with tempfile.TemporaryDirectory(prefix="tflc-verify-") as d:
         path = Path(d) / "after.tflite"
         write_model(model, path)
-        cmp, ctx._ref_result = compare_models(ctx.reference, str(path), options=ctx.run_options,
-                                              source=ctx.input_source, steps=ctx.steps, seed=ctx.seed,
-                                              shapes=ctx.shapes, ref_result=ctx._ref_result)
-    worst = cmp.worst_rel()
+        try:
+            got = run_model(str(path), options=ctx.run_options, inputs=ctx._ref_result.inputs,
+                            what=f"LiteRT after pass '{p.name}'")
+        except RuntimeFailure as e:
+            raise VerificationError(f"pass '{p.name}' broke the model: {e}") from None
+    step = compare_results(prev, got)
     budget = max(p.tolerance, 0.0)
-    if (budget == 0.0 and not cmp.identical) or worst > budget:
-        bad = max(cmp.diffs, key=lambda d: d.max_rel)
+    if (budget == 0.0 and not step.identical) or step.worst_rel() > budget:
+        bad = max(step.diffs, key=lambda d: (not d.identical, d.max_rel))
         raise VerificationError(
             f"pass '{p.name}' broke the model: output '{bad.name}' max relative error {bad.max_rel:.3g} "
-            f"(max abs {bad.max_abs:.3g}; the pass allows {'bit-identical only' if budget == 0 else budget})")
-    return worst
+            f"(max abs {bad.max_abs:.3g}) against the model before it; the pass allows "
+            f"{'bit-identical only' if budget == 0 else budget}")
+    total = compare_results(ctx._ref_result, got)
+    if ctx.tolerance is not None and total.worst_rel() > ctx.tolerance:
+        bad = max(total.diffs, key=lambda d: d.max_rel)
+        raise VerificationError(
+            f"after pass '{p.name}' output '{bad.name}' differs from the input model's by {bad.max_rel:.3g} "
+            f"(relative), over the tolerance {ctx.tolerance:g}")
+    ctx._prev_result = got
+    return total.worst_rel()
 
 
 @dataclass

@@ -5,7 +5,7 @@ import argparse
 
 from ..optimize import load
 from ..runtime import compare_models
-from .common import add_json_flag, add_run_args, print_json, run_options, shapes
+from .common import add_json_flag, add_run_args, print_json, run_options, shapes, tolerance
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -16,7 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        "stateful models each step runs on the same interpreter and the worst step counts.")
     p.add_argument("a", metavar="A", help="the reference model")
     p.add_argument("b", metavar="B", help="the model to compare with A")
-    p.add_argument("--tolerance", type=float, metavar="REL",
+    p.add_argument("--tolerance", type=tolerance, metavar="REL",
                    help="exit 1 if any output's max relative error exceeds REL")
     add_run_args(p)
     add_json_flag(p)

@@ -6,7 +6,8 @@ import sys
 
 from ..optimize import DEFAULT_TOLERANCE, optimize_file
 from ..summary import human_bytes
-from .common import add_json_flag, add_run_args, print_json, run_options, shapes, write_report
+from .common import (add_json_flag, tolerance, add_run_args, check_report_path, print_json, run_options, shapes,
+                     write_report)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -27,7 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         lv.add_argument(f"-{lvl}", dest="level", action="store_const", const=lvl, help=argparse.SUPPRESS)
     lv.add_argument("--passes", metavar="LIST",
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
-    p.add_argument("--tolerance", type=float, metavar="REL",
+    p.add_argument("--tolerance", type=tolerance, metavar="REL",
                    help="largest relative output error accepted (default: 0 for lossless pipelines, "
                         f"else {DEFAULT_TOLERANCE:g} or what the passes declare)")
     p.add_argument("--verify-each", action="store_true",
@@ -68,7 +69,9 @@ def _print_text(res) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    level = None if args.passes else args.level
+    level = None if args.passes is not None else args.level
+    if args.report:
+        check_report_path(args.report, not_same_as=[args.input, args.output])
     res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
                         input_source=args.inputs, steps=args.steps, shapes=shapes(args),
                         tolerance=args.tolerance, verify_each=args.verify_each,

@@ -6,7 +6,6 @@ import json
 import math
 import sys
 
-from ..errors import UsageError
 from ..runtime import RunOptions, parse_shape_overrides
 
 
@@ -21,6 +20,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if v < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return v
+
+
+def tolerance(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return v
 
 
@@ -72,12 +81,12 @@ def print_json(data: object) -> None:
 
 
 def write_report(path: str, data: object) -> None:
-    if not path.endswith(".json"):
-        raise UsageError(f"--report {path}: only .json reports are written by this command")
-    import os
-    import tempfile
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".report.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
+    """Write a JSON report atomically (its path was checked with ``check_report_path``)."""
+    from ..paths import atomic_writer
+    with atomic_writer(path, "w") as f:
         f.write(dumps(data) + "\n")
-    os.replace(tmp, path)
+
+
+def check_report_path(path: str, *, not_same_as=()) -> None:
+    from ..paths import check_output_path
+    check_output_path(path, flag="--report", not_same_as=not_same_as, suffix=".json")

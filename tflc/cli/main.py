@@ -62,15 +62,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (AttributeError, ValueError):
             pass
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    if extra:  # blame the subcommand, not the top level
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args._run(args) or 0)
     except TflcError as e:
-        print(f"tflc {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _fail(args, str(e), e.exit_code)
+    except OSError as e:  # a file we could not read or write: the user's to fix, not a bug
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return _fail(args, f"{where}{e.strerror or e}", 2)
     except KeyboardInterrupt:
         print("tflc: interrupted", file=sys.stderr)
         return 130
@@ -82,6 +86,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tflc {args.command}: internal error: {type(e).__name__}: {e} "
               "(please report it; TFLC_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 70
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    return parser
+
+
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    print(f"tflc {args.command}: error: {message}", file=sys.stderr)
+    if getattr(args, "json", False):  # machines get an answer on stdout too
+        from .common import print_json
+        print_json({"error": message, "exit_code": code})
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

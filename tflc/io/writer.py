@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from ..errors import UsageError, VerificationError
 from ..ir.core import Buffer, Model, OpCode, Subgraph, Tensor
+from ..paths import atomic_writer
 from ..schema import fb
 
 ALIGN = 16                      # what the converter guarantees for Buffer.data
@@ -300,20 +300,5 @@ def write_model(model: Model, path: str | os.PathLike, *, force_external: bool =
         raise UsageError(f"{p}: is a directory")
     if not p.parent.exists():
         raise UsageError(f"{p.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            n = serialize_to(model, f, force_external=force_external)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return n
+    with atomic_writer(p) as f:
+        return serialize_to(model, f, force_external=force_external)
