@@ -76,3 +76,16 @@ def test_inspect_ops_listing(example_model, capsys):
     assert len(s["ops"]) == s["operators"]
     conv = next(r for r in s["ops"] if r["type"] == "CONV_2D")
     assert conv["inputs"][0] == "FLOAT32[1x64x64x3]" and conv["inputs"][1].endswith("c")
+
+
+def test_compare_float_with_its_int8_version(zoo, capsys):
+    data = _json(capsys, "compare", str(zoo("mobilenet_tiny")), str(zoo("mobilenet_tiny_int8")))
+    o = data["outputs"][0]
+    assert 0 < o["max_rel"] < 0.2 and o["cosine"] > 0.99
+    assert any("quantized to fit" in n for n in data["notes"])
+
+
+def test_compare_unrelated_models_is_a_usage_error(zoo, capsys):
+    rc = main(["compare", str(zoo("mobilenet_tiny")), str(zoo("stateful_counter"))])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not comparable" in err and err.count("\n") == 1

@@ -94,3 +94,38 @@ def test_zero_copy_views(zoo):
     del out
     again = s.run([x], copy=False)[0]
     assert np.array_equal(again, ref) and not again.flags.owndata
+
+
+def test_user_inputs_are_checked(zoo, tmp_path):
+    s = Session(str(zoo("mobilenet_tiny_int8")))
+    name = s.input_names[0]
+    np.savez(tmp_path / "small.npz", **{name: np.zeros((1, 32, 32, 3), np.int8)})
+    with pytest.raises(UsageError, match="is 1x64x64x3, the array is 1x32x32x3"):
+        load_inputs(str(tmp_path / "small.npz"), s.input_details)
+    np.savez(tmp_path / "big.npz", **{name: np.full((1, 64, 64, 3), 1000, np.int32)})
+    with pytest.raises(UsageError, match="do not fit"):
+        load_inputs(str(tmp_path / "big.npz"), s.input_details)
+    real = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype(np.float32)
+    np.savez(tmp_path / "real.npz", **{name: real})
+    (q,), = load_inputs(str(tmp_path / "real.npz"), s.input_details)     # quantized with the input's params
+    scale, zp = s.input_details[0]["quantization"]
+    assert q.dtype == np.int8 and np.allclose((q.astype(np.float32) - zp) * scale, real, atol=scale)
+    (tmp_path / "broken.npz").write_bytes(b"not a zip")
+    with pytest.raises(UsageError, match="not a readable .npz"):
+        load_inputs(str(tmp_path / "broken.npz"), s.input_details)
+    with pytest.raises(UsageError, match="no such file"):
+        load_inputs(str(tmp_path / "missing.npz"), s.input_details)
+
+
+def test_shape_overrides_are_checked_against_the_model(zoo):
+    from tflc.io import read_model
+    from tflc.runtime.inputs import check_shape_overrides
+    inputs = read_model(zoo("transformer_encoder")).main.inputs
+    name = inputs[0].name
+    check_shape_overrides({name: (4, 32)}, inputs)
+    with pytest.raises(UsageError, match="no such input"):
+        check_shape_overrides({"token_ids": (4, 32)}, inputs)
+    with pytest.raises(UsageError, match="does not fit"):
+        check_shape_overrides({name: (4, 16)}, inputs)
+    with pytest.raises(UsageError, match="given twice"):
+        parse_shape_overrides([f"{name}:1x32", f"{name}:2x32"])

@@ -22,6 +22,7 @@ from .paths import check_output_path, temporary_sibling
 from .passmanager import (PassContext, PassRecord, guard_latency, pipeline_passes, records_json,
                           run_pipeline)
 from .runtime import RunOptions, compare_models
+from .runtime.inputs import check_shape_overrides
 
 #: Largest relative output error accepted for float rewrites unless a pass or the user says more.
 DEFAULT_TOLERANCE = 1e-5
@@ -72,6 +73,8 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     src_p = Path(src)
     model = load(src_p)
     dst_p = check_output_path(dst, not_same_as=[src_p])
+    if shapes:
+        check_shape_overrides(shapes, model.main.inputs)
     before = model.stats()
     if isinstance(passes, str):
         pipeline = parse_pipeline(passes)

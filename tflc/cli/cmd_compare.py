@@ -5,6 +5,7 @@ import argparse
 
 from ..optimize import load
 from ..runtime import compare_models
+from ..runtime.inputs import check_shape_overrides
 from .common import add_json_flag, add_run_args, print_json, run_options, shapes, tolerance
 
 
@@ -28,7 +29,10 @@ def _fmt(v: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    load(args.a), load(args.b)  # clear errors for unreadable files before running anything
+    a = load(args.a)
+    load(args.b)  # clear errors for unreadable files before running anything
+    if args.input_shape:
+        check_shape_overrides(shapes(args), a.main.inputs)
     cmp, _ = compare_models(args.a, args.b, options=run_options(args), source=args.inputs, steps=args.steps,
                             shapes=shapes(args))
     failed = args.tolerance is not None and cmp.worst_rel() > args.tolerance

@@ -11,9 +11,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import RuntimeFailure, VerificationError
+from ..errors import RuntimeFailure, UsageError, VerificationError
 from ..metrics import OutputDiff, diff_output
-from .inputs import Step, load_inputs
+from .inputs import Step, convert_inputs, load_inputs
 from .interpreter import RunOptions, Session
 from .isolate import run_isolated
 
@@ -32,21 +32,25 @@ def _lite(details: Sequence[dict]) -> list[dict]:
 
 
 def _run(model: Any, options: RunOptions, inputs: list[Step] | None, source: str | None,
-         steps: int, seed: int, shapes: dict | None) -> RunResult:
+         steps: int, seed: int, shapes: dict | None, convert_from: list[dict] | None = None) -> RunResult:
     s = Session(model, options)
     if inputs is None:
         inputs = load_inputs(source, s.input_details, steps=steps, seed=seed, shapes=shapes)
+    elif convert_from is not None:
+        inputs = convert_inputs(inputs, convert_from, s.input_details)
     outs = s.run_steps(inputs)
     return RunResult(_lite(s.input_details), _lite(s.output_details), inputs, outs)
 
 
 def run_model(model: str | os.PathLike | bytes, *, options: RunOptions = RunOptions(),
               inputs: list[Step] | None = None, source: str | None = None, steps: int = 1, seed: int = 0,
-              shapes: dict | None = None, what: str | None = None) -> RunResult:
-    """Run ``model`` (isolated) on given, loaded or generated inputs."""
+              shapes: dict | None = None, what: str | None = None,
+              convert_from: list[dict] | None = None) -> RunResult:
+    """Run ``model`` (isolated) on given, loaded or generated inputs. With ``convert_from`` (the
+    input details of the model the inputs were made for), inputs are (de)quantized to fit."""
     label = what or (f"LiteRT on {model}" if not isinstance(model, bytes) else "LiteRT")
     return run_isolated(_run, model if isinstance(model, bytes) else str(model), options, inputs,
-                        source, steps, seed, shapes, what=label)
+                        source, steps, seed, shapes, convert_from, what=label)
 
 
 @dataclass
@@ -69,7 +73,8 @@ class Comparison:
 
 def compare_results(ref: RunResult, got: RunResult) -> Comparison:
     if len(ref.output_details) != len(got.output_details):
-        raise VerificationError(f"output count changed: {len(ref.output_details)} -> {len(got.output_details)}")
+        raise UsageError(f"the models have {len(ref.output_details)} and {len(got.output_details)} outputs: "
+                         "not comparable")
     diffs: list[OutputDiff] = []
     for k, (rd, gd) in enumerate(zip(ref.output_details, got.output_details)):
         worst: OutputDiff | None = None
@@ -99,14 +104,20 @@ def compare_models(ref: Any, cand: Any, *, options: RunOptions = RunOptions(), s
         ref_result = run_model(ref, options=options, source=source, steps=steps, seed=seed, shapes=shapes,
                                what="LiteRT on the input model")
     try:
-        got = run_model(cand, options=options, inputs=ref_result.inputs, what="LiteRT on the optimized model")
+        got = run_model(cand, options=options, inputs=ref_result.inputs, what=f"LiteRT on {_label(cand)}",
+                        convert_from=ref_result.input_details)
     except RuntimeFailure as e:
         raise VerificationError(str(e)) from None
-    ri = [(d["name"], np.dtype(d["dtype"]).str) for d in ref_result.input_details]
-    gi = [(d["name"], np.dtype(d["dtype"]).str) for d in got.input_details]
     cmp = compare_results(ref_result, got)
+    ri = [(d["name"], np.dtype(d["dtype"]).name) for d in ref_result.input_details]
+    gi = [(d["name"], np.dtype(d["dtype"]).name) for d in got.input_details]
     if [x[1] for x in ri] != [x[1] for x in gi]:
-        raise VerificationError(f"input types changed: {ri} -> {gi}")
-    if ri != gi:
+        cmp.notes.append("input types differ (" + ", ".join(f"{a[1]} -> {b[1]}" for a, b in zip(ri, gi))
+                         + "): the same real values were fed, quantized to fit")
+    elif ri != gi:
         cmp.notes.append("input names differ")
     return cmp, ref_result
+
+
+def _label(model: Any) -> str:
+    return "the second model" if isinstance(model, (bytes, bytearray)) else str(model)

@@ -30,8 +30,26 @@ def parse_shape_overrides(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
             shape = ()
         if not sep or not name or not shape or any(d <= 0 for d in shape):
             raise UsageError(f"bad --input-shape {spec!r}: expected NAME:DxDx... (e.g. input_1:1x128)")
+        if name in out:
+            raise UsageError(f"--input-shape given twice for {name!r}")
         out[name] = shape
     return out
+
+
+def check_shape_overrides(shapes: Mapping[str, tuple[int, ...]], inputs: Sequence[Any]) -> None:
+    """Every NAME must be an input of the model (as LiteRT names it) and its fixed dimensions
+    must agree. ``inputs`` are the main subgraph's input tensors (tflc.ir Tensor)."""
+    by_name = {t.name: t for t in inputs}
+    for name, shape in shapes.items():
+        t = by_name.get(name)
+        if t is None:
+            raise UsageError(f"--input-shape {name!r}: the model has no such input (inputs: "
+                             f"{', '.join(repr(n) for n in by_name) or 'none'})")
+        sig = t.shape_signature if t.shape_signature is not None else t.shape
+        detail = {"name": name, "shape": t.shape or (), "shape_signature": sig or ()}
+        if sig is not None and not shape_fits(shape, detail):
+            raise UsageError(f"--input-shape {name}:{'x'.join(map(str, shape))} does not fit the input's "
+                             f"shape {_sig(detail)} (? = dynamic)")
 
 
 def concrete_shape(detail: Mapping[str, Any], overrides: Mapping[str, tuple[int, ...]] | None = None) -> tuple[int, ...]:
@@ -76,9 +94,11 @@ def load_npz(path: str | Path, details: Sequence[Mapping[str, Any]]) -> list[Ste
     """Arrays keyed by input name (or ``arr_0``.. in input order). An extra leading axis is steps."""
     try:
         npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{path}: cannot read inputs ({e})") from None
-    keys = list(npz.keys())
+        keys = list(npz.keys())
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except Exception as e:  # BadZipFile, ValueError, OSError...
+        raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     arrays = []
     for i, d in enumerate(details):
         key = d["name"] if d["name"] in keys else (f"arr_{i}" if f"arr_{i}" in keys else
@@ -86,13 +106,41 @@ def load_npz(path: str | Path, details: Sequence[Mapping[str, Any]]) -> list[Ste
         if key is None:
             raise UsageError(f"{path}: no array for input {d['name']!r} (has {', '.join(keys) or 'nothing'})")
         arrays.append(np.asarray(npz[key]))
-    rank = [len(d.get("shape_signature", d["shape"])) for d in details]
+    extra = sorted(set(keys) - {d["name"] for d in details} - {f"arr_{i}" for i in range(len(details))})
+    if extra and len(keys) != len(details):
+        raise UsageError(f"{path}: arrays {', '.join(extra)} match no input of the model "
+                         f"(inputs: {', '.join(d['name'] for d in details)})")
+    rank = [len(_sig(d).split("x")) if _sig(d) else 0 for d in details]
     if all(a.ndim == r + 1 for a, r in zip(arrays, rank)):
         n = arrays[0].shape[0]
         if any(a.shape[0] != n for a in arrays):
             raise UsageError(f"{path}: arrays disagree on the number of steps (leading axis)")
-        return [[np.asarray(a[s], dtype=d["dtype"]) for a, d in zip(arrays, details)] for s in range(n)]
-    return [[np.asarray(a, dtype=d["dtype"]) for a, d in zip(arrays, details)]]
+        steps = [[a[s] for a in arrays] for s in range(n)]
+    else:
+        steps = [arrays]
+    return [[_fit(path, a, d) for a, d in zip(step, details)] for step in steps]
+
+
+def _fit(path: Any, a: np.ndarray, d: Mapping[str, Any]) -> np.ndarray:
+    """An array from the user, checked against the input: shape, and values that fit the type."""
+    if not shape_fits(a.shape, d):
+        raise UsageError(f"{path}: input {d['name']!r} is {_sig(d)}, the array is "
+                         f"{'x'.join(map(str, a.shape)) or 'a scalar'}")
+    dt = np.dtype(d["dtype"])
+    if a.dtype == dt:
+        return a
+    if dt.kind in "iu":
+        scale, zp = d.get("quantization", (0.0, 0))
+        if a.dtype.kind == "f" and scale:   # real values for a quantized input: quantize them
+            info = np.iinfo(dt)
+            return np.clip(np.round(a / scale + zp), info.min, info.max).astype(dt)
+        if a.dtype.kind == "f" and not np.all(np.mod(a, 1) == 0):
+            raise UsageError(f"{path}: input {d['name']!r} takes {dt.name}, the array holds fractional values")
+        info = np.iinfo(dt)
+        if a.size and (a.min() < info.min or a.max() > info.max):
+            raise UsageError(f"{path}: input {d['name']!r} takes {dt.name}, values "
+                             f"{a.min()}..{a.max()} do not fit")
+    return a.astype(dt)
 
 
 def load_images(folder: str | Path, details: Sequence[Mapping[str, Any]], limit: int | None = None) -> list[Step]:
@@ -111,7 +159,10 @@ def load_images(folder: str | Path, details: Sequence[Mapping[str, Any]], limit:
     dt = np.dtype(d["dtype"])
     steps = []
     for f in files[:limit]:
-        img = Image.open(f).convert("L" if c == 1 else "RGB").resize((w, h))
+        try:
+            img = Image.open(f).convert("L" if c == 1 else "RGB").resize((w, h))
+        except Exception as e:  # a broken or unsupported image
+            raise UsageError(f"{f}: cannot read the image ({type(e).__name__}: {e})") from None
         x = np.asarray(img, dtype=np.float32).reshape(1, h, w, c) / 255.0
         if dt.kind == "f":
             arr = x.astype(dt)
@@ -126,6 +177,54 @@ def load_images(folder: str | Path, details: Sequence[Mapping[str, Any]], limit:
     return steps
 
 
+def shape_fits(shape: Sequence[int], detail: Mapping[str, Any]) -> bool:
+    """Can an array of ``shape`` be fed to this input (same rank, fixed dimensions equal)?"""
+    sig = detail.get("shape_signature")
+    if sig is None or len(sig) == 0:
+        sig = detail["shape"]
+    sig = [int(d) for d in sig]
+    return len(shape) == len(sig) and all(d < 0 or d == int(n) for d, n in zip(sig, shape))
+
+
+def _sig(detail: Mapping[str, Any]) -> str:
+    sig = detail.get("shape_signature")
+    sig = detail["shape"] if sig is None or len(sig) == 0 else sig
+    return "x".join("?" if int(d) < 0 else str(int(d)) for d in sig)
+
+
+def convert_inputs(steps: list[Step], ref: Sequence[Mapping[str, Any]], other: Sequence[Mapping[str, Any]]) -> list[Step]:
+    """The reference model's inputs for another model: the same real values, quantized or
+    dequantized where one model takes quantized integers and the other floats (a float model
+    against its int8 version)."""
+    if len(ref) != len(other):
+        raise UsageError(f"the models have different inputs ({len(ref)} against {len(other)}): not comparable")
+    out = []
+    for step in steps:
+        conv = []
+        for x, rd, od in zip(step, ref, other):
+            if not shape_fits(np.shape(x), od):
+                raise UsageError(f"input {od['name']!r} is {_sig(od)}, the reference feeds "
+                                 f"{'x'.join(map(str, np.shape(x)))}: not comparable")
+            rdt, odt = np.dtype(rd["dtype"]), np.dtype(od["dtype"])
+            rq, oq = tuple(rd.get("quantization", (0.0, 0))), tuple(od.get("quantization", (0.0, 0)))
+            x = np.asarray(x)
+            if rdt == odt and rq == oq:
+                conv.append(x)
+                continue
+            real = x.astype(np.float64)
+            if rdt.kind in "iu" and rq[0]:
+                real = (real - rq[1]) * rq[0]
+            if odt.kind in "iu" and oq[0]:
+                info = np.iinfo(odt)
+                conv.append(np.clip(np.round(real / oq[0] + oq[1]), info.min, info.max).astype(odt))
+            elif odt.kind == "f" and (rdt.kind == "f" or rq[0]):
+                conv.append(real.astype(odt))
+            else:
+                raise UsageError(f"input {od['name']!r} takes {odt}, the reference's takes {rdt}: not comparable")
+        out.append(conv)
+    return out
+
+
 def load_inputs(source: str | None, details: Sequence[Mapping[str, Any]], *, steps: int = 1, seed: int = 0,
                 shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[Step]:
     """``source`` None: generated; an .npz file; or a folder of images."""
@@ -134,6 +233,8 @@ def load_inputs(source: str | None, details: Sequence[Mapping[str, Any]], *, ste
     p = Path(source)
     if p.is_dir():
         return load_images(p, details)
-    if p.suffix == ".npz" and p.is_file():
+    if p.suffix == ".npz":
         return load_npz(p, details)
+    if not p.exists():
+        raise UsageError(f"{source}: no such file or folder")
     raise UsageError(f"{source}: inputs must be an .npz file or a folder of images")
