@@ -29,5 +29,5 @@ class RemoveDeadCode(Pass):
                 if _dead(sg, op):
                     sg.remove_op(op)
                     changed = True
-            changed |= sg.remove_unused_tensors() > 0
+            sg.remove_unused_tensors()  # bookkeeping only: the writer drops them anyway
         return changed

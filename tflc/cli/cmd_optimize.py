@@ -14,18 +14,22 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "optimize", help="optimize a model (-O0/-O1/-O2 or --passes) and write a checked copy",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Read IN, run a pipeline of passes, write OUT. OUT is written only after LiteRT has run it "
-        "next to IN on the same inputs: bit-identical outputs for lossless pipelines (-O0 also checks the "
-        f"structure), else within the tolerance (default {DEFAULT_TOLERANCE:g} relative for float passes). "
-        "The input is never overwritten and OUT is replaced atomically.",
-        epilog="levels:\n  -O0  no passes: a pure, lossless rewrite\n  -O1  safe float simplifications\n"
-               "  -O2  -O1 plus profiling-guided passes (default)\n"
+        description="Read IN, run a pipeline of passes, write OUT.\n\n"
+        "OUT is written only after LiteRT has run it next to IN on the same inputs: bit-identical\n"
+        "outputs for lossless pipelines (-O0 also checks the structure), else within the tolerance\n"
+        f"(default {DEFAULT_TOLERANCE:g} relative for float passes). IN is never overwritten, and OUT\n"
+        "is replaced atomically: on any failure nothing is written.",
+        epilog="levels:\n  -O0  no passes: a pure, lossless rewrite (structure and outputs identical)\n"
+               "  -O1  safe float simplifications (folding, identity removal, activation/affine/pad fusion)\n"
+               "  -O2  -O1 plus shape specialization (--input-shape) and the latency guard: the result\n"
+               "       is timed against IN in LiteRT and passes that slow it down are dropped (default)\n"
                "'tflc passes' lists the passes of each level and their options.")
     p.add_argument("input", metavar="IN", help="the .tflite model to optimize (never modified)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the optimized model")
     lv = p.add_mutually_exclusive_group()
-    for lvl in ("O0", "O1", "O2"):
-        lv.add_argument(f"-{lvl}", dest="level", action="store_const", const=lvl, help=argparse.SUPPRESS)
+    for lvl, what in (("O0", "no passes (lossless rewrite)"), ("O1", "safe float simplifications"),
+                      ("O2", "-O1 + shape specialization + latency guard (default)")):
+        lv.add_argument(f"-{lvl}", dest="level", action="store_const", const=lvl, help=what)
     lv.add_argument("--passes", metavar="LIST",
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
@@ -34,8 +38,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--verify-each", action="store_true",
                    help="after every pass, also run the model in LiteRT against IN and name the first pass that breaks it")
     p.add_argument("--latency-guard", dest="latency_guard", action="store_true", default=None,
-                   help="keep the result only where LiteRT does not run it slower (default at -O2); if it "
-                        "is slower, replay the passes one by one and drop the ones that slow it down")
+                   help="keep the result only where LiteRT does not run it slower (default at -O2): slower "
+                        "means the 95%% interval of the paired-round latency ratio lies above 1.02; then the "
+                        "passes are replayed one by one and those that slow the model down are dropped")
     p.add_argument("--no-latency-guard", dest="latency_guard", action="store_false",
                    help="skip the latency measurement at -O2")
     p.add_argument("--report", metavar="FILE.json", help="write the full report (passes, timings, sizes, check) as JSON")
@@ -58,8 +63,8 @@ def _print_text(res) -> None:
                 print(f"  {'':<{w}}    note: {n}")
     if res.latency:
         lat = res.latency
-        print(f"latency in LiteRT: {lat['input_us']:.1f} → {lat['output_us']:.1f} µs (ratio {lat['ratio']:.3f}, "
-              f"95% interval {lat['ci'][0]:.3f}-{lat['ci'][1]:.3f})"
+        print(f"latency in LiteRT: ratio {lat['ratio']:.3f} (median over paired rounds, 95% interval "
+              f"{lat['ci'][0]:.3f}-{lat['ci'][1]:.3f}; p50 ≈ {lat['input_us']:.0f} → {lat['output_us']:.0f} µs)"
               + (f"; dropped {', '.join(d['pass'] for d in lat['dropped'])} (slower)" if lat["dropped"] else ""))
     b, a, c = res.before, res.after, res.check
     verdict = ("bit-identical" if c["identical"] else

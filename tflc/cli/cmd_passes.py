@@ -10,11 +10,21 @@ from .common import add_json_flag, print_json
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list the passes (built-in and plug-in) and what -O1/-O2 run",
-                       description="List every registered pass: name (use it in --passes), description, "
-                       "options (NAME{key=value,...}), what it needs, and where it comes from. Plug-in passes "
-                       "come from installed packages' 'tflc.passes' entry points.")
+                       description="List every registered pass: its name (use it in --passes), description, "
+                       "options (set as NAME{key=value,...}; lists are ':'-separated), and tags: the levels that run "
+                       "it, what it needs, the output error it may cost, and the package it comes from (plug-in "
+                       "passes come from installed packages' 'tflc.passes' entry points).")
     add_json_flag(p)
     return p
+
+
+def _value(v: object) -> str:
+    """A default as it is written on the command line."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return ":".join(map(str, v)) or "''"
+    return "''" if v == "" else str(v)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,11 +42,14 @@ def run(args: argparse.Namespace) -> int:
         tags = [f"in {'/'.join('-' + lvl for lvl in r['in'])}"] if r["in"] else []
         if r["needs"]:
             tags.append("needs " + ", ".join(r["needs"]))
+        if r["tolerance"]:
+            tags.append(f"lossy: up to {r['tolerance']:g} relative")
         if r["origin"] != "builtin":
             tags.append(f"from {r['origin']}")
         print(f"  {r['name']:<{width}}  {r['description']}" + (f"  [{'; '.join(tags)}]" if tags else ""))
         for o in r["options"]:
-            print(f"  {'':<{width}}    {o['name']}={o['type']} (default {o['default']}){': ' + o['help'] if o['help'] else ''}")
+            print(f"  {'':<{width}}    {o['name']}={o['type']} (default {_value(o['default'])})"
+                  f"{': ' + o['help'] if o['help'] else ''}")
     print()
     for lvl, names in pipelines.items():
         print(f"  -{lvl}: {', '.join(names) or '(no passes: a lossless rewrite)'}")

@@ -36,9 +36,12 @@ def tolerance(text: str) -> float:
 def add_run_args(p: argparse.ArgumentParser, steps: int = 3) -> None:
     g = p.add_argument_group("running the model in LiteRT")
     g.add_argument("--inputs", metavar="DATA", help="inputs: an .npz (arrays named like the model's inputs, "
-                   "or arr_0..; an extra leading axis = steps) or a folder of images; default: generated")
+                   "or arr_0..; an extra leading axis = steps; real values for quantized inputs are quantized) "
+                   "or a folder of images (one step each, resized to the input, scaled to [0,1] for float "
+                   "inputs, quantized for integer ones); default: generated")
     g.add_argument("--steps", type=positive_int, default=steps, metavar="N",
-                   help=f"invocations per check; stateful models keep state between them (default {steps})")
+                   help=f"invocations per check with generated inputs; stateful models keep state between "
+                        f"them (default {steps}); with --inputs the data decides the steps")
     g.add_argument("--threads", type=positive_int, default=1, metavar="N", help="LiteRT threads (default 1)")
     g.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
                    help="fix a dynamic input's shape, e.g. 'serving_default_x:0:1x128' (repeatable)")

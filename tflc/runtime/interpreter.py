@@ -52,7 +52,7 @@ def failure_reason(exc: BaseException, log: list[str]) -> str:
     msg = str(exc).strip().splitlines()
     detail = [ln for ln in log if "ERROR" in ln or "rror" in ln] or log
     first = detail[0] if detail else (msg[0] if msg else type(exc).__name__)
-    return first.replace("ERROR: ", "").strip()
+    return first.replace("ERROR: ", "").replace("Node number", "; node number").strip()
 
 
 class Session:
