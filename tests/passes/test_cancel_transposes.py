@@ -10,7 +10,7 @@ from tflc.ir.verify import verify
 from tflc.passes_api import parse_pipeline
 from tflc.passmanager import PassContext, run_pipeline
 from tflc.rewrite import builtin_opcode
-from tflc.runtime import compare_models
+from tflc.runtime import RunOptions, compare_models
 from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
 
 F32 = TYPE_CODES["FLOAT32"]
@@ -284,3 +284,203 @@ def test_real_models(shared_model):
     run(model)
     assert count(model, "TRANSPOSE") <= before[0] and len(list(model.operators())) <= before[1]
     assert_identical(str(shared_model), model)
+
+
+# ----------------------------------------------------------------------------- through reductions
+
+TOKENS = "serving_default_token_ids:0"
+
+
+def assert_identical_both(ref, model: Model) -> None:
+    """Bit-identical with XNNPACK (LiteRT's default) and with the builtin kernels alone."""
+    for xnnpack in (True, False):
+        cmp, _ = compare_models(ref, serialize(model), steps=2, options=RunOptions(xnnpack=xnnpack))
+        assert cmp.identical, (xnnpack, cmp.to_json())
+
+
+def reduce(g: G, typ, x, axes, keep, shape, name=None):
+    o = fb.ReducerOptionsT()
+    o.keepDims = keep
+    axes_t = g.sg.new_constant(f"axes_{len(g.sg.operators)}", np.asarray(axes, np.int32))
+    return g.op(typ, [x, axes_t], shape, o, name=name)
+
+
+def keras2_layernorm(g: G, x, keep=False, typ="MEAN"):
+    """Keras 2's LayerNormalization as the converter lowers it (through a fused batch norm):
+    RESHAPE [1,T,C,1], TRANSPOSE to [1,C,1,T], statistics over C, TRANSPOSE back. Returns the
+    result in the [1,T,C,1] layout (the caller adds the RESHAPE back)."""
+    _, T, C = x.shape
+    t = g.transpose(g.reshape(x, (1, T, C, 1)), (0, 2, 3, 1))                       # [1, C, 1, T]
+    stat = (1, 1, 1, T) if keep else (T,)
+    m = reduce(g, typ, t, [0, 1, 2], keep, stat)
+    v = reduce(g, typ, g.op("SQUARED_DIFFERENCE", [t, m], t.shape), [0, 1, 2], keep, stat)
+    r = g.unary("RSQRT", g.binary("ADD", v, np.array(1e-3)))
+    s = g.binary("MUL", r, g.rng.uniform(0.5, 2.0, stat), const_first=True)
+    xs = g.op("MUL", [t, s], t.shape)
+    off = g.binary("SUB", g.op("MUL", [m, s], stat), g.rng.normal(size=stat), const_first=True)
+    y = g.op("ADD", [xs, off], t.shape)
+    return g.transpose(y, (0, 3, 1, 2))                                               # [1, T, C, 1]
+
+
+LN_TYPES = ["TRANSPOSE", "MEAN", "SQUARED_DIFFERENCE", "MEAN", "ADD", "RSQRT", "MUL", "MUL", "MUL", "SUB", "ADD"]
+
+
+@pytest.mark.parametrize("T,C,keep", [(32, 64, False), (7, 200, False), (5, 3, True)])
+def test_keras2_layernorm_runs_on_its_input(T, C, keep):
+    g = G((1, T, C))
+    z = keras2_layernorm(g, g.ins[0], keep=keep)
+    model = g.done(g.reshape(z, (1, T, C), name="out"))
+    ref = serialize(model)
+    assert count(model, "TRANSPOSE") == 2 and count(model, "RESHAPE") == 2
+    run(model)
+    assert types(model) == LN_TYPES
+    sg = model.main
+    tr = sg.operators[0]
+    assert tr.inputs[0] is sg.inputs[0] and tr.outputs[0].shape == (C, T, 1)   # reduced axis outermost, as before
+    for mean in sg.ops_of_type("MEAN"):
+        assert mean.inputs[0].shape == (C, T, 1) and mean.inputs[1].data.tolist() == [0]
+        assert mean.options.keepDims and mean.outputs[0].shape == (1, T, 1)
+    scale = sg.operators[6]                                       # MUL(constant, rsqrt): re-laid constant
+    assert scale.inputs[0].shape == (1, T, 1)
+    last = sg.operators[-1]
+    assert last.outputs[0].name == "out" and last.outputs[0].shape == (1, T, C)
+    assert last.inputs[0].producer.inputs[0] is sg.inputs[0]     # the normalizing MUL reads x itself
+    assert_identical_both(ref, model)
+
+
+@pytest.mark.parametrize("typ", ["SUM", "REDUCE_MAX", "REDUCE_MIN"])
+def test_other_reductions(typ):
+    g = G((1, 6, 10))
+    z = keras2_layernorm(g, g.ins[0], keep=True, typ=typ)
+    model = g.done(g.reshape(z, (1, 6, 10), name="out"))
+    ref = serialize(model)
+    run(model)
+    assert count(model, "TRANSPOSE") == 1 and count(model, "RESHAPE") == 0 and count(model, typ) == 2
+    assert_identical_both(ref, model)
+
+
+def test_layernorm_into_fully_connected():
+    """RESHAPE -> FULLY_CONNECTED -> RESHAPE after the layer norm becomes one FULLY_CONNECTED."""
+    T, C, U = 8, 12, 5
+    g = G((1, T, C))
+    z = keras2_layernorm(g, g.ins[0])
+    res = g.reshape(z, (1, T, C), name="residual")
+    w = g.sg.new_constant("w", g.rng.normal(size=(U, C)).astype(np.float32))
+    b = g.sg.new_constant("b", g.rng.normal(size=(U,)).astype(np.float32))
+    fc = g.op("FULLY_CONNECTED", [g.reshape(z, (T, C)), w, b], (T, U), fb.FullyConnectedOptionsT())
+    model = g.done(res, g.reshape(fc, (1, T, U), name="dense"))
+    ref = serialize(model)
+    run(model)
+    assert count(model, "RESHAPE") == 0 and count(model, "TRANSPOSE") == 1
+    fc_op = model.main.ops_of_type("FULLY_CONNECTED")[0]
+    assert fc_op.options.keepNumDims and fc_op.outputs[0].name == "dense" and fc_op.outputs[0].shape == (1, T, U)
+    assert fc_op.inputs[0].name == "residual"
+    assert_identical_both(ref, model)
+
+
+def test_elementwise_dag_with_fan_out():
+    g = G((1, 4, 6, 8))
+    t = g.transpose(g.ins[0], NCHW)                                   # read by RELU and MUL
+    y = g.op("ADD", [g.unary("RELU", t), g.binary("MUL", t, g.rng.normal(size=(8, 1, 1)))], t.shape)
+    model = g.done(g.transpose(y, NHWC, name="out"))
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ["RELU", "MUL", "ADD"]
+    assert model.main.ops_of_type("MUL")[0].inputs[1].shape == (1, 1, 1, 8)
+    assert_identical_both(ref, model)
+
+
+def test_region_with_another_reader_is_left_alone():
+    g = G((1, 6, 10))
+    x = g.ins[0]
+    t = g.transpose(g.reshape(x, (1, 6, 10, 1)), (0, 2, 3, 1))
+    m = reduce(g, "MEAN", t, [0, 1, 2], False, (6,))
+    y = g.op("SUB", [t, m], t.shape)
+    model = g.done(g.reshape(g.transpose(y, (0, 3, 1, 2)), (1, 6, 10), name="out"), g.op("SOFTMAX", [t], t.shape,
+                                                                                     fb.SoftmaxOptionsT()))
+    before = types(model)
+    run(model)
+    assert types(model) == before
+
+
+def test_result_needed_in_both_layouts_is_left_alone():
+    g = G((1, 6, 10))
+    t = g.transpose(g.reshape(g.ins[0], (1, 6, 10, 1)), (0, 2, 3, 1))
+    a = g.unary("ABS", t)                                         # read by the MEAN and by the exit's SUB
+    y = g.op("SUB", [a, reduce(g, "MEAN", a, [0, 1, 2], False, (6,))], t.shape)
+    model = g.done(g.reshape(g.transpose(y, (0, 3, 1, 2)), (1, 6, 10), name="out"))
+    before = types(model)
+    ctx = run(model)
+    assert types(model) == before
+    assert any("needed both" in n for n in ctx.messages)
+
+
+def test_reduction_whose_kernel_path_would_change_is_left_alone():
+    """SUM over [1,16,5] (contiguous, XNNPACK's row-sum kernel) must not become a sum over
+    [16,5,1] (a strided sum with one channel): XNNPACK adds the elements in another order."""
+    g = G((16, 5, 1))
+    t = g.transpose(g.ins[0], (2, 0, 1))                                # [1, 16, 5]: only a size-1 dim moves
+    s = reduce(g, "SUM", t, [2, 0], True, (1, 16, 1))
+    y = g.op("SUB", [t, s], t.shape)
+    model = g.done(g.unary("RELU", g.transpose(y, (1, 2, 0)), name="out"))
+    ref = serialize(model)
+    ctx = run(model)
+    sums = model.main.ops_of_type("SUM")
+    assert sums[0].inputs[0].shape == (1, 16, 5) and sums[0].inputs[1].data.tolist() == [2, 0]
+    assert any("kernel path" in n for n in ctx.messages)
+    assert_identical_both(ref, model)
+
+
+# ----------------------------------------------------------------------------- attention scores
+
+def attention_scores(T, S, H, D):
+    """Keras 2 MultiHeadAttention's scores as the converter lowers einsum: BATCH_MATMUL(k, q^T)^T."""
+    g = G((1, T, H, D), (1, S, H, D))
+    q, k = g.ins
+    a = g.transpose(k, (0, 2, 1, 3))                                   # [1, H, S, D]
+    b = g.transpose(q, (0, 2, 3, 1))                                   # [1, H, D, T]
+    s = g.op("BATCH_MATMUL", [a, b], (1, H, S, T), fb.BatchMatMulOptionsT())
+    return g, g.transpose(s, (0, 1, 3, 2))                             # [1, H, T, S]
+
+
+@pytest.mark.parametrize("T,D", [(32, 16), (7, 200)])
+def test_transposed_batch_matmul_swaps_its_operands(T, D):
+    g, scores = attention_scores(T, T, 3, D)
+    model = g.done(g.op("SOFTMAX", [scores], scores.shape, fb.SoftmaxOptionsT(), name="out"))
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ["TRANSPOSE", "TRANSPOSE", "BATCH_MATMUL", "SOFTMAX"]
+    bmm = model.main.ops_of_type("BATCH_MATMUL")[0]
+    a, b = (t.producer for t in bmm.inputs)
+    assert a.inputs[0] is model.main.inputs[0] and a.inputs[1].data.tolist() == [0, 2, 1, 3]   # q first
+    assert b.inputs[0] is model.main.inputs[1] and b.inputs[1].data.tolist() == [0, 2, 3, 1]
+    assert bmm.outputs[0].shape == (1, 3, T, T)
+    assert_identical_both(ref, model)
+
+
+def test_non_square_batch_matmul_is_left_alone():
+    g, scores = attention_scores(6, 9, 2, 4)
+    model = g.done(g.unary("RELU", scores, name="out"))
+    run(model)
+    assert count(model, "TRANSPOSE") == 3
+
+
+def test_zoo_keras2_transformer(zoo):
+    """The Keras 2 transformer (dynamic batch) with its input shape fixed: every layer norm keeps
+    one TRANSPOSE (of 4 layout ops), each attention block loses one, the dense layers' RESHAPEs go."""
+    path = zoo("transformer_encoder_tfkeras")
+    model = read_model(path)
+    n0 = len(model.main.operators)
+    ctx = PassContext(shapes={TOKENS: (1, 32)})
+    run_pipeline(model, parse_pipeline("specialize-shapes,fold-constants,remove-identity"), ctx)
+    before = {t: count(model, t) for t in ("TRANSPOSE", "RESHAPE", "FULLY_CONNECTED")}
+    assert before == {"TRANSPOSE": 18, "RESHAPE": 20, "FULLY_CONNECTED": 12}
+    run_pipeline(model, parse_pipeline("cancel-transposes,remove-dead-code"), ctx)
+    verify(read_model_bytes(serialize(model)))
+    after = {t: count(model, t) for t in ("TRANSPOSE", "RESHAPE", "FULLY_CONNECTED")}
+    assert after == {"TRANSPOSE": 4 + 8, "RESHAPE": 8, "FULLY_CONNECTED": 12}
+    assert len(model.main.operators) == 87 and len(model.main.operators) <= 0.6 * n0
+    for xnnpack in (True, False):
+        cmp, _ = compare_models(str(path), serialize(model), steps=2, shapes={TOKENS: (1, 32)},
+                                options=RunOptions(xnnpack=xnnpack))
+        assert cmp.identical, (xnnpack, cmp.to_json())

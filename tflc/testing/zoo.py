@@ -33,6 +33,7 @@ __all__ = [
     "stateful_counter",
     "tiny_mlp",
     "transformer_encoder",
+    "transformer_encoder_tfkeras",
 ]
 
 #: Bump whenever a builder changes what it produces; part of every cache file name.
@@ -258,6 +259,53 @@ def transformer_encoder(variant: str = "float32", dynamic_batch: bool = True) ->
     return _convert(_keras_concrete_function(model, spec), variant)
 
 
+def transformer_encoder_tfkeras(variant: str = "float32") -> bytes:
+    """The two-layer encoder of :func:`transformer_encoder`, built with legacy Keras 2 (``tf_keras``).
+
+    Token embedding (vocab 500, dim 64) plus a position ``Embedding(32, 64)`` of ``range(32)``,
+    then two blocks of 4-head MultiHeadAttention + residual LayerNormalization + GELU FFN
+    (64->128->64) + residual LayerNormalization; mean-pooled float32 output ``[batch, 64]``. The
+    input ``token_ids`` is int32 ``[batch, 32]`` with a dynamic batch. Converted with
+    ``TFLiteConverter.from_keras_model``, which lowers Keras 2's LayerNormalization (default
+    epsilon 1e-3: Keras 2 takes its fused path only for epsilon > 1.001e-5) through a fused batch
+    norm (RESHAPE, TRANSPOSE, mean/variance, TRANSPOSE back, RESHAPE back) and its
+    attention einsums to BATCH_MATMUL with TRANSPOSEs: the layout-heavy graph real Keras 2
+    models have. Needs ``tf_keras`` (``pip install tf_keras``). ``variant`` is one of
+    :data:`TRANSFORMER_VARIANTS`.
+    """
+    if variant not in TRANSFORMER_VARIANTS:
+        raise ValueError(
+            f"unknown transformer_encoder_tfkeras variant {variant!r}; expected one of {TRANSFORMER_VARIANTS}"
+        )
+    tf = _import_tf()
+    try:
+        import tf_keras as keras
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("building the Keras 2 transformer needs tf_keras: pip install tf_keras") from exc
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(_SEED)
+    layers = keras.layers
+    seq_len, vocab, dim, heads, ffn = 32, 500, 64, 4, 128
+
+    ids = keras.Input(shape=(seq_len,), dtype="int32", name="token_ids")
+    x = layers.Embedding(vocab, dim, name="token_embedding")(ids)
+    x = x + layers.Embedding(seq_len, dim, name="position_embedding")(tf.range(seq_len))
+    for i in range(2):
+        attn = layers.MultiHeadAttention(heads, dim // heads, name=f"layer{i}_mha")(x, x)
+        x = layers.LayerNormalization(name=f"layer{i}_ln1")(x + attn)
+        h = layers.Dense(ffn, activation="gelu", name=f"layer{i}_ffn1")(x)
+        h = layers.Dense(dim, name=f"layer{i}_ffn2")(h)
+        x = layers.LayerNormalization(name=f"layer{i}_ln2")(x + h)
+    outputs = layers.GlobalAveragePooling1D(name="pool")(x)
+    model = keras.Model(ids, outputs, name="transformer_encoder_tfkeras")
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    return bytes(converter.convert())
+
+
 def tiny_mlp() -> bytes:
     """Three Dense layers (16->32->32->4, ReLU, softmax) on a 1x16 input; ~6 KB."""
     tf = _import_tf()
@@ -321,6 +369,10 @@ def _transformer(variant: str, dynamic_batch: bool = True) -> Callable[[], bytes
     return lambda: transformer_encoder(variant, dynamic_batch=dynamic_batch)
 
 
+def _transformer_tfkeras(variant: str) -> Callable[[], bytes]:
+    return lambda: transformer_encoder_tfkeras(variant)
+
+
 #: Every model + variant, name -> zero-argument builder returning .tflite bytes.
 BUILDERS: dict[str, Callable[[], bytes]] = {
     "mobilenet_tiny": _mobilenet("float32"),
@@ -331,6 +383,8 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "transformer_encoder": _transformer("float32"),
     "transformer_encoder_fp16": _transformer("float16"),
     "transformer_encoder_static": _transformer("float32", dynamic_batch=False),
+    "transformer_encoder_tfkeras": _transformer_tfkeras("float32"),
+    "transformer_encoder_tfkeras_fp16": _transformer_tfkeras("float16"),
     "tiny_mlp": tiny_mlp,
     "stateful_counter": stateful_counter,
 }
