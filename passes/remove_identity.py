@@ -14,6 +14,8 @@ What it rewrites (each is a Rule; a refusal is reported as a note):
   scale*(q-zp) and quantizing divides by the same scale and rounds, which returns q exactly for
   every 8/16-bit value (the float error is far below half a step).
 - ``cast-same-type``: CAST to the type its input already has.
+- ``arith-identity``: float ``x*1``, ``x/1``, ``x-0`` and ``x+(-0.0)`` by a constant that does
+  not broadcast x (not ``x+0``: it turns -0 into +0), without fused activation.
 - ``reshape-into-fully-connected``: a RESHAPE that only merges leading dimensions into a
   FULLY_CONNECTED input (keep_num_dims=false, same last dimension): FULLY_CONNECTED flattens its
   input to [elements / depth, depth] itself.
@@ -59,16 +61,9 @@ def _same_quant(a: Tensor, b: Tensor) -> bool:
     return _quant_key(a) == _quant_key(b)
 
 
-def _in_signature(sg: Subgraph, t: Tensor) -> bool:
-    if sg.model is None:
-        return False
-    return any(sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs))
-               for sd in sg.model.signature_defs)
-
-
 def _boundary(sg: Subgraph, t: Tensor) -> bool:
     """A tensor the outside world sees: graph input/output or signature entry."""
-    return any(x is t for x in sg.inputs) or sg.is_graph_output(t) or _in_signature(sg, t)
+    return any(x is t for x in sg.inputs) or sg.is_pinned(t)
 
 
 def _const_ints(t: Tensor | None) -> list[int] | None:
@@ -149,7 +144,7 @@ class ReshapeChain(Rule):
 
     def check(self, m):
         x, mid, y = m.tensors["x"], m.tensors["mid"], m.root.outputs[0]
-        if sole_consumer(mid, m.sg) is not m.root or _in_signature(m.sg, mid):
+        if sole_consumer(mid, m.sg) is not m.root or m.sg.is_pinned(mid):
             return False, "the inner RESHAPE's result has other readers"
         if not (_same_quant(x, mid) and _same_quant(mid, y)):
             return False, "quantization changes along the chain"
@@ -254,6 +249,44 @@ class CastSameType(Rule):
         bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
 
 
+#: x OP c == x bit for bit, for every float x (NaN payloads aside): x*1, x/1, x-(+0), x+(-0).
+#: (x+(+0) is not: -0 + +0 = +0.)
+_NEUTRAL = {"MUL": (1.0, False), "DIV": (1.0, True), "SUB": (0.0, True), "ADD": (-0.0, False)}
+
+
+class ArithIdentity(Rule):
+    """``x * 1``, ``x / 1``, ``x - 0``, ``x + (-0.0)`` with a constant that does not broadcast x."""
+
+    name = "arith-identity"
+    roots = tuple(_NEUTRAL)
+
+    def match(self, op, sg):
+        if len(op.inputs) != 2 or op.outputs[0] is None:
+            return None
+        value, right_only = _NEUTRAL[op.type]
+        for xi, ci in ((0, 1),) if right_only else ((0, 1), (1, 0)):
+            x, c = op.inputs[xi], op.inputs[ci]
+            if x is None or c is None or not c.is_constant or c.np_dtype is None or c.np_dtype.kind != "f":
+                continue
+            data = np.asarray(c.data)
+            if data.size and np.all(data == value) and np.all(np.signbit(data) == np.signbit(value)):
+                return Match(op, sg, tensors={"x": x, "c": c, "y": op.outputs[0]})
+        return None
+
+    def check(self, m):
+        x, y = m.tensors["x"], m.tensors["y"]
+        if getattr(m.root.options, "fusedActivationFunction", 0):
+            return False, "it has a fused activation"
+        if _quant_key(x) is not None or _quant_key(y) is not None:
+            return False, "quantized arithmetic is not an identity (requantization)"
+        if not (_static(x) and _static(y)) or x.shape != y.shape:
+            return False, "the constant broadcasts the input to another shape"
+        return bypass_check(m.sg, x, y)
+
+    def apply(self, m):
+        bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
+
+
 def _fc_flattening(op: Operator) -> bool:
     """FULLY_CONNECTED that flattens its input to 2-D (keep_num_dims false, default weights)."""
     o = op.options
@@ -315,7 +348,7 @@ class FullyConnectedKeepDims(Rule):
 
     def check(self, m):
         z, w = m.tensors["z"], m.tensors["w"]
-        if _in_signature(m.sg, z):
+        if m.sg.is_pinned(z):
             return False, "the FULLY_CONNECTED result is a signature tensor"
         if not _same_quant(z, w):
             return False, "the RESHAPE changes the quantization"
@@ -337,4 +370,4 @@ class RemoveIdentity(RulePass):
     name = "remove-identity"
     description = "Remove ops that do not change their input (same-shape reshapes, identity transposes, ...)"
     rules = [ReshapeSameShape(), ReshapeChain(), TransposeIdentity(), TransposePair(), QuantizeDequantize(),
-             CastSameType(), ReshapeIntoFullyConnected(), FullyConnectedKeepDims()]
+             CastSameType(), ArithIdentity(), ReshapeIntoFullyConnected(), FullyConnectedKeepDims()]

@@ -237,19 +237,12 @@ def fold_refusal(op: Operator, sg: Subgraph, *, fold_dequantize: bool = False) -
             continue
         if t.np_dtype is None:
             return f"{t.type_name} output"
-        if sg.is_graph_output(t) or _in_signature(sg, t):
+        if sg.is_pinned(t):
             return "its output is a graph output"
         n = _static_nbytes(t)
         if n is not None and n > HARD_CAP_BYTES:
             return f"result of {n} bytes is too large to evaluate"
     return None
-
-
-def _in_signature(sg: Subgraph, t: Tensor) -> bool:
-    if sg.model is None:
-        return False
-    return any(sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs))
-               for sd in sg.model.signature_defs)
 
 
 def constant_closure(sg: Subgraph, *, fold_dequantize: bool = False, inexact: bool = True,

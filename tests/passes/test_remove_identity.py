@@ -9,7 +9,8 @@ from tflc.io import read_model, serialize
 from tflc.ir.core import Model, Operator
 from tflc.ir.verify import verify
 from tflc.passes_api import get_pass
-from tflc.passmanager import PassContext
+from tflc.passes_api import parse_pipeline
+from tflc.passmanager import PassContext, run_pipeline
 from tflc.rewrite import builtin_opcode
 from tflc.runtime import RunOptions, compare_models
 from tflc.schema import TYPE_CODES, fb
@@ -331,3 +332,41 @@ def test_real_models(shared_model):
     assert sum(len(sg.operators) for sg in m.subgraphs) <= n
     cmp, _ = compare_models(str(shared_model), serialize(m), steps=2)
     assert cmp.identical, cmp.to_json()
+
+
+def _arith_model(op_type, value, swap=False):
+    from tflc.ir.core import Model
+    from tflc.schema import fb as _fb
+    m = Model()
+    sg = m.add_subgraph("main")
+    x = sg.new_tensor("x", 0, (1, 4))
+    c = sg.new_constant("c", np.full((1, 4), value, np.float32))
+    y = sg.new_tensor("y", 0, (1, 4))
+    z = sg.new_tensor("z", 0, (1, 4))
+    opts_t = {"MUL": "MulOptions", "DIV": "DivOptions", "SUB": "SubOptions", "ADD": "AddOptions"}[op_type]
+    sg.add_op(Operator(builtin_opcode(op_type), [c, x] if swap else [x, c], [y],
+                       options=getattr(_fb, opts_t + "T")(), options_type=getattr(_fb.BuiltinOptions, opts_t)))
+    sg.add_op(Operator(builtin_opcode("RELU"), [y], [z]))
+    sg.set_graph_inputs([x])
+    sg.set_graph_outputs([z])
+    return m
+
+
+@pytest.mark.parametrize("op_type,value,swap,removed", [
+    ("MUL", 1.0, False, True), ("MUL", 1.0, True, True), ("DIV", 1.0, False, True),
+    ("SUB", 0.0, False, True), ("ADD", -0.0, False, True),
+    ("ADD", 0.0, False, False),      # -0 + 0 = +0: not an identity
+    ("DIV", 1.0, True, False),       # 1 / x
+    ("SUB", 0.0, True, False),       # 0 - x
+    ("MUL", 2.0, False, False),
+])
+def test_arith_identity(op_type, value, swap, removed):
+    from tflc.io import serialize
+    from tflc.runtime import Session
+    m = _arith_model(op_type, value, swap)
+    before = serialize(m)
+    run_pipeline(m, parse_pipeline("remove-identity"), PassContext())
+    assert (len(m.main.operators) == 1) is removed
+    x = np.array([[-0.0, 1.5, -2.25, 3e-39]], np.float32)   # signed zero and a subnormal
+    a, b = Session(before).run([x])[0], Session(serialize(m)).run([x])[0]
+    assert a.tobytes() == b.tobytes()
