@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tflc.profiler import bench
 from tflc.profiler.latency import LatencyStats
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
 def _stats(p50, p90=None, threads=1):
@@ -37,15 +44,137 @@ def test_latency_stats():
     assert "samples" not in s.to_json() and len(s.to_json(samples=True)["samples"]) == 100
 
 
+def _spread(p50, p90, n=50):
+    """n samples with that median and 90th percentile, and little noise between them."""
+    s = [p50] * (n // 2) + list(np.linspace(p50, p90, n - n // 2))
+    return LatencyStats.from_samples(s)
+
+
 def test_recommend_notes_threads_that_hurt_under_load():
-    pts = [bench.ThreadPoint(1, _stats(100), _stats(110, 150)),
-           bench.ThreadPoint(2, _stats(60), _stats(90, 400))]
+    pts = [bench.ThreadPoint(1, _stats(100), _spread(110, 150)),
+           bench.ThreadPoint(2, _stats(60), _spread(90, 400))]
     rec = bench.recommend(pts)
     assert rec["best_isolated"] == 2 and rec["best_loaded"] == 1
     assert rec["warning"] and "hurts under load" in rec["warning"]
     assert rec["threads"] in (1, 2)
     alone = bench.recommend([bench.ThreadPoint(1, _stats(100)), bench.ThreadPoint(2, _stats(60))])
     assert alone["threads"] == 2 and alone["best_loaded"] is None
+
+
+def test_recommend_says_when_the_noise_is_too_high_to_decide():
+    rng = np.random.default_rng(1)
+
+    def noisy():          # one distribution, cv ~0.5: the two counts cannot be told apart
+        return LatencyStats.from_samples(100 * rng.lognormal(0.0, 0.5, size=60))
+    rec = bench.recommend([bench.ThreadPoint(1, noisy()), bench.ThreadPoint(2, noisy())])
+    assert rec["threads"] is None and "too noisy" in rec["reason"] and rec["stability"] < 0.9
+    from tflc.profiler.report import recommendation_text
+    assert recommendation_text(rec).startswith("no recommendation: ")
+    clear = bench.recommend([bench.ThreadPoint(1, noisy()),
+                             bench.ThreadPoint(2, LatencyStats.from_samples(np.asarray(noisy().samples) / 3))])
+    assert clear["threads"] == 2 and clear["stability"] >= 0.9
+
+
+def test_recommend_resamples_rounds():
+    # 2 threads looks faster, but only because one of its three rounds was not in a slow phase of
+    # the machine... or two were: resampling the rounds, not just the runs, shows the doubt
+    one = LatencyStats.from_samples([100.0] * 60)
+    two = LatencyStats.from_samples([90.0] * 40 + [130.0] * 20)
+    assert bench.recommend([bench.ThreadPoint(1, one), bench.ThreadPoint(2, two)])["threads"] == 2
+    one.round_sizes, two.round_sizes = [20, 20, 20], [20, 20, 20]
+    rec = bench.recommend([bench.ThreadPoint(1, one), bench.ThreadPoint(2, two)])
+    assert rec["threads"] is None and rec["candidate"] == 2
+
+
+def test_unique_labels():
+    assert bench.unique_labels(["m.tflite", "o2/m.tflite"]) == ["m.tflite", "o2/m.tflite"]
+    assert bench.unique_labels(["a/x/m.tflite", "b/x/m.tflite", "c.tflite"]) == ["a/x/m.tflite", "b/x/m.tflite",
+                                                                                   "c.tflite"]
+    assert bench.unique_labels(["m.tflite", "./m.tflite"]) == ["m.tflite [1]", "m.tflite [2]"]
+    assert bench.unique_labels(["/x/a.tflite", "/y/b.tflite"]) == ["a.tflite", "b.tflite"]
+
+
+def _model(label, size, p50, **kw):
+    m = bench.ModelBench(label, label, size, "0" * 64, **kw)
+    m.latency = LatencyStats.from_samples([p50] * 10)
+    m.threads = [bench.ThreadPoint(1, m.latency)]
+    m.configs = {"xnnpack": m.latency, "builtin": LatencyStats.from_samples([5 * p50] * 10)}
+    return m
+
+
+def test_ratios_and_rows_by_position_not_name():
+    # the normal original-vs-optimized run: two files with the same base name
+    res = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("o2/m.tflite", 990, 146.0)], [1], 10, 2, 0)
+    r = res.ratios()
+    assert [x["index"] for x in r] == [0, 1] and r[0]["size"] == 1.0 and r[0]["p50"] == 1.0
+    assert r[1]["size"] == pytest.approx(0.99) and r[1]["p50"] == pytest.approx(0.73)
+    from tflc.profiler.report import bench_blocks
+    table = bench_blocks(res)[0]
+    assert [row[0] for row in table.rows] == ["m.tflite", "o2/m.tflite"]
+    assert table.rows[0][2] == "1.00x" and table.rows[0][4] == "1.00x" and table.rows[1][4] == "0.73x"
+    assert table.rows[0][1] == "1000 B" and "KB" in bench_blocks(
+        bench.BenchResult([_model("a", 4096, 1.0)], [1], 10, 2, 0))[0].rows[0][1]      # KB = 1024, as tflc
+    same = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("m.tflite", 990, 146.0)], [1], 10, 2, 0)
+    rows = bench_blocks(same)[0].rows                # even under one name, each row gets its own ratios
+    assert [r[4] for r in rows] == ["1.00x", "0.73x"] and [r[2] for r in rows] == ["1.00x", "0.99x"]
+    kernels = [b for b in bench_blocks(res) if getattr(b, "title", "").startswith("Kernels")][0]
+    assert not any("tflc" in c for c in kernels.columns)            # no model holds tflc kernels
+    res.models[1].configs["tflc"] = None
+    kernels = [b for b in bench_blocks(res) if getattr(b, "title", "").startswith("Kernels")][0]
+    assert "tflc delegate p50" in kernels.columns
+
+
+def test_tradeoff_plot_labels_each_model(tmp_path):
+    pytest.importorskip("matplotlib")
+    from tflc.profiler.report import plot_tradeoff
+    res = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("o2/m.tflite", 990, 199.0),
+                             _model("other/very_long_model_name_int8.tflite", 500, 300.0)], [1], 10, 2, 0)
+    res.models[1].accuracy = {"comparable": True, "identical": False, "max_rel": 1e-3, "max_abs": 1e-4}
+    res.models[2].accuracy = {"comparable": False, "reason": "different outputs"}
+    assert plot_tradeoff(res)[:4] == b"\x89PNG"
+
+
+def test_accuracy_of_unrelated_models_is_not_comparable(zoo):
+    a, b = str(zoo("mobilenet_tiny")), str(zoo("tiny_mlp"))
+    acc, _ = bench._accuracy(a, b, None, None)
+    assert acc["comparable"] is False and acc["reason"] == "different inputs" and "[1,16]" in acc["detail"]
+    from tflc.profiler.report import accuracy_text
+    assert accuracy_text(acc) == "not comparable (different inputs)"
+    assert accuracy_text({"comparable": False, "reason": "different outputs"}) == \
+        "not comparable (different outputs)"
+    from tflc.runtime.check import RunResult
+    ref = RunResult([], [], [], [[np.zeros((1, 213)), np.zeros((1, 15))]])
+    got = RunResult([], [], [], [[np.zeros((1, 896, 16)), np.zeros((1, 896, 1))]])
+    assert "float64[1,213]" in bench._outputs_mismatch(ref, got)
+    assert bench._outputs_mismatch(ref, ref) == ""
+
+
+def test_builtin_failure_note_says_it_is_about_the_builtin_run():
+    note = bench._builtin_note("LiteRT cannot prepare s.tflite: Encountered unresolved custom op: Conv2DTB.")
+    assert note.startswith("builtin kernels only (no XNNPACK)") and "only XNNPACK runs it" in note
+
+
+def test_rounds_and_max_time_bound_the_whole_measurement(monkeypatch):
+    # a fake clock and measurement: each round costs 1 s (process start, warm-up and runs)
+    now = [0.0]
+    calls = []
+
+    def fake_measure(model, *, runs, **kw):
+        calls.append(runs)
+        now[0] += 1.0
+        return LatencyStats.from_samples([100.0] * runs), None
+    monkeypatch.setattr(bench, "_measure", fake_measure)
+    monkeypatch.setattr(bench, "_clock", lambda: now[0])
+    monkeypatch.setattr(bench, "_tflc_delegate_factory", lambda data: (None, "no tflc kernels"))
+    res = bench.run_bench([__file__], runs=10, rounds=500, max_seconds=100.0, xnnpack_variants=False,
+                          accuracy=False)
+    assert len(calls) == 10 and res.rounds == 10 and res.runs == 10 and res.models[0].latency.runs == 10
+    assert "10 rounds, not 500" in " ".join(res.notes)
+    calls.clear()
+    res = bench.run_bench([__file__], runs=100, rounds=10, max_seconds=3.0, xnnpack_variants=False,
+                          accuracy=False)
+    assert len(calls) == 3 and sum(calls) == 30                  # 3 s spent: the other 7 rounds skipped
+    assert "--max-time 3 s" in " ".join(res.notes)
 
 
 def test_background_load_starts_and_ends_its_processes():
@@ -73,7 +202,7 @@ def test_run_bench_side_by_side(zoo, monkeypatch):
     monkeypatch.setattr(bench, "LOADED_MIN_SECONDS", 0.2)
     paths = [str(zoo("mobilenet_tiny")), str(zoo("mobilenet_tiny_int8"))]
     seen = []
-    res = bench.run_bench(paths, threads=[1, 2], runs=10, warmup=2, contention=1, max_seconds=1.0,
+    res = bench.run_bench(paths, threads=[1, 2], runs=10, warmup=2, contention=1, max_seconds=1.0, rounds=2,
                           progress=seen.append)
     assert len(res.models) == 2 and seen
     a, b = res.models
@@ -81,10 +210,10 @@ def test_run_bench_side_by_side(zoo, monkeypatch):
         assert m.latency and m.latency.runs >= 10 and m.size_bytes > 0
         assert [p.threads for p in m.threads] == [1, 2] and all(p.loaded for p in m.threads)
         assert m.configs["xnnpack"] is m.latency and m.configs["builtin"] is not None
-        assert m.recommendation["threads"] in (1, 2)
+        assert m.recommendation["threads"] in (1, 2, None) and m.recommendation["reason"]
         assert m.peak_memory_bytes is None or m.peak_memory_bytes > 0
     assert a.accuracy is None                     # the reference
-    assert b.accuracy and np.isfinite(b.accuracy["max_abs"])   # int8 inputs fed the same values
+    assert b.accuracy and b.accuracy["comparable"] and np.isfinite(b.accuracy["max_abs"])   # int8: same values
     r = res.ratios()
     assert r[0]["size"] == 1.0 and r[1]["size"] < 1.0 and r[1]["p50"] > 0
     data = json.loads(json.dumps(res.to_json()))
@@ -97,12 +226,21 @@ def test_cli_bench(zoo, tmp_path, capsys):
     model = str(zoo("tiny_mlp"))
     report = tmp_path / "b.md"
     rc = main(["bench", model, model, "--runs", "10", "--warmup", "2", "--threads", "1,2", "--max-time", "1",
-               "--report", str(report), "--json"])
+               "--rounds", "2", "--report", str(report), "--json"])
     data = json.loads(capsys.readouterr().out)
     assert rc == 0 and len(data["models"]) == 2 and data["models"][1]["accuracy"]["identical"]
+    assert [m["name"] for m in data["models"]] == [Path(model).name + " [1]", Path(model).name + " [2]"]
     assert data["models"][0]["latency"]["p99_us"] >= data["models"][0]["latency"]["p50_us"]
     text = report.read_text()
-    assert "Threads: tiny_mlp" in text and "bench-threads.png" in text
+    assert "Threads: tiny_mlp" in text and "bench-threads.png" in text and "tflc delegate" not in text
+    assert report.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    for bad in (["--report", str(tmp_path / "no" / "b.md")], ["--report", str(tmp_path / "b.txt")]):
+        assert main(["bench", model, *bad]) == 2
+    assert not (tmp_path / "no").exists()
+    for bad in (["--max-time", "0"], ["--warmup", "-2"]):
+        with pytest.raises(SystemExit) as e:
+            main(["bench", model, *bad])
+        assert e.value.code == 2
     rc = main(["bench", model, "--runs", "5", "--no-variants", "--no-accuracy"])
     out = capsys.readouterr().out
     assert rc == 0 and "p50" in out and "Kernels" not in out

@@ -9,6 +9,7 @@ import sys
 
 from ..errors import UsageError
 from ..runtime import parse_shape_overrides
+from .cmd_profile import IMG_DIR_HELP, non_negative_int, positive_seconds
 from .common import add_json_flag, positive_int, print_json
 
 
@@ -17,10 +18,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "bench", help="whole-model latency, size, memory; several models side by side; thread tuning",
         description="Benchmark one or several models on LiteRT: warm-up, then N timed runs (p50/p90/p99, mean, "
         "standard deviation), model size, peak memory, and, with several models, ratios against the first and "
-        "each model's largest output error against the first (accuracy, size and speed side by side). "
+        "each model's largest output error against the first (accuracy, size and speed side by side; models "
+        "with other inputs or outputs are not comparable). Models are named by the shortest end of their "
+        "paths that tells them apart. "
         "--threads 1,2,4 (or auto) measures each thread count, --contention also under a background load on "
         "the same cores, and a thread count is recommended. Each model also runs without XNNPACK (and with "
-        "tflc's delegate where it holds tflc kernels).")
+        "tflc's delegate where it holds tflc kernels). Sizes in KB/MB of 1024.")
     p.add_argument("models", nargs="+", metavar="IN", help="models; the first is the reference for ratios")
     p.add_argument("--threads", default="1", metavar="LIST",
                    help="thread counts: N, a list like 1,2,4, or 'auto' (default 1)")
@@ -28,17 +31,18 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"also measure under N busy background processes (default N: the number of cores, "
                    f"{os.cpu_count() or 1})")
     p.add_argument("--runs", type=positive_int, default=100, metavar="N", help="timed runs (default 100)")
-    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default 10)")
-    p.add_argument("--max-time", type=float, default=10.0, metavar="S",
-                   help="seconds per measurement at most (default 10; at least 5 runs)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, metavar="N",
+                   help="untimed runs before each round's timed runs (default 10)")
+    p.add_argument("--max-time", type=positive_seconds, default=10.0, metavar="S",
+                   help="seconds per configuration (model x threads x load x kernels) at most, all its rounds, "
+                   "process starts and warm-ups included (default 10; at least 5 runs each)")
     p.add_argument("--rounds", type=positive_int, default=5, metavar="N",
                    help="split each measurement into N passes over all configurations, so that a slow phase "
-                   "of the machine hits all alike (default 5)")
+                   "of the machine hits all alike (default 5; at most --runs)")
     p.add_argument("--no-variants", action="store_true", help="skip the runs without XNNPACK / with tflc's delegate")
     p.add_argument("--no-accuracy", action="store_true", help="do not compare outputs with the first model")
     p.add_argument("--report", metavar="OUT.md|OUT.html", help="write a report with tables and plots")
-    p.add_argument("--img-dir", metavar="DIR", help="where a Markdown report's images go (default: OUT-img/ "
-                   "beside it; HTML reports embed them)")
+    p.add_argument("--img-dir", metavar="DIR", help=IMG_DIR_HELP)
     p.add_argument("--inputs", metavar="DATA", help="inputs (.npz or image folder); default: generated")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
                    help="fix a dynamic input's shape (repeatable)")
@@ -49,15 +53,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..optimize import load
     from ..profiler.bench import parse_threads, run_bench
-    from ..profiler.report import Progress, bench_blocks, bench_report, print_blocks
-    if args.report and not args.report.lower().endswith((".md", ".markdown", ".html", ".htm")):
-        raise UsageError(f"--report {args.report}: write .md or .html (use --json for machines)")
+    from ..profiler.report import Progress, bench_blocks, bench_report, check_report_paths, print_blocks
+    if args.report:     # before any measuring; a missing folder is an error, never created
+        check_report_paths(args.report, args.img_dir)
     if args.contention < 0:
         raise UsageError("--contention N: N must be 0 or more")
     for m in args.models:
         load(m)
     threads = parse_threads(args.threads)
-    steps = args.rounds * len(args.models) * (len(threads) * (2 if args.contention else 1)
+    steps = min(args.rounds, args.runs) * len(args.models) * (len(threads) * (2 if args.contention else 1)
                                               + (0 if args.no_variants else 1)) \
         + (0 if args.no_accuracy else len(args.models) - 1)
     with Progress(steps, "benchmarking") as bar:

@@ -3,12 +3,46 @@ builtin kernels op by op), with a trace, a report, and a cached JSON artifact.""
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 
-from ..errors import UsageError
 from ..runtime import parse_shape_overrides
 from .common import add_json_flag, positive_int, print_json
+
+TRACE_RUNS_MAX = 5          # the profile keeps this many runs' timelines
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return v
+
+
+def trace_runs(text: str) -> int:
+    v = positive_int(text)
+    if v > TRACE_RUNS_MAX:
+        raise argparse.ArgumentTypeError(f"at most {TRACE_RUNS_MAX} (the profile keeps {TRACE_RUNS_MAX} runs' "
+                                         f"timelines), got {text!r}")
+    return v
+
+
+IMG_DIR_HELP = ("where a Markdown report's images go (default: a folder named after the report, beside it: "
+                "prof-img/ for --report prof.md; HTML reports embed them)")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -17,32 +51,37 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description="Profile a model on LiteRT: for every op its type, input/output shapes, average/min/max "
         "time, percent and cumulative percent of the total, and a summary by op type, hot ops first. Two "
         "views: as LiteRT runs it with its default XNNPACK delegate (a delegated partition is one line, the "
-        "ops inside it named, their times from XNNPACK's own per-operator events), and each op with the "
-        "builtin kernels. Per-op times are checked against the whole-model latency measured without the "
-        "profiler. The profile is cached as JSON keyed to the model's content (TFLC_CACHE, default "
+        "ops inside it named, their times from XNNPACK's own per-operator events), and with the builtin "
+        "kernels only (no XNNPACK), one event per op. The raw per-op events are checked against the "
+        "whole-model latency measured without the profiler, as 'tflc bench' measures it (the median): "
+        "within 10%%, off, or not checkable where the events' 1 µs resolution is too coarse for the model. "
+        "The profile is cached as JSON keyed to the model's content and the settings (TFLC_CACHE, default "
         "~/.cache/tflc/profiles).")
     p.add_argument("model", metavar="IN", help="the .tflite model")
     p.add_argument("--threads", type=positive_int, default=1, metavar="N", help="LiteRT threads (default 1)")
     p.add_argument("--runs", type=positive_int, default=50, metavar="N",
-                   help="profiled invocations per view (default 50; --max-time may stop earlier)")
-    p.add_argument("--warmup", type=int, default=5, metavar="N", help="untimed invocations first (default 5)")
-    p.add_argument("--max-time", type=float, default=20.0, metavar="S",
-                   help="seconds of profiled runs per view at most (default 20; at least 5 runs)")
+                   help="profiled runs per view, and as many runs without the profiler (default 50; --max-time "
+                   "may stop earlier)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, metavar="N",
+                   help="untimed runs before each round of timed runs, as tflc bench (default 10)")
+    p.add_argument("--max-time", type=positive_seconds, default=20.0, metavar="S",
+                   help="seconds per view at most, warm-up included (default 20; at least 5 runs)")
     p.add_argument("--view", choices=["both", "xnnpack", "builtin"], default="both",
                    help="which view(s) to measure (default both)")
     p.add_argument("--method", choices=["auto", "capi", "alone"], default="auto",
                    help="auto: LiteRT's profiler through its C API, else each op timed alone; capi: no "
                    "fallback; alone: time each op as a one-op model")
-    p.add_argument("--top", type=positive_int, default=10, metavar="N", help="ops in the top table (default 10)")
+    p.add_argument("--top", type=positive_int, default=10, metavar="N",
+                   help="ops in the top table, on the terminal and in the report (default 10)")
     p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace (one row per op)")
-    p.add_argument("--trace-runs", type=positive_int, default=3, metavar="N",
-                   help="invocations in the trace (default 3, at most 5)")
+    p.add_argument("--trace-runs", type=trace_runs, default=3, metavar="N",
+                   help=f"invocations in the trace (default 3, at most {TRACE_RUNS_MAX})")
     p.add_argument("--report", metavar="OUT.md|OUT.html", help="write a report with tables and plots")
-    p.add_argument("--img-dir", metavar="DIR", help="where a Markdown report's images go (default: OUT-img/ "
-                   "beside it; HTML reports embed them)")
+    p.add_argument("--img-dir", metavar="DIR", help=IMG_DIR_HELP)
     p.add_argument("--no-cache", action="store_true", help="measure again even if a cached profile exists")
     p.add_argument("--check", action="store_true",
-                   help="exit 1 if a view's per-op times do not add up to the measured latency within 10%%")
+                   help="exit 1 if a view's raw per-op events are off the measured latency by more than 10%% "
+                   "(a view whose events' resolution cannot decide it is reported as not checkable)")
     p.add_argument("--inputs", metavar="DATA", help="inputs (.npz or image folder); default: generated")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
                    help="fix a dynamic input's shape (repeatable)")
@@ -52,13 +91,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..optimize import load
+    from ..paths import check_output_path
     from ..profiler import get_profile
-    from ..profiler.report import Progress, print_blocks, profile_blocks, profile_report
+    from ..profiler.profile import CHECK_OFF, CHECK_UNDECIDABLE
+    from ..profiler.report import Progress, check_report_paths, print_blocks, profile_blocks, profile_report
     from ..profiler.trace import write_trace
-    if args.report and not args.report.lower().endswith((".md", ".markdown", ".html", ".htm")):
-        raise UsageError(f"--report {args.report}: write .md or .html (use --json for machines)")
-    if args.trace and not args.trace.lower().endswith(".json"):
-        raise UsageError(f"--trace {args.trace}: the trace is JSON (name it .json)")
+    # output paths first: a missing folder is an error before minutes of measuring, never created
+    if args.report:
+        check_report_paths(args.report, args.img_dir)
+    if args.trace:
+        check_output_path(args.trace, flag="--trace", suffix=".json")
     load(args.model)   # a clear error for an unreadable model before running anything
     views = ("xnnpack", "builtin") if args.view == "both" else (args.view,)
     with Progress(None, f"profiling {args.model} ({', '.join(views)}; up to {args.runs} runs per view)"):
@@ -71,15 +113,23 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "profile" else None
         cmd = "tflc profile " + " ".join(shlex.quote(a) for a in argv) if argv else None
-        files = profile_report(prof, args.report, top=max(args.top, 15), command=cmd, img_dir=args.img_dir)
+        files = profile_report(prof, args.report, top=args.top, command=cmd, img_dir=args.img_dir)
         print(f"report: {files[0]}" + (f" (+{len(files) - 1} image(s))" if len(files) > 1 else ""), file=sys.stderr)
-    bad = [v.name for v in prof.views.values() if v.sums_ok() is False]
+    checks = {v.name: v.check() for v in prof.views.values()}
+    bad = [n for n, c in checks.items() if c == CHECK_OFF]
+    unsure = [n for n, c in checks.items() if c in (None, CHECK_UNDECIDABLE)]
     if args.json:
         data = prof.to_json()
-        data["sums_ok"] = not bad
+        data["check"] = {n: (c or "not checkable") for n, c in checks.items()}
+        data["sums_ok"] = False if bad else (None if unsure else True)
         print_json(data)
     else:
         print_blocks(profile_blocks(prof, top=args.top))
+        print()
         if bad:
-            print(f"\nper-op times do not add up to the measured latency within 10% in: {', '.join(bad)}")
+            print(f"check: the raw per-op events are off the measured latency by more than 10% in: {', '.join(bad)}")
+        if unsure:
+            print(f"check: not checkable in: {', '.join(unsure)} (see each view's check line)")
+        if not bad and not unsure:
+            print("check: the raw per-op events are within 10% of the measured latency in every view")
     return 1 if (args.check and bad) else 0

@@ -57,23 +57,29 @@ def _input_key(input_source: str | None, shapes: dict | None, seed: int) -> str:
 
 
 def profile_key(data: bytes, *, threads: int = 1, views: Sequence[str] = VIEWS, method: str = "auto",
-                input_source: str | None = None, shapes: dict | None = None, seed: int = 0) -> str:
-    """The cache key: the model's content, the settings, and the LiteRT version that measured it."""
+                input_source: str | None = None, shapes: dict | None = None, seed: int = 0, runs: int = 50,
+                warmup: int = 10, max_seconds: float = 20.0) -> str:
+    """The cache key: the model's content, the settings (what runs and how it is measured), and the
+    LiteRT version that measured it."""
     from .capi import litert_version
+    from .collect import ROUNDS
     from .profile import SCHEMA
     digest = hashlib.sha256(data).hexdigest()
-    settings = f"t{threads}-{'+'.join(views)}-{method}-in{_input_key(input_source, shapes, seed)}"
+    settings = (f"t{threads}-{'+'.join(views)}-{method}-in{_input_key(input_source, shapes, seed)}"
+                f"-r{runs}w{warmup}m{max_seconds:g}x{ROUNDS}")
     return f"{digest}-{settings}-litert{litert_version() or 'none'}-s{SCHEMA}"
 
 
 def get_profile(model: str | os.PathLike | bytes, *, threads: int = 1, cache: bool = True,
-                views: Sequence[str] = VIEWS, runs: int = 50, warmup: int = 5, max_seconds: float = 20.0,
+                views: Sequence[str] = VIEWS, runs: int = 50, warmup: int = 10, max_seconds: float = 20.0,
                 input_source: str | None = None, shapes: dict | None = None, seed: int = 0,
                 method: str = "auto", name: str | None = None, timeout: float = 1800.0) -> Profile:
     """Profile ``model`` (a path or .tflite bytes), or return the cached profile of the same content.
 
     ``method``: "auto" (LiteRT's profiler through the C API, else each op timed alone), "capi", "alone".
-    ``max_seconds`` bounds the profiled runs of each view (at least 5 runs are made).
+    ``max_seconds`` bounds the time spent on each view, warm-ups included (at least 5 runs are made).
+    The cache is keyed to the model's content and to every setting, ``runs``, ``warmup`` and
+    ``max_seconds`` included: other settings measure again.
     """
     from ..runtime.isolate import run_isolated
     from .profile import build_profile
@@ -85,7 +91,8 @@ def get_profile(model: str | os.PathLike | bytes, *, threads: int = 1, cache: bo
     data, label = _model_bytes(model)
     label = name or label
     path = cache_dir() / (profile_key(data, threads=threads, views=views, method=method, input_source=input_source,
-                                      shapes=shapes, seed=seed) + ".json")
+                                      shapes=shapes, seed=seed, runs=runs, warmup=warmup,
+                                      max_seconds=max_seconds) + ".json")
     if cache and path.is_file():
         try:
             prof = Profile.load(path)

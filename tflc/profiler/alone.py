@@ -115,12 +115,13 @@ def _random_like(shape: tuple, dtype: np.dtype, rng: np.random.Generator) -> np.
     return np.zeros(shape, dtype=dtype)
 
 
-def _time_session(s: Session, arrays: list[np.ndarray], runs: int, pause: float = 0.0) -> list[float]:
+def _time_session(s: Session, arrays: list[np.ndarray], runs: int, pause: float = 0.0,
+                  warmup: int = 2) -> list[float]:
     if pause:
         time.sleep(pause)      # let another runtime's idle worker threads stop spinning
     s.run(arrays)
     interp = s.interp
-    for _ in range(2):
+    for _ in range(warmup):
         interp.invoke()
     out = []
     for _ in range(runs):
@@ -151,7 +152,8 @@ def _baseline(xnnpack: bool, threads: int, runs: int) -> float:
 
 
 def time_ops_alone(model: Any, model_bytes: bytes, inputs: list[np.ndarray], *, view: str, threads: int,
-                   rv: Any, session: Session | None, max_seconds: float = 20.0, runs: int = 20) -> None:
+                   rv: Any, session: Session | None, max_seconds: float = 20.0, runs: int = 20,
+                   warmup: int = 10) -> None:
     xnnpack = view == "xnnpack"
     sg = model.main
     tensor_index = {id(t): k for k, t in enumerate(sg.tensors)}
@@ -162,8 +164,12 @@ def time_ops_alone(model: Any, model_bytes: bytes, inputs: list[np.ndarray], *, 
     pause = SWITCH_PAUSE_S if threads > 1 else 0.0
     rv.method = "op-alone"
     rv.baseline_us = _baseline(xnnpack, threads, runs)
+    # the whole model, as tflc bench measures it: two rounds (before and after the ops) of warm-up
+    # then timed runs
+    rv.warmup = max(0, warmup)
     if session is not None:
-        rv.measured_us.extend(_time_session(session, inputs, runs, pause))
+        rv.measured_us.extend(_time_session(session, inputs, -(-runs // 2), pause, rv.warmup))
+        rv.rounds = 1
     deadline = time.perf_counter() + max_seconds
     per_op_runs = runs
     for oi, op in enumerate(sg.operators):
@@ -202,4 +208,5 @@ def time_ops_alone(model: Any, model_bytes: bytes, inputs: list[np.ndarray], *, 
         except Exception as e:  # a model tflc could not build: skip the op, say why
             rv.alone_notes[key] = f"could not build alone: {type(e).__name__}: {e}"
     if session is not None:
-        rv.measured_us.extend(_time_session(session, inputs, runs, pause))
+        rv.measured_us.extend(_time_session(session, inputs, runs // 2, pause, rv.warmup))
+        rv.rounds = 2

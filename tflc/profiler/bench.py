@@ -22,6 +22,27 @@ from ..runtime.interpreter import RunOptions, native_stderr
 from .latency import LatencyStats, _inputs_for, _open, _timed
 
 
+# --------------------------------------------------------------------------- names
+
+def unique_labels(paths: Sequence[str]) -> list[str]:
+    """A distinct label per model: each path's shortest suffix (in path components) that no other
+    path ends with, so ``m.tflite`` and ``o2/m.tflite`` stay ``m.tflite`` and ``o2/m.tflite``; the
+    same file given twice gets its position, ``m.tflite [2]``."""
+    norm = [os.path.normpath(str(p)) for p in paths]
+    distinct = list(dict.fromkeys(norm))
+    parts = {p: Path(p).parts or (p,) for p in distinct}
+    short: dict[str, str] = {}
+    for p in distinct:
+        pk = parts[p]
+        short[p] = str(Path(*pk))
+        for n in range(1, len(pk) + 1):
+            if all(parts[q][-n:] != pk[-n:] for q in distinct if q != p):
+                short[p] = str(Path(*pk[-n:]))
+                break
+    out = [short[p] for p in norm]
+    return [f"{lab} [{k + 1}]" if out.count(lab) > 1 else lab for k, lab in enumerate(out)]
+
+
 # --------------------------------------------------------------------------- threads and load
 
 def parse_threads(text: str | Sequence[int] | None) -> list[int]:
@@ -134,7 +155,7 @@ def _tflc_delegate_factory(data: bytes) -> tuple[Callable[[], Any] | None, str]:
 
 def _measure_child(model: Any, threads: int, runs: int, warmup: int, xnnpack: bool, use_tflc: bool,
                    input_source: str | None, shapes: dict | None, max_seconds: float,
-                   min_seconds: float = 0.0) -> tuple[LatencyStats, int | None]:
+                   min_seconds: float = 0.0, min_runs: int = 5) -> tuple[LatencyStats, int | None]:
     import ai_edge_litert.interpreter as _preload  # the runtime's own libraries are not the model's memory
     del _preload
     reset = _reset_peak()
@@ -155,9 +176,9 @@ def _measure_child(model: Any, threads: int, runs: int, warmup: int, xnnpack: bo
         elapsed = time.perf_counter() - t0
         if len(samples) >= runs and elapsed >= min_seconds:
             break
-        if len(samples) >= 5 and elapsed > max_seconds:
+        if len(samples) >= min_runs and elapsed > max_seconds:
             break
-        samples.extend(_timed(s.interp, 10))
+        samples.extend(_timed(s.interp, min(10, runs - len(samples)) if len(samples) < runs else 10))
     peak = None
     if reset and before is not None:
         hwm = _proc_status().get("VmHWM")
@@ -167,10 +188,11 @@ def _measure_child(model: Any, threads: int, runs: int, warmup: int, xnnpack: bo
 
 def _measure(model: Any, *, threads: int, runs: int, warmup: int, xnnpack: bool = True, use_tflc: bool = False,
              input_source: str | None = None, shapes: dict | None = None, max_seconds: float = 10.0,
-             min_seconds: float = 0.0, what: str = "benchmarking") -> tuple[LatencyStats, int | None]:
+             min_seconds: float = 0.0, min_runs: int = 5,
+             what: str = "benchmarking") -> tuple[LatencyStats, int | None]:
     from ..runtime.isolate import run_isolated
     return run_isolated(_measure_child, model, threads, runs, warmup, xnnpack, use_tflc, input_source, shapes,
-                        max_seconds, min_seconds, what=what, timeout=max(120.0, 20 * max_seconds))
+                        max_seconds, min_seconds, min_runs, what=what, timeout=max(120.0, 20 * max_seconds))
 
 
 #: under load, measure at least this long: preemptions come every few scheduler periods (ms), so a
@@ -221,15 +243,18 @@ class BenchResult:
     warmup: int
     contention: int                  # busy background processes (0: not measured)
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
+    rounds: int = 1                  # rounds made (at most the rounds asked for, and the runs; --max-time)
+    notes: list[str] = field(default_factory=list)
 
     def ratios(self) -> list[dict]:
-        """Each model against the first: size, p50 latency, peak memory."""
+        """Each model against the first: size, p50 latency, peak memory; a list in the models'
+        order (two models may share a file name: match them by position)."""
         base = self.models[0] if self.models else None
         out = []
-        for m in self.models:
+        for k, m in enumerate(self.models):
             def r(a: float | None, b: float | None) -> float | None:
                 return (a / b) if (a is not None and b) else None
-            out.append({"name": m.name,
+            out.append({"index": k, "name": m.name,
                         "size": r(m.size_bytes, base.size_bytes if base else None),
                         "p50": r(m.latency.p50_us if m.latency else None,
                                  base.latency.p50_us if base and base.latency else None),
@@ -238,29 +263,85 @@ class BenchResult:
 
     def to_json(self, samples: bool = False) -> dict:
         return {"threads": self.threads, "runs": self.runs, "warmup": self.warmup, "contention": self.contention,
-                "cpu_count": self.cpu_count, "models": [m.to_json(samples) for m in self.models],
-                "ratios": self.ratios()}
+                "cpu_count": self.cpu_count, "rounds": self.rounds, "models": [m.to_json(samples) for m in self.models],
+                "ratios": self.ratios(), "notes": self.notes}
+
+
+#: a recommendation must be the pick in this share of bootstrap resamples of the runs, else the
+#: noise is too high to decide
+RECOMMEND_STABILITY = 0.9
+_BOOT = 400
+
+
+def _pick(iso: dict[int, float], load: dict[int, float]) -> int:
+    best_iso = min(iso, key=lambda t: (iso[t], t))
+    if not load:
+        return best_iso
+    best_load = min(load, key=lambda t: (load[t], t))
+
+    def regret(t: int) -> float:
+        return max(iso[t] / iso[best_iso], load.get(t, float("inf")) / load[best_load])
+    return min(iso, key=lambda t: (regret(t), t))
+
+
+def _stability(points: Sequence[ThreadPoint], pick: int, seed: int = 0) -> float:
+    """The share of bootstrap resamples (of each thread count's runs) in which ``pick`` is still
+    the pick: how far the runs' noise leaves the choice in doubt. Where the runs came in rounds,
+    the rounds are resampled first, then the runs within them (a slow phase of the machine moves
+    a whole round)."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+
+    def boot(st: LatencyStats, q: float) -> "np.ndarray":
+        a = np.asarray(st.samples or [st.p50_us if q == 50 else st.p90_us], dtype=float)
+        if a.size < 2:
+            return np.full(_BOOT, float(a[0]))
+        sizes = [n for n in st.round_sizes if n > 0]
+        if len(sizes) < 2 or sum(sizes) != a.size:
+            return np.percentile(a[rng.integers(0, a.size, size=(_BOOT, a.size))], q, axis=1)
+        starts = np.cumsum([0] + sizes[:-1])
+        out = np.empty(_BOOT)
+        for b in range(_BOOT):
+            picked = rng.integers(0, len(sizes), size=len(sizes))
+            idx = np.concatenate([starts[k] + rng.integers(0, sizes[k], size=sizes[k]) for k in picked])
+            out[b] = np.percentile(a[idx], q)
+        return out
+    iso = {p.threads: boot(p.isolated, 50) for p in points}
+    load = {p.threads: boot(p.loaded, 90) for p in points if p.loaded is not None}
+    same = 0
+    for b in range(_BOOT):
+        same += _pick({t: float(v[b]) for t, v in iso.items()}, {t: float(v[b]) for t, v in load.items()}) == pick
+    return same / _BOOT
 
 
 def recommend(points: Sequence[ThreadPoint]) -> dict:
     """The thread count to use: the smallest worst-case slowdown against the best count, alone (p50)
     and, when measured, under load (p90: another app preempts the model now and then, and the tail
-    is what a user feels). Says when more threads help alone but hurt under load."""
+    is what a user feels). Says when more threads help alone but hurt under load, and recommends
+    nothing when the runs are too noisy to tell the counts apart (the pick would change in more
+    than 10% of bootstrap resamples of the runs)."""
     if not points:
         return {}
     iso = {p.threads: p.isolated.p50_us for p in points}
     best_iso = min(iso, key=lambda t: (iso[t], t))
     load = {p.threads: p.loaded.p90_us for p in points if p.loaded is not None}
+    best_load = min(load, key=lambda t: (load[t], t)) if load else None
+    pick = _pick(iso, load)
+    stability = _stability(points, pick) if len(points) > 1 else 1.0
+    if stability < RECOMMEND_STABILITY:
+        cv = max([p.isolated.cv for p in points] + [p.loaded.cv for p in points if p.loaded is not None])
+        others = ", ".join(f"{t}: {iso[t] / 1000:.3g} ms" for t in sorted(iso))
+        return {"threads": None, "best_isolated": best_iso, "best_loaded": best_load, "candidate": pick,
+                "stability": stability,
+                "reason": f"the runs are too noisy to tell the thread counts apart (p50 alone {others}; cv up to "
+                          f"{cv:.2f}; {pick} thread(s) would be picked in only {100 * stability:.0f}% of bootstrap "
+                          "resamples): measure longer (--runs, --rounds) or on a quieter machine"}
     if not load:
-        return {"threads": best_iso, "best_isolated": best_iso, "best_loaded": None,
+        return {"threads": best_iso, "best_isolated": best_iso, "best_loaded": None, "stability": stability,
                 "reason": f"{best_iso} thread(s) is fastest ({iso[best_iso] / 1000:.3g} ms p50); "
                           "not measured under load (--contention)"}
-    best_load = min(load, key=lambda t: (load[t], t))
-
-    def regret(t: int) -> float:
-        return max(iso[t] / iso[best_iso], load.get(t, float("inf")) / load[best_load])
-    pick = min(iso, key=lambda t: (regret(t), t))
-    reason = (f"{pick} thread(s): within {100 * (regret(pick) - 1):.0f}% of the best count both alone (p50) "
+    regret = max(iso[pick] / iso[best_iso], load[pick] / load[best_load])
+    reason = (f"{pick} thread(s): within {100 * (regret - 1):.0f}% of the best count both alone (p50) "
               f"and under load (p90)")
     warn = None
     if best_iso > best_load:
@@ -268,7 +349,7 @@ def recommend(points: Sequence[ThreadPoint]) -> dict:
                 f"ms with {best_load}) but hurts under load ({load.get(best_iso, float('nan')) / 1000:.3g} ms p90 vs "
                 f"{load[best_load] / 1000:.3g} ms)")
     return {"threads": pick, "best_isolated": best_iso, "best_loaded": best_load, "reason": reason,
-            "warning": warn}
+            "warning": warn, "stability": stability}
 
 
 def _convert_inputs(steps: list, ref: list[dict], other: list[dict]) -> list:
@@ -309,19 +390,70 @@ def _input_details(path: str) -> list[dict]:
     return [{k: d[k] for k in keep if k in d} for d in s.input_details]
 
 
+def _desc(dtype: Any, shape: Sequence[int]) -> str:
+    import numpy as np
+    return f"{np.dtype(dtype).name}[{','.join(str(int(d)) for d in shape)}]"
+
+
+def _inputs_mismatch(ref_details: list[dict], ref_arrays: list, details: list[dict]) -> str:
+    """Why the reference's inputs cannot be fed to another model ("" if they can): their count or
+    shapes differ (a dimension the other model leaves dynamic, -1, matches anything)."""
+    import numpy as np
+    if len(details) != len(ref_details):
+        return f"{len(ref_details)} input(s) against {len(details)}"
+    for x, d in zip(ref_arrays, details):
+        want = [int(v) for v in d.get("shape_signature", d["shape"])]
+        got = list(np.shape(x))
+        if len(want) != len(got) or any(w not in (-1, g) for w, g in zip(want, got)):
+            return (", ".join(_desc(np.asarray(a).dtype, np.shape(a)) for a in ref_arrays) + " against "
+                    + ", ".join(_desc(dd["dtype"], dd.get("shape_signature", dd["shape"])) for dd in details))
+    return ""
+
+
+def _outputs_mismatch(ref: Any, got: Any) -> str:
+    import numpy as np
+    ro, go = ref.outputs[0], got.outputs[0]
+    if len(ro) != len(go) or any(np.shape(a) != np.shape(b) for a, b in zip(ro, go)):
+        return (", ".join(_desc(np.asarray(a).dtype, np.shape(a)) for a in ro) + " against "
+                + ", ".join(_desc(np.asarray(b).dtype, np.shape(b)) for b in go))
+    return ""
+
+
 def _accuracy(first: str, other: str, input_source: str | None, shapes: dict | None,
               ref_result: Any = None) -> tuple[dict, Any]:
+    """The largest output error of ``other`` against ``first`` on the same inputs; for models
+    with other inputs or outputs (not two versions of one model), ``comparable`` False and why."""
     from ..runtime import compare_results, run_model
     if ref_result is None:
         ref_result = run_model(first, source=input_source, steps=1, shapes=shapes, what=f"LiteRT on {first}")
     from ..runtime.isolate import run_isolated
     details = run_isolated(_input_details, other, what=f"LiteRT on {other}")
-    inputs = _convert_inputs(ref_result.inputs, ref_result.input_details, details)
+    why = _inputs_mismatch(ref_result.input_details, ref_result.inputs[0], details)
+    if why:
+        return {"comparable": False, "reason": "different inputs", "detail": why}, ref_result
+    try:
+        inputs = _convert_inputs(ref_result.inputs, ref_result.input_details, details)
+    except TflcError as e:
+        return {"comparable": False, "reason": "different inputs", "detail": str(e)}, ref_result
     got = run_model(other, inputs=inputs, what=f"LiteRT on {other}")
+    why = _outputs_mismatch(ref_result, got)
+    if why:
+        return {"comparable": False, "reason": "different outputs", "detail": why}, ref_result
     cmp = compare_results(ref_result, got)
     worst = max(cmp.diffs, key=lambda d: (d.max_rel if d.max_rel == d.max_rel else float("inf")))
-    return {"max_abs": worst.max_abs, "max_rel": worst.max_rel, "sqnr_db": worst.sqnr_db, "output": worst.name,
-            "identical": cmp.identical}, ref_result
+    return {"comparable": True, "max_abs": worst.max_abs, "max_rel": worst.max_rel, "sqnr_db": worst.sqnr_db,
+            "output": worst.name, "identical": cmp.identical}, ref_result
+
+
+#: the clock run_bench budgets with (a test may replace it)
+_clock = time.monotonic
+
+
+def _builtin_note(msg: str) -> str:
+    note = f"builtin kernels only (no XNNPACK): the model does not run that way: {msg}"
+    if "unresolved custom op" in msg:
+        note += " (no builtin kernel for this custom op: only XNNPACK runs it)"
+    return note
 
 
 def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int = 100, warmup: int = 10,
@@ -331,21 +463,30 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
     """Benchmark ``paths``; ``contention`` > 0 also measures every thread count under that many busy
     background processes. Every measurement is split into ``rounds`` passes over all the
     configurations (models x threads x load x kernels), so that a slow phase of the machine hits
-    all of them alike rather than one; each configuration's samples are pooled.
-    ``progress(msg)`` is called before each measurement."""
+    all of them alike rather than one; each configuration's samples are pooled. There are at most
+    as many rounds as runs, and ``max_seconds`` bounds each configuration in all (every round's
+    process start, warm-up and runs): once a configuration has spent it, with at least 5 runs,
+    its remaining rounds are skipped. ``progress(msg)`` is called before each measurement."""
     say = progress or (lambda msg: None)
     threads = list(threads) or [1]
-    rounds = max(1, int(rounds))
-    per = max(1, -(-runs // rounds))
+    asked_rounds = max(1, int(rounds))
+    rounds = min(asked_rounds, max(1, runs))
+    min_per_round = -(-5 // rounds)              # at least 5 runs per configuration in all
     loaded_min = min(LOADED_MIN_SECONDS, max_seconds) / rounds
-    result = BenchResult([], threads, per * rounds, warmup, contention)
+    result = BenchResult([], threads, runs, warmup, contention, rounds=rounds)
+    if rounds < asked_rounds:
+        result.notes.append(f"{rounds} rounds, not {asked_rounds}: at most one round per run (--runs {runs})")
+    labels = unique_labels([str(p) for p in paths])
     datas = []
-    for path in paths:
+    for path, label in zip(paths, labels):
         data = Path(path).read_bytes()
         datas.append(data)
-        result.models.append(ModelBench(str(path), Path(path).name, len(data), hashlib.sha256(data).hexdigest()))
+        result.models.append(ModelBench(str(path), label, len(data), hashlib.sha256(data).hexdigest()))
     # configuration -> pooled samples (and peak memory)
     samples: dict[tuple, list[float]] = {}
+    sizes: dict[tuple, list[int]] = {}
+    spent: dict[tuple, float] = {}
+    done: dict[tuple, int] = {}
     peaks: dict[int, int] = {}
     failed: dict[tuple, str] = {}
     configs: list[tuple] = []
@@ -366,33 +507,54 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
             k, kind, t, loaded = cfg
             if cfg in failed:
                 continue
+            left = max_seconds - spent.get(cfg, 0.0)
+            if r and left <= 0 and len(samples.get(cfg, [])) >= 5:
+                continue                            # its time is spent: --max-time
             mb = result.models[k]
             label = {"xnnpack": f"{t} thread(s)", "builtin": "builtin kernels (no XNNPACK)",
                      "tflc": "tflc delegate"}[kind]
             say(f"{mb.name}: {label}{' under load' if loaded else ''}"
                 + (f" (round {r + 1}/{rounds})" if rounds > 1 else ""))
+            budget = max(0.0, left) / (rounds - r)
+            per = runs // rounds + (1 if r < runs % rounds else 0)      # exactly `runs` in all
+            t0 = _clock()
             try:
                 if loaded:
                     with BackgroundLoad(contention):
                         lat, peak = _measure(paths[k], threads=t, runs=per, warmup=warmup, input_source=input_source,
-                                             shapes=shapes, max_seconds=max_seconds / rounds,
-                                             min_seconds=loaded_min, what=f"benchmarking {mb.name} under load")
+                                             shapes=shapes, max_seconds=budget, min_seconds=min(loaded_min, budget),
+                                             min_runs=min(per, min_per_round),
+                                             what=f"benchmarking {mb.name} under load")
                 else:
                     lat, peak = _measure(paths[k], threads=t, runs=per, warmup=warmup, xnnpack=kind != "builtin",
                                          use_tflc=kind == "tflc", input_source=input_source, shapes=shapes,
-                                         max_seconds=max_seconds / rounds, what=f"benchmarking {mb.name}")
+                                         max_seconds=budget, min_runs=min(per, min_per_round),
+                                         what=f"benchmarking {mb.name}")
             except TflcError as e:
                 failed[cfg] = str(e)
                 if kind == "xnnpack":
                     raise
                 continue
+            finally:
+                spent[cfg] = spent.get(cfg, 0.0) + (_clock() - t0)
+            done[cfg] = done.get(cfg, 0) + 1
             samples.setdefault(cfg, []).extend(lat.samples)
+            sizes.setdefault(cfg, []).append(len(lat.samples))
             if kind == "xnnpack" and t == threads[0] and not loaded and peak is not None:
                 peaks[k] = max(peaks.get(k, 0), peak)
+    short = sorted({done[c] for c in done if done[c] < rounds})
+    result.rounds = max(done.values(), default=rounds)
+    if short:
+        result.notes.append(f"--max-time {max_seconds:g} s per configuration reached: some configurations ran "
+                            f"{'/'.join(str(n) for n in short)} of the {rounds} rounds")
 
     def stats(cfg: tuple) -> LatencyStats | None:
         s = samples.get(cfg)
-        return LatencyStats.from_samples(s, warmup=warmup, threads=cfg[2], xnnpack=cfg[1] != "builtin") if s else None
+        if not s:
+            return None
+        st = LatencyStats.from_samples(s, warmup=warmup, threads=cfg[2], xnnpack=cfg[1] != "builtin")
+        st.round_sizes = list(sizes.get(cfg, []))
+        return st
     for k, mb in enumerate(result.models):
         for t in threads:
             mb.threads.append(ThreadPoint(t, stats((k, "xnnpack", t, False)),
@@ -404,7 +566,7 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
         if xnnpack_variants:
             mb.configs["builtin"] = stats((k, "builtin", threads[0], False))
             if (k, "builtin", threads[0], False) in failed:
-                mb.notes.append(f"no XNNPACK: {failed[(k, 'builtin', threads[0], False)]}")
+                mb.notes.append(_builtin_note(failed[(k, "builtin", threads[0], False)]))
             if (k, "tflc", threads[0], False) in configs:
                 mb.configs["tflc"] = stats((k, "tflc", threads[0], False))
                 if (k, "tflc", threads[0], False) in failed:
@@ -417,4 +579,8 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
                 mb.accuracy, ref_result = _accuracy(str(paths[0]), str(paths[k]), input_source, shapes, ref_result)
             except TflcError as e:
                 mb.notes.append(f"outputs not compared with {result.models[0].name}: {e}")
+                continue
+            if mb.accuracy.get("comparable") is False:
+                mb.notes.append(f"outputs not compared with {result.models[0].name}: {mb.accuracy['reason']} "
+                                f"({mb.accuracy['detail']}): not two versions of one model")
     return result

@@ -235,6 +235,30 @@ class CApiError(TflcError):
     """A C API call returned an error status (the model or the options were refused)."""
 
 
+_GENERIC = ("failed to invoke", "failed to run", "invoke failed")
+
+
+def log_reason(lines: Sequence[str]) -> str:
+    """The reason LiteRT logged for a failure (its C API returns only a status): its ERROR lines,
+    without file:line prefixes and generic "Failed to invoke" lines, with a stub explained."""
+    import re
+    out: list[str] = []
+    for ln in lines:
+        m = re.match(r"\s*(?:E\d{4}|ERROR:?)\s*(.*)", ln)
+        if not m:
+            continue
+        text = re.sub(r"^\[[^\]]*\.(?:cc|h|cpp):\d+\]\s*", "", m.group(1)).strip()
+        if text and text.lower().rstrip(".") not in _GENERIC and text not in out:
+            out.append(text)
+    stub = [t for t in out if t.startswith("Stub operation invoked")]
+    if stub:
+        out = [t for t in out if t not in stub]
+        node = next((t for t in out if t.startswith("Node number")), None)
+        hint = "the op has no kernel in this mode (LiteRT ran a stub: a custom op with no builtin kernel)"
+        out = [f"{node.rstrip('.')}: {hint}"] + [t for t in out if t is not node] if node else [hint] + out
+    return "; ".join(t.rstrip(".") for t in out)
+
+
 _LIB: Lib | None = None
 _LIB_ERROR: CApiUnavailable | None = None
 

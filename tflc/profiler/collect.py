@@ -1,9 +1,13 @@
 """Measurements, taken in an isolated child process: the raw material of a profile.
 
-For each view the child runs the model two ways, interleaved run by run so that machine noise
-hits both alike: with LiteRT's profiler on (through the C API: per-operator events), and through
-the stock Python interpreter with no profiler (the whole-model latency the per-op times must add
-up to). What comes back is plain data (``RawView``); ``profile.py`` turns it into tables.
+For each view the child runs the model two ways: with LiteRT's profiler on (through the C API:
+per-operator events), and through the stock Python interpreter with no profiler (the whole-model
+latency the per-op times must add up to), measured as ``tflc bench`` measures it: rounds of
+warm-up runs then timed runs. The two alternate round by round (stock, profiled, stock, ...), so
+that a slow phase of the machine hits both alike, but never run by run: each runtime's runs
+follow its own warm-up, since a profiled run between two timed ones evicts the model from the
+caches (on a model of a few microseconds that made the stock runs 2x slower). What comes back is
+plain data (``RawView``); ``profile.py`` turns it into tables.
 """
 from __future__ import annotations
 
@@ -21,6 +25,9 @@ VIEWS = ("xnnpack", "builtin")
 
 #: pause when switching between two runtimes of one process that use several threads
 SWITCH_PAUSE_S = 0.05
+
+#: rounds per view (as ``tflc bench --rounds``): stock and profiled runs alternate round by round
+ROUNDS = 5
 
 
 @dataclass
@@ -49,6 +56,11 @@ class RawView:
     baseline_us: float = 0.0
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    warmup: int = 0                    # untimed runs before each round's timed runs
+    rounds: int = 0                    # rounds made
+    requested: dict = field(default_factory=dict)             # runs / warmup / max_seconds / rounds asked
+    measured_rounds: list[int] = field(default_factory=list)  # the round of each measured run
+    run_rounds: list[int] = field(default_factory=list)       # the round of each profiled run
 
 
 @dataclass
@@ -146,68 +158,80 @@ def _events(evs: list) -> list[tuple]:
     return out
 
 
-def _loop(n_runs: int, max_seconds: float, min_runs: int, step: Callable[[], None]) -> None:
-    t0 = time.perf_counter()
-    for r in range(n_runs):
-        step()
-        if r + 1 >= min_runs and time.perf_counter() - t0 > max_seconds:
-            break
+def _with_reason(e: TflcError, log: list[str]) -> TflcError:
+    """``e`` with the reason LiteRT logged (the C API's status says only "failed")."""
+    from .capi import log_reason
+    reason = log_reason(log)
+    return type(e)(f"{e}: {reason}") if reason and reason not in str(e) else e
 
 
 def _profile_view_capi(view: str, model_bytes: bytes, inputs: list[np.ndarray], input_names: list[str],
                        session: Session | None, threads: int, runs: int, warmup: int, max_seconds: float,
-                       rv: RawView) -> None:
+                       rv: RawView, rounds: int = ROUNDS) -> None:
     from .capi import CompiledModel
     mode = "delegate" if view == "xnnpack" else "builtin"
-    with native_stderr() as log:
-        try:
+    try:
+        with native_stderr() as log:
             cm = CompiledModel(model_bytes, threads=threads, kernel_mode=mode, profiling=True)
-        except TflcError:
-            raise
-        except Exception as e:  # pragma: no cover - ctypes failure
-            raise TflcError(f"LiteRT C API: {e}") from None
+    except TflcError as e:
+        raise _with_reason(e, log) from None
+    except Exception as e:  # pragma: no cover - ctypes failure
+        raise TflcError(f"LiteRT C API: {e}") from None
     try:
         by_name = dict(zip(input_names, inputs))
         if all(n in by_name for n in cm.input_names):
             arrays = [by_name[n] for n in cm.input_names]
         else:
             arrays = list(inputs)
-        with native_stderr() as log:
-            try:
+        try:        # the log lines arrive when the `with` ends: read them after it
+            with native_stderr() as log:
                 cm.set_inputs(arrays)
-                for _ in range(max(1, warmup)):
-                    cm.run()
-            except TflcError as e:
-                detail = next((ln for ln in log if "rror" in ln), "")
-                raise type(e)(f"{e}{': ' + detail.strip() if detail else ''}") from None
+                cm.run()
+        except TflcError as e:
+            raise _with_reason(e, log) from None
         stock = _stock_timer(session) if session is not None else None
-        if stock is not None:
-            for _ in range(max(1, warmup)):
-                stock()
-        # One thread: the stock and the profiled run alternate run by run. More threads: in blocks,
-        # with a pause at each switch, since one runtime's idle workers spin for a while after their
-        # last job and would steal the cores from the other's.
-        n, pause = (1, 0.0) if threads == 1 else (2, SWITCH_PAUSE_S)
+        # Rounds, as tflc bench: each round warms up, then times; stock and profiled runs alternate
+        # round by round. More threads: a pause at each switch, since one runtime's idle workers
+        # spin for a while after their last job and would steal the cores from the other's.
+        pause = SWITCH_PAUSE_S if threads > 1 else 0.0
+        n_rounds = max(1, min(rounds, runs))
+        min_per_block = -(-5 // n_rounds)            # at least 5 runs of each kind in all
+        rv.warmup = max(0, warmup)
+        t0 = time.perf_counter()
 
-        def block() -> None:
-            if stock is not None:
-                if pause:
-                    time.sleep(pause)
-                    stock()
-                for _ in range(n):
-                    rv.measured_us.append(stock())
+        def block(run_once: Callable[[], Any], warm: Callable[[], Any], out: list, budget: float, per: int) -> None:
             if pause:
                 time.sleep(pause)
-                cm.run()
-            for _ in range(n):
-                rv.runs.append(_events(cm.profile_run()))
-        _loop(max(1, -(-runs // n)), max_seconds, min_runs=max(1, -(-5 // n)), step=block)
+            for _ in range(rv.warmup):
+                warm()
+            tb = time.perf_counter()
+            for i in range(per):
+                out.append(run_once())
+                if i + 1 >= min_per_block and time.perf_counter() - tb > budget:
+                    break
+        done = 0
+        for r in range(n_rounds):
+            left = max_seconds - (time.perf_counter() - t0)
+            if r and left <= 0:
+                break
+            budget = max(0.0, left) / (n_rounds - r) / (2 if stock is not None else 1)
+            per = runs // n_rounds + (1 if r < runs % n_rounds else 0)      # exactly `runs` in all
+            if stock is not None:
+                block(stock, stock, rv.measured_us, budget, per)
+                rv.measured_rounds += [r] * (len(rv.measured_us) - len(rv.measured_rounds))
+            block(lambda: _events(cm.profile_run()), cm.run, rv.runs, budget, per)
+            rv.run_rounds += [r] * (len(rv.runs) - len(rv.run_rounds))
+            done += 1
+        rv.rounds = done
+        if len(rv.runs) < runs:
+            rv.notes.append(f"{len(rv.runs)} of the {runs} profiled runs asked for: --max-time "
+                            f"{max_seconds:g} s reached")
     finally:
         with native_stderr():
             cm.close()
 
 
-def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int = 5,
+def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int = 10,
             max_seconds: float = 20.0, views: tuple[str, ...] = VIEWS, input_source: str | None = None,
             shapes: dict | None = None, seed: int = 0, method: str = "auto") -> RawProfile:
     """Measure ``model_bytes``; run this in a child (``run_isolated``). ``method``: "auto" (the C API
@@ -258,9 +282,10 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
             notes.append(f"LiteRT C API unusable ({capi_reason}): each op timed alone instead")
             use_capi = False
     raw_views: dict[str, RawView] = {}
+    requested = {"runs": runs, "warmup": warmup, "max_seconds": max_seconds, "rounds": ROUNDS}
     for view in views:
         t0 = time.perf_counter()
-        rv = RawView(view, "litert-profiler" if use_capi else "op-alone")
+        rv = RawView(view, "litert-profiler" if use_capi else "op-alone", requested=dict(requested))
         if view == "xnnpack":
             rv.partitions = partitions
         if sessions.get(view) is None:
@@ -281,11 +306,13 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
                     raise
                 rv.notes.append(f"LiteRT's profiler could not run this view ({e}): each op timed alone instead")
             if not done:
-                rv.method, rv.runs, rv.measured_us = "op-alone", [], []
+                rv.method, rv.runs, rv.measured_us, rv.rounds = "op-alone", [], [], 0
+                rv.measured_rounds, rv.run_rounds = [], []
         if not done:
             from .alone import time_ops_alone
             time_ops_alone(model, model_bytes, inputs, view=view, threads=threads, rv=rv,
-                           session=sessions.get(view), max_seconds=max_seconds, runs=max(5, min(runs, 30)))
+                           session=sessions.get(view), max_seconds=max_seconds, runs=max(5, min(runs, 30)),
+                           warmup=warmup)
         rv.seconds = time.perf_counter() - t0
         raw_views[view] = rv
     return RawProfile(ops, raw_views, threads, capi.litert_version(), [list(a.shape) for a in inputs], notes)

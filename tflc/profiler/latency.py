@@ -32,6 +32,7 @@ class LatencyStats:
     p90_us: float
     p99_us: float
     samples: list[float] = field(default_factory=list, repr=False)
+    round_sizes: list[int] = field(default_factory=list, repr=False)   # samples per round, in order (bench)
 
     @property
     def cv(self) -> float:
@@ -42,6 +43,7 @@ class LatencyStats:
         d = asdict(self)
         if not samples:
             d.pop("samples")
+            d.pop("round_sizes")
         d["cv"] = self.cv
         return d
 

@@ -8,13 +8,17 @@ A :class:`Profile` holds one :class:`View` per way of running the model:
 * ``builtin``: every op with TFLite's builtin kernels (``kernel_mode = builtin``), one exact event
   per node. Slower, but each op is seen alone: what costs, and why.
 
-Per-op times add up to the *measured* whole-model latency (the stock interpreter, no profiler,
-timed in the same process, run for run interleaved with the profiled runs). LiteRT's events have
-a resolution of one microsecond: XNNPACK truncates each operator's time to whole microseconds,
-TFLite's op events are differences of microsecond timestamps. Where the sum of the events and
-the measured latency differ, each event is corrected by the same amount, never by more than its
-resolution (XNNPACK: +0..1 µs; op events: -1..+1 µs); what remains is shown, never hidden
-(``View.sum_ratio``), and ``raw_sum_us`` keeps the uncorrected sum.
+The per-op events are checked against the *measured* whole-model latency: the stock interpreter
+with no profiler, measured the way ``tflc bench`` measures it (rounds of warm-up then timed runs;
+the median), in rounds alternating with the profiled runs so that a slow phase of the machine
+hits both. The check is on the *raw* events (``View.check``): their median total per run must be
+within 10% of the measured latency. LiteRT's events have a resolution of one microsecond
+(XNNPACK truncates each operator's time to whole microseconds; TFLite's op events are
+differences of microsecond timestamps), so where that resolution alone could move the total by
+more than 10% and decide the check, the check says "not checkable" rather than pass or fail.
+The per-op times shown are the events as read, never padded to the measured latency (an earlier
+version spread the gap over the events, which made every sum "add up" by construction); a
+sub-microsecond XNNPACK operator reads 0.
 """
 from __future__ import annotations
 
@@ -30,8 +34,35 @@ import numpy as np
 
 from .collect import OpInfo, RawProfile, RawView
 
-SCHEMA = 1
+SCHEMA = 2
 SUM_TOLERANCE = 0.10
+#: per-op times are averaged over the fastest runs (by their total); the slowest are machine noise
+KEEP_FRACTION = 0.9
+
+CHECK_OK, CHECK_OFF, CHECK_UNDECIDABLE = "ok", "off", "not checkable"
+
+
+def sum_check(raw_us: float, measured_us: float | None, *, xnnpack_events: int = 0, op_events: int = 0,
+              tolerance: float = SUM_TOLERANCE) -> str | None:
+    """Is the raw per-op sum within ``tolerance`` of the measured latency?
+
+    "ok" / "off" decide on the raw sum itself where the events' resolution (XNNPACK events read
+    up to 1 µs low, op events up to 1 µs either way) is finer than the tolerance. Where it is
+    coarser, the check still decides when the verdict holds at both ends of what the resolution
+    allows, and is "not checkable" otherwise. None: no measured latency to check against.
+    """
+    if not measured_us or measured_us <= 0:
+        return None
+    lo_ok, hi_ok = (1.0 - tolerance) * measured_us, (1.0 + tolerance) * measured_us
+    within = lo_ok <= raw_us <= hi_ok
+    low, high = raw_us - op_events, raw_us + xnnpack_events + op_events
+    if high - low <= tolerance * measured_us:
+        return CHECK_OK if within else CHECK_OFF
+    if high < lo_ok or low > hi_ok:
+        return CHECK_OFF                    # off even at the far end of the resolution
+    if lo_ok <= low and high <= hi_ok:
+        return CHECK_OK                     # within at both ends
+    return CHECK_UNDECIDABLE
 
 
 @dataclass
@@ -75,32 +106,62 @@ class View:
     method: str                               # "litert-profiler" | "op-alone" | "unavailable"
     ops: list[OpStat]                         # every op, hot first
     partitions: list[Partition] = field(default_factory=list)
-    measured: dict | None = None              # whole model without profiler: mean/median/min/max/std/runs
-    profiled_invoke_us: float | None = None   # LiteRT's Invoke event in the profiled runs
-    raw_sum_us: float = 0.0
-    sum_us: float = 0.0
-    correction: dict = field(default_factory=dict)
-    runs: int = 0
+    measured: dict | None = None              # whole model, stock interpreter, no profiler (measured_stats)
+    profiled_invoke_us: float | None = None   # LiteRT's Invoke event in the profiled runs (median)
+    raw_sum_us: float = 0.0                   # the events as read: median total per run (or ops alone: sum)
+    sum_us: float = 0.0                       # the per-op times shown (means over the kept runs)
+    correction: dict = field(default_factory=dict)   # what was subtracted or added to the events (ops alone)
+    runs: int = 0                             # profiled runs made
+    kept: int = 0                             # of which the per-op means use the fastest
     notes: list[str] = field(default_factory=list)
     timeline: list[list[list]] = field(default_factory=list)   # a few runs, see _timeline
-    resolution_us: float = 0.0                # the most the events' 1 µs resolution can move the sum
+    xnnpack_events: int = 0                   # per run: events truncated to whole µs
+    op_events: int = 0                        # per run: events that are differences of µs timestamps
+    requested: dict = field(default_factory=dict)    # runs / warmup / max_seconds / rounds asked for
+    paired_ratio: float | None = None         # raw total / measured, round by round (see _paired_ratio)
 
     @property
     def measured_us(self) -> float | None:
-        return self.measured["mean_us"] if self.measured else None
+        """The measured whole-model latency: the median, as ``tflc bench`` reports it (p50)."""
+        return self.measured["median_us"] if self.measured else None
+
+    @property
+    def raw_ratio(self) -> float | None:
+        """The raw per-op total against the measured latency: the median of the per-round ratios
+        where the runs came in rounds (a slow phase of the machine then hits both sides of a ratio
+        alike), else the ratio of the medians."""
+        m = self.measured_us
+        if not m:
+            return None
+        return self.paired_ratio if self.paired_ratio is not None else self.raw_sum_us / m
 
     @property
     def sum_ratio(self) -> float | None:
+        """The per-op times shown against the measured latency: information, not the check."""
         m = self.measured_us
         return self.sum_us / m if m else None
 
+    @property
+    def resolution_us(self) -> float:
+        """How far the events' 1 µs resolution can move the raw total per run, in all."""
+        return float(self.xnnpack_events + 2 * self.op_events)
+
+    def check(self, tolerance: float = SUM_TOLERANCE) -> str | None:
+        """"ok", "off", "not checkable" or None (nothing measured): see :func:`sum_check`."""
+        m, r = self.measured_us, self.raw_ratio
+        if not m or r is None:
+            return None
+        return sum_check(r * m, m, xnnpack_events=self.xnnpack_events, op_events=self.op_events,
+                         tolerance=tolerance)
+
     def sums_ok(self, tolerance: float = SUM_TOLERANCE) -> bool | None:
-        r = self.sum_ratio
-        return None if r is None else abs(r - 1.0) <= tolerance
+        """True / False where the check decides; None where it cannot (resolution, no measurement)."""
+        c = self.check(tolerance)
+        return None if c in (None, CHECK_UNDECIDABLE) else c == CHECK_OK
 
     @property
     def check_is_strong(self) -> bool | None:
-        """Whether the events resolve the total finer than the 10% check (else the check is weak)."""
+        """Whether the events resolve the total finer than the 10% check."""
         m = self.measured_us
         return None if not m else self.resolution_us <= SUM_TOLERANCE * m
 
@@ -141,14 +202,16 @@ class View:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d.update(measured_us=self.measured_us, sum_ratio=self.sum_ratio, sums_ok=self.sums_ok(),
-                 check_is_strong=self.check_is_strong, by_type=self.by_type())
+        d.update(measured_us=self.measured_us, raw_ratio=self.raw_ratio, sum_ratio=self.sum_ratio,
+                 check=self.check(), sums_ok=self.sums_ok(), check_is_strong=self.check_is_strong,
+                 resolution_us=self.resolution_us, by_type=self.by_type())
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> "View":
         d = dict(d)
-        for k in ("measured_us", "sum_ratio", "sums_ok", "check_is_strong", "by_type"):
+        for k in ("measured_us", "raw_ratio", "sum_ratio", "check", "sums_ok", "check_is_strong", "resolution_us",
+                  "by_type"):
             d.pop(k, None)
         d["ops"] = [OpStat(**o) for o in d.get("ops", [])]
         d["partitions"] = [Partition(**p) for p in d.get("partitions", [])]
@@ -220,21 +283,30 @@ def _stats(values: Sequence[float]) -> tuple[float, float, float, float]:
     return float(a.mean()), float(a.min()), float(a.max()), float(a.std())
 
 
-def measured_stats(values: Sequence[float], keep: float = 0.9, idx: Sequence[int] | None = None) -> dict | None:
-    """Whole-model latency over runs; the slowest (1 - keep) are dropped as machine noise (or, with
-    ``idx``, the runs kept are those)."""
+def measured_stats(values: Sequence[float], *, warmup: int = 0, rounds: int = 1) -> dict | None:
+    """Whole-model latency over runs, as ``tflc bench`` reports it: the median (p50) of all runs."""
     if not values:
         return None
-    a = np.sort(np.asarray(values, dtype=float))
-    if idx is not None and len(idx):
-        kept = np.asarray(values, dtype=float)[list(idx)]
-        k = len(kept)
-    else:
-        k = max(1, int(round(len(a) * keep)))
-        kept = a[:k]
-    return {"mean_us": float(kept.mean()), "median_us": float(np.median(a)), "min_us": float(a[0]),
-            "max_us": float(a[-1]), "std_us": float(kept.std()), "runs": int(len(a)), "kept": int(k),
-            "samples": [round(float(x), 3) for x in values]}
+    a = np.asarray(values, dtype=float)
+    p50, p90 = np.percentile(a, [50, 90])
+    return {"median_us": float(p50), "p90_us": float(p90), "mean_us": float(a.mean()), "min_us": float(a.min()),
+            "max_us": float(a.max()), "std_us": float(a.std()), "runs": int(a.size), "warmup": int(warmup),
+            "rounds": int(rounds), "samples": [round(float(x), 3) for x in values]}
+
+
+def _paired_ratio(totals: Sequence[float], run_rounds: Sequence[int], measured: Sequence[float],
+                  measured_rounds: Sequence[int]) -> float | None:
+    """The median over rounds of (median raw total / median measured latency) in that round; None
+    when the rounds are unknown or fewer than 2 have both sides."""
+    if len(run_rounds) != len(totals) or len(measured_rounds) != len(measured):
+        return None
+    ratios = []
+    for r in sorted(set(run_rounds) & set(measured_rounds)):
+        a = [t for t, k in zip(totals, run_rounds) if k == r]
+        b = [t for t, k in zip(measured, measured_rounds) if k == r]
+        if a and b and np.median(b) > 0:
+            ratios.append(float(np.median(a) / np.median(b)))
+    return float(np.median(ratios)) if len(ratios) >= 2 else None
 
 
 def _self_times(cpu: list[tuple]) -> dict[tuple[int, int], tuple[float, int]]:
@@ -295,26 +367,10 @@ def _finish(view: View) -> View:
     return view
 
 
-def _keep_runs(totals: Sequence[float], keep: float = 0.9) -> list[int]:
+def _keep_runs(totals: Sequence[float], keep: float = KEEP_FRACTION) -> list[int]:
     order = np.argsort(np.asarray(totals, dtype=float), kind="stable")
     k = max(1, int(round(len(order) * keep)))
     return sorted(int(i) for i in order[:k])
-
-
-CLEAN_QUANTILE = 0.8
-
-
-def _clean_pairs(profiled: Sequence[float], measured: Sequence[float]) -> list[int] | None:
-    """Runs clean on both sides: run r's profiled total and the unprofiled run next to it both among
-    the fastest 80% of their kind (a preemption hits one run of a pair; dropping the pair keeps both
-    means comparable). None when too few pairs survive."""
-    n = min(len(profiled), len(measured))
-    if n < 3:
-        return None
-    p, m = np.asarray(profiled[:n], dtype=float), np.asarray(measured[:n], dtype=float)
-    tp, tm = np.quantile(p, CLEAN_QUANTILE), np.quantile(m, CLEAN_QUANTILE)
-    idx = [r for r in range(n) if p[r] <= tp and m[r] <= tm]
-    return idx if len(idx) >= max(3, int(0.4 * n)) else None
 
 
 def build_view(rv: RawView, ops: list[OpInfo]) -> View:
@@ -324,7 +380,7 @@ def build_view(rv: RawView, ops: list[OpInfo]) -> View:
 
 
 def _build_alone(rv: RawView, ops: list[OpInfo]) -> View:
-    measured = measured_stats(rv.measured_us)
+    measured = measured_stats(rv.measured_us, warmup=rv.warmup, rounds=rv.rounds)
     stats = []
     where = "alone"
     for info in ops:
@@ -334,12 +390,12 @@ def _build_alone(rv: RawView, ops: list[OpInfo]) -> View:
         times = rv.alone_us.get(key)
         note = rv.alone_notes.get(key, "")
         stats.append(_base_stat(info, times or [0.0], where, note))
-    view = View(rv.view, rv.method, stats, measured=measured, runs=max((len(v) for v in rv.alone_us.values()),
-                                                                          default=0),
+    n = max((len(v) for v in rv.alone_us.values()), default=0)
+    view = View(rv.view, rv.method, stats, measured=measured, runs=n, kept=n, requested=dict(rv.requested),
                 notes=list(rv.notes) + [f"each op timed alone as a one-op model, less {rv.baseline_us:.1f} µs "
                                         "for calling a model"])
     view.raw_sum_us = sum(o.avg_us for o in stats)
-    view.correction = {"baseline_us": rv.baseline_us}
+    view.correction = {"baseline_us": rv.baseline_us, "total_us": 0.0}
     t, line = 0.0, []
     for o in stats:              # one synthetic run: the ops end to end, in model order
         label = f"{o.type}#{o.index}"
@@ -353,9 +409,14 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
     from .align import align
     by_key = {(o.subgraph, o.index): o for o in ops}
     notes = list(rv.notes)
+    rounds_of = list(rv.run_rounds) if len(rv.run_rounds) == len(rv.runs) else []
+    if rounds_of:
+        rounds_of = [k for r, k in zip(rv.runs, rounds_of) if r]
     runs = [r for r in rv.runs if r]
     if not runs:
-        return View(rv.view, "unavailable", [], notes=notes + ["no profiled run"])
+        return View(rv.view, "unavailable", [], measured=measured_stats(rv.measured_us, warmup=rv.warmup,
+                                                                        rounds=rv.rounds),
+                    notes=notes + ["no profiled run"], requested=dict(rv.requested))
     # per run: xnn events (with CPU separators), cpu events, invoke
     parsed = []
     for k, r in enumerate(runs):
@@ -427,25 +488,13 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
             op_raw.setdefault(key, np.zeros(n_runs))[r] += self_us
             op_nc[key] = max(op_nc.get(key, 0), n)
             totals[r] += self_us
-    paired = [rv.measured_us[p[4]] for p in parsed] if len(rv.measured_us) == len(runs) else []
-    clean = _clean_pairs(totals, paired) if paired else None
-    if clean is not None:
-        keep = clean
-        measured = measured_stats(paired, idx=clean)
-    else:
-        keep = _keep_runs(totals)
-        measured = measured_stats(rv.measured_us)
-    raw_sum = float(totals[keep].mean())
+    measured = measured_stats(rv.measured_us, warmup=rv.warmup, rounds=rv.rounds)
+    keep = _keep_runs(totals)
+    raw_sum = float(np.median(totals))
+    paired = _paired_ratio(list(totals), [rounds_of[p[4]] for p in parsed] if rounds_of else [],
+                           rv.measured_us, rv.measured_rounds)
     nx, nc = sum(op_nx.values()), sum(op_nc.values())
-    dx = dc = 0.0
-    if measured is not None and nx + nc:
-        gap = measured["mean_us"] - raw_sum
-        if gap >= 0:
-            dx = dc = min(gap / (nx + nc), 1.0)
-        elif nc:
-            dc = max(gap / nc, -1.0)
-    elif measured is None and nx:
-        dx = 0.5          # the expected truncation of a whole-microsecond reading
+    dx = dc = 0.0                # the events as read: never padded to `measured`
     in_part = {n: k for k, nodes in enumerate(parts) for n in nodes}
     stats: list[OpStat] = []
     for info in ops:
@@ -470,15 +519,12 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
         vals = part_raw[k, keep] + part_nx[k] * dx
         mean, mn, mx, _ = _stats(vals)
         partitions.append(Partition(k, list(nodes), mean, mn, mx, part_nx[k]))
-    if rv.view == "xnnpack" and nx:
-        notes.append(f"XNNPACK reports whole microseconds, truncated: {dx:.2f} µs added to each of its "
-                     f"{nx} operator events (bounded by 1 µs) to match the measured latency")
     view = View(rv.view, rv.method, stats, partitions, measured,
-                float(invokes[keep].mean()) if invokes.any() else None, raw_sum, 0.0,
-                {"xnnpack_us_per_event": dx, "op_us_per_event": dc, "xnnpack_events": nx, "op_events": nc},
-                len(keep), notes)
+                float(np.median(invokes)) if invokes.any() else None, raw_sum, 0.0,
+                {"xnnpack_us_per_event": dx, "op_us_per_event": dc, "total_us": dx * nx + dc * nc},
+                len(runs), len(keep), notes, xnnpack_events=nx, op_events=nc, requested=dict(rv.requested),
+                paired_ratio=paired)
     view.timeline = [_timeline(parsed[r][3], owner, by_key, dx, dc) for r in keep[:TIMELINE_RUNS]]
-    view.resolution_us = float(nx + nc)
     return _finish(view)
 
 

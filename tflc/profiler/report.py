@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UsageError
-from .profile import Profile, View
+from ..summary import human_bytes
+from .profile import CHECK_OFF, CHECK_OK, CHECK_UNDECIDABLE, KEEP_FRACTION, SUM_TOLERANCE, Profile, View
 
-VIEW_TITLES = {"xnnpack": "LiteRT with XNNPACK (the default)", "builtin": "builtin kernels, each op alone"}
+VIEW_TITLES = {"xnnpack": "LiteRT with XNNPACK (the default)", "builtin": "builtin kernels (no XNNPACK)"}
 METHOD_TITLES = {"litert-profiler": "LiteRT's profiler", "op-alone": "each op timed alone as a one-op model",
                  "unavailable": "not measured"}
 
@@ -34,12 +35,8 @@ def fmt_us(us: float | None) -> str:
 
 
 def fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit, k in (("GB", 1 << 30), ("MB", 1 << 20), ("kB", 1 << 10)):
-        if n >= k:
-            return f"{n / k:.3g} {unit}"
-    return f"{n} B"
+    """Sizes as everywhere in tflc (``tflc.summary.human_bytes``: KB = 1024 bytes)."""
+    return "-" if n is None else human_bytes(n)
 
 
 def fmt_ratio(r: float | None) -> str:
@@ -167,28 +164,77 @@ def _io(o: Any, width: int = 60) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def check_text(view: View) -> str:
+    """The sum check of one view, in words: ok, FAILED, not checkable (why), or nothing to check."""
+    m = view.measured_us
+    c = view.check()
+    tol = f"±{100 * SUM_TOLERANCE:.0f}%"
+    if c is None:
+        return "no whole-model measurement to check against: not checkable"
+    if c == CHECK_OK:
+        return f"within {tol}: ok"
+    raw = view.raw_ratio * m            # round by round where the runs came in rounds
+    low, high = raw - view.op_events, raw + view.xnnpack_events + view.op_events
+    res = []
+    if view.xnnpack_events:
+        res.append(f"{view.xnnpack_events} XNNPACK events, each read up to 1 µs low")
+    if view.op_events:
+        res.append(f"{view.op_events} op events, each ±1 µs")
+    if c == CHECK_OFF:
+        off = abs(view.raw_ratio - 1.0)
+        why = ("" if view.check_is_strong else
+               f", even at the far end of the events' 1 µs resolution ({'; '.join(res)})")
+        return f"NOT within {tol}: FAILED (off by {100 * off:.0f}%{why})"
+    assert c == CHECK_UNDECIDABLE
+    return (f"not checkable: the events' 1 µs resolution ({'; '.join(res)}) puts the true total anywhere in "
+            f"{fmt_us(max(0.0, low))}..{fmt_us(high)}, wider than {tol} of {fmt_us(m)}")
+
+
+def _method_line(view: View) -> str:
+    title = VIEW_TITLES.get(view.name, view.name)
+    line = f"{title}. Measured with {METHOD_TITLES.get(view.method, view.method)}"
+    req = view.requested or {}
+    if view.method == "litert-profiler" and view.runs:
+        line += (f": {view.runs} profiled runs" + (f" of the {req['runs']} asked for" if req.get("runs") and
+                                                  req["runs"] != view.runs else "")
+                 + f"; per-op times are means over the fastest {view.kept} (the slowest "
+                 f"{100 * (1 - KEEP_FRACTION):.0f}% by total are dropped as machine noise)")
+    elif view.method == "op-alone" and view.runs:
+        line += f": {view.runs} runs per op"
+    return line
+
+
 def summary_lines(profile: Profile, view: View) -> list[str]:
     m = view.measured
-    title = VIEW_TITLES.get(view.name, view.name)
-    lines = [f"{title}: {METHOD_TITLES.get(view.method, view.method)}"
-             + (f", {view.runs} runs" if view.runs else "")]
+    lines = [_method_line(view)]
+    what = ("raw per-op events: " + (f"{fmt_us(view.raw_sum_us)} per run (median)" if view.method ==
+                                     "litert-profiler" else f"{fmt_us(view.raw_sum_us)} (sum of the ops timed alone)"))
     if m:
-        ok = view.sums_ok()
-        lines.append(f"  measured whole model (stock interpreter, no profiler, runs interleaved): "
-                     f"{fmt_us(m['mean_us'])} (mean of the fastest {m.get('kept', m['runs'])} of {m['runs']} runs; "
-                     f"median {fmt_us(m['median_us'])})")
-        lines.append(f"  sum of per-op times: {fmt_us(view.sum_us)} = {100 * (view.sum_ratio or 0):.1f}% of measured "
-                     f"({'within' if ok else 'NOT within'} ±10%); raw events {fmt_us(view.raw_sum_us)} = "
-                     f"{100 * view.raw_sum_us / m['mean_us']:.1f}%"
-                     + (f"; LiteRT's Invoke event {fmt_us(view.profiled_invoke_us)}"
-                        if view.profiled_invoke_us else ""))
-        if view.resolution_us and not view.check_is_strong:
-            lines.append(f"  note: the events' 1 µs resolution ({int(view.resolution_us)} events, up to "
-                         f"{fmt_us(view.resolution_us)} in all) is coarser than 10% of this model's "
-                         f"{fmt_us(m['mean_us'])}: per-op times are "
-                         "indicative, the sum check is weak")
+        how = (f"median of {m['runs']} runs of the stock interpreter with no profiler, "
+               f"in {m.get('rounds', 1)} round(s) of {m.get('warmup', 0)} warm-up runs then timed runs"
+               + (", alternating with the profiled rounds" if view.method == "litert-profiler" else "")
+               + "; as tflc bench measures")
+        lines.append(f"  measured whole model: {fmt_us(m['median_us'])} ({how})")
+        paired = " (the median of the per-round ratios)" if view.paired_ratio is not None else ""
+        lines.append(f"  {what} = {_pct(view.raw_ratio)} of measured{paired}; check: {check_text(view)}")
     else:
-        lines.append(f"  sum of per-op times: {fmt_us(view.sum_us)} (no whole-model measurement to compare with)")
+        lines.append(f"  {what}; check: {check_text(view)}")
+    if view.method == "litert-profiler" and view.ops:
+        res = []
+        if view.xnnpack_events:
+            res.append(f"XNNPACK truncates each of its {view.xnnpack_events} events to whole µs (an op under "
+                       "1 µs reads 0)")
+        if view.op_events:
+            res.append(f"{view.op_events} op events, differences of µs timestamps")
+        lines.append(f"  per-op times: the events as read, means over the kept runs, not corrected or padded "
+                     f"to the measured latency: sum {fmt_us(view.sum_us)}" + (f"; {'; '.join(res)}" if res else ""))
+    if view.profiled_invoke_us:
+        lines.append(f"  LiteRT's Invoke event in the profiled runs: {fmt_us(view.profiled_invoke_us)} (median; the "
+                     "profiler's own cost included)")
     for n in view.notes:
         lines.append(f"  note: {n}")
     return lines
@@ -208,8 +254,8 @@ def runtime_table(view: View, n: int = 10) -> Table | None:
 
 
 def top_table(view: View, n: int = 10) -> Table:
-    t = Table(f"Top {n} ops ({view.name})", ["#", "op", "where", "inputs -> outputs", "avg", "min", "max", "%",
-                                              "cum %"], align="rllllrrrrr")
+    t = Table(f"Top {min(n, len(view.ops))} ops ({view.name})",
+              ["#", "op", "where", "inputs -> outputs", "avg", "min", "max", "%", "cum %"], align="rllllrrrrr")
     for k, o in enumerate(view.top(n), 1):
         where = o.where + (f" [{', '.join(sorted(set(x.split(' (')[0] for x in o.xnn_ops)))}]" if o.xnn_ops else "")
         if o.note and o.where == "alone":
@@ -228,10 +274,18 @@ def type_table(view: View, n: int = 12) -> Table:
     return t
 
 
+def _cache_text(profile: Profile) -> str:
+    if not profile.cached:
+        return ""
+    runs = sorted({v.runs for v in profile.views.values() if v.runs})
+    return (f", from cache: measured {profile.created}"
+            + (f" ({'/'.join(str(r) for r in runs)} runs per view)" if runs else "") + "; --no-cache measures again")
+
+
 def profile_blocks(profile: Profile, top: int = 10) -> list[Table | str]:
     blocks: list[Table | str] = [
         f"{profile.model}  ({fmt_bytes(profile.size_bytes)}, sha256 {profile.sha256[:12]}, {profile.threads} thread(s), "
-        f"ai-edge-litert {profile.litert_version}{', from cache' if profile.cached else ''})"]
+        f"ai-edge-litert {profile.litert_version}{_cache_text(profile)})"]
     blocks += [f"note: {n}" for n in profile.notes]
     for view in profile.views.values():
         blocks.append("")
@@ -248,22 +302,45 @@ def profile_blocks(profile: Profile, top: int = 10) -> list[Table | str]:
 
 # --------------------------------------------------------------------------- bench tables
 
+def accuracy_text(acc: dict | None) -> str:
+    if acc is None:
+        return "-"
+    if acc.get("comparable") is False:
+        return f"not comparable ({acc.get('reason', 'different inputs or outputs')})"
+    if acc.get("identical"):
+        return "identical"
+    return f"{acc['max_rel']:.3g} rel ({acc['max_abs']:.3g} abs)"
+
+
+def recommendation_text(rec: dict | None) -> str:
+    if not rec:
+        return ""
+    if rec.get("threads") is None:
+        return f"no recommendation: {rec['reason']}"
+    return f"recommended: {rec['reason']}" + (f". Note: {rec['warning']}" if rec.get("warning") else "")
+
+
 def bench_blocks(result: Any) -> list[Table | str]:
     blocks: list[Table | str] = []
-    ratios = {r["name"]: r for r in result.ratios()}
-    t = Table(f"Latency (XNNPACK, {result.threads[0]} thread(s), {result.runs} runs after {result.warmup} warm-up)",
+    ratios = result.ratios()          # by position: two models may share a file name
+    made = sorted({m.latency.runs for m in result.models if m.latency})
+    if not made or made == [result.runs]:
+        runs = f"{result.runs} runs"
+    else:
+        runs = f"{made[0] if len(made) == 1 else f'{made[0]}..{made[-1]}'} of the {result.runs} runs asked for"
+    t = Table(f"Latency (XNNPACK, {result.threads[0]} thread(s), {runs}, in {result.rounds} round(s) of "
+              f"{result.warmup} warm-up runs then timed runs)",
               ["model", "size", "x", "p50", "x", "p90", "p99", "mean ± std", "peak memory", "x", "max error vs first"])
-    for m in result.models:
-        lat, r = m.latency, ratios.get(m.name, {})
-        acc = "-" if m.accuracy is None else (
-            "identical" if m.accuracy["identical"] else f"{m.accuracy['max_rel']:.3g} rel ({m.accuracy['max_abs']:.3g} abs)")
-        if m is result.models[0] and len(result.models) > 1:
-            acc = "(reference)"
+    for k, m in enumerate(result.models):
+        lat, r = m.latency, ratios[k]
+        acc = "(reference)" if k == 0 and len(result.models) > 1 else accuracy_text(m.accuracy)
         t.rows.append([m.name, fmt_bytes(m.size_bytes), fmt_ratio(r.get("size")),
                        fmt_us(lat.p50_us if lat else None), fmt_ratio(r.get("p50")), fmt_us(lat.p90_us if lat else None),
                        fmt_us(lat.p99_us if lat else None),
                        f"{fmt_us(lat.mean_us)} ± {fmt_us(lat.std_us)}" if lat else "-",
                        fmt_bytes(m.peak_memory_bytes), fmt_ratio(r.get("memory")), acc])
+    if len(result.models) > 1:
+        t.caption = f"x: against the first model, {result.models[0].name}"
     blocks.append(t)
     if len(result.threads) > 1 or result.contention:
         for m in result.models:
@@ -282,23 +359,27 @@ def bench_blocks(result: Any) -> list[Table | str]:
                             fmt_ratio(base_l / p.loaded.p90_us if base_l else None), f"{p.loaded.cv:.2f}",
                             fmt_ratio(p.loaded.p90_us / p.isolated.p90_us)]
                 tt.rows.append(row)
-            rec = m.recommendation or {}
-            if rec:
-                tt.caption = f"recommended: {rec['reason']}" + (f". Note: {rec['warning']}" if rec.get("warning") else "")
+            tt.caption = recommendation_text(m.recommendation)
             blocks.append(tt)
     if any(len(m.configs) > 1 for m in result.models):
-        ct = Table(f"Kernels ({result.threads[0]} thread(s))", ["model", "XNNPACK p50", "builtin p50",
-                                                                "builtin / XNNPACK", "tflc delegate p50",
-                                                                "tflc / XNNPACK"])
+        tflc = any("tflc" in m.configs for m in result.models)      # only where a model holds tflc kernels
+        cols = ["model", "XNNPACK p50", "builtin p50", "builtin / XNNPACK"]
+        if tflc:
+            cols += ["tflc delegate p50", "tflc / XNNPACK"]
+        ct = Table(f"Kernels ({result.threads[0]} thread(s))", cols)
         for m in result.models:
             x, b, tf = m.configs.get("xnnpack"), m.configs.get("builtin"), m.configs.get("tflc")
-            ct.rows.append([m.name, fmt_us(x.p50_us if x else None), fmt_us(b.p50_us if b else None),
-                            fmt_ratio(b.p50_us / x.p50_us if b and x else None), fmt_us(tf.p50_us if tf else None),
-                            fmt_ratio(tf.p50_us / x.p50_us if tf and x else None)])
+            row = [m.name, fmt_us(x.p50_us if x else None), fmt_us(b.p50_us if b else None),
+                   fmt_ratio(b.p50_us / x.p50_us if b and x else None)]
+            if tflc:
+                row += [fmt_us(tf.p50_us if tf else None), fmt_ratio(tf.p50_us / x.p50_us if tf and x else None)]
+            ct.rows.append(row)
         blocks.append(ct)
     for m in result.models:
         for n in m.notes:
             blocks.append(f"note ({m.name}): {n}")
+    for n in getattr(result, "notes", []):
+        blocks.append(f"note: {n}")
     return blocks
 
 
@@ -315,10 +396,20 @@ def _plt() -> Any:
 
 
 def _png(fig: Any) -> bytes:
+    """The figure as a small PNG: 90 dpi, and a 64-colour palette where Pillow is there (plots
+    have few colours; this makes the files 3-4x smaller)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     _plt().close(fig)
-    return buf.getvalue()
+    data = buf.getvalue()
+    try:
+        from PIL import Image
+    except ImportError:
+        return data
+    img = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=64, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    img.save(out, format="PNG", optimize=True)
+    return out.getvalue() if out.tell() < len(data) else data
 
 
 def _unit(max_us: float) -> tuple[float, str]:
@@ -407,23 +498,51 @@ def plot_threads(result: Any) -> bytes:
 
 
 def plot_tradeoff(result: Any) -> bytes | None:
-    """Size vs latency, labelled with the error against the first model."""
-    pts = [m for m in result.models if m.latency]
+    """Size vs latency. Each model is a numbered point; the legend beside the plot names it and
+    gives its output error against the first model (labels next to points overlap when models are
+    close in size and speed, and run off the axes)."""
+    pts = [(k, m) for k, m in enumerate(result.models) if m.latency]
     if len(pts) < 2:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    sc, un = _unit(max(m.latency.p50_us for m in pts))
-    for m in pts:
-        ax.scatter(m.size_bytes / 2**20, m.latency.p50_us / sc, s=40)
-        err = "ref" if m is result.models[0] else ("-" if not m.accuracy else f"err {m.accuracy['max_rel']:.2g}")
-        ax.annotate(f"{m.name}\n({err})", (m.size_bytes / 2**20, m.latency.p50_us / sc), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    sc, un = _unit(max(m.latency.p50_us for _, m in pts))
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    xy = [(m.size_bytes / 2**20, m.latency.p50_us / sc) for _, m in pts]
+    xmax, ymax = max(x for x, _ in xy) * 1.15 or 1.0, max(y for _, y in xy) * 1.2 or 1.0
+    groups: list[list[int]] = []          # points on top of each other share one label, "1, 2"
+    for n, (x, y) in enumerate(xy):
+        for g in groups:
+            gx, gy = xy[g[0]]
+            if abs(x - gx) / xmax < 0.03 and abs(y - gy) / ymax < 0.03:
+                g.append(n)
+                break
+        else:
+            groups.append([n])
+    for n, ((k, m), (x, y)) in enumerate(zip(pts, xy)):
+        if k == 0:
+            err = "reference"
+        elif not m.accuracy:
+            err = "error not measured"
+        elif m.accuracy.get("comparable") is False:
+            err = "not comparable"
+        elif m.accuracy.get("identical"):
+            err = "identical outputs"
+        else:
+            err = f"max rel. error {m.accuracy['max_rel']:.2g}"
+        ax.scatter([x], [y], s=60, color=colors[n % len(colors)], label=f"{n + 1}: {m.name} ({err})", zorder=3,
+                   alpha=0.85)
+    for g in groups:
+        x, y = xy[g[0]]
+        ax.annotate(", ".join(str(n + 1) for n in g), (x, y), fontsize=8, xytext=(6, 5), textcoords="offset points",
+                    fontweight="bold", annotation_clip=False)
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(0, ymax)
     ax.set_xlabel("size, MB")
     ax.set_ylabel(f"p50 latency, {un}")
-    ax.set_title("Size vs speed (label: max relative output error vs the first model)", fontsize=10)
-    ax.set_xlim(left=0)
-    ax.set_ylim(bottom=0)
+    ax.set_title("Size vs speed", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18), frameon=False)
     return _png(fig)
 
 
@@ -456,7 +575,12 @@ class _Doc:
             self.parts.append(("i", (name, png, alt)))
 
     def write(self, path: str | os.PathLike, img_dir: str | os.PathLike | None = None) -> list[Path]:
+        """Write the document (and a Markdown report's images) atomically, with a normal file's
+        permissions; missing folders are an error (``check_report_paths``), except the images'
+        own folder, which is made inside an existing one."""
+        from ..paths import atomic_writer
         p = Path(path)
+        target = check_report_paths(p, img_dir)       # a symbolic link's target is replaced, not the link
         written = [p]
         if p.suffix.lower() in (".html", ".htm"):
             out = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
@@ -472,9 +596,9 @@ class _Doc:
                     b64 = base64.b64encode(v[1]).decode()
                     out.append(f"<p><img alt='{html.escape(v[2])}' src='data:image/png;base64,{b64}'></p>")
             out.append("</body></html>")
-            p.write_text("\n".join(out))
-        elif p.suffix.lower() in (".md", ".markdown"):
-            idir = Path(img_dir) if img_dir is not None else p.with_name(p.stem + "-img")
+            text = "\n".join(out)
+        else:
+            idir = image_dir(p, img_dir)
             out = [f"# {self.title}", ""]
             for kind, v in self.parts:
                 if kind == "h":
@@ -484,30 +608,60 @@ class _Doc:
                 elif kind == "t":
                     out += [v.markdown(), ""]
                 else:
-                    idir.mkdir(parents=True, exist_ok=True)
+                    if not idir.is_dir():
+                        idir.mkdir()
                     f = idir / v[0]
-                    f.write_bytes(v[1])
+                    with atomic_writer(f, "wb") as fh:
+                        fh.write(v[1])
                     written.append(f)
                     rel = os.path.relpath(f, p.parent)
                     out += [f"![{v[2]}]({rel})", ""]
-            p.write_text("\n".join(out))
-        else:
-            raise UsageError(f"--report {p}: write .md or .html (or use --json for machines)")
+            text = "\n".join(out)
+        with atomic_writer(target, "w") as fh:
+            fh.write(text)
         return written
+
+
+REPORT_SUFFIXES = (".md", ".markdown", ".html", ".htm")
+
+
+def image_dir(report: str | os.PathLike, img_dir: str | os.PathLike | None = None) -> Path:
+    """Where a Markdown report's images go: ``img_dir``, else ``<report without extension>-img/``
+    beside it (``prof.md`` -> ``prof-img/``)."""
+    p = Path(report)
+    return Path(img_dir) if img_dir is not None else p.with_name(p.stem + "-img")
+
+
+def check_report_paths(report: str | os.PathLike, img_dir: str | os.PathLike | None = None) -> Path:
+    """Refuse a report path tflc cannot write (a missing folder, a directory, a read-only file...),
+    before any measuring: one line, exit 2, as ``tflc optimize -o``."""
+    from ..paths import check_output_path
+    p = Path(report)
+    if p.suffix.lower() not in REPORT_SUFFIXES:
+        raise UsageError(f"--report {p}: write .md or .html (use --json for machines)")
+    target = check_output_path(p, flag="--report")
+    if p.suffix.lower() in (".md", ".markdown"):
+        idir = image_dir(p, img_dir)
+        flag = "--img-dir" if img_dir is not None else f"--report {p}: its image folder"
+        if idir.exists() and not idir.is_dir():
+            raise UsageError(f"{flag} {idir}: exists and is not a directory")
+        if not idir.exists() and not idir.parent.is_dir():
+            raise UsageError(f"{flag} {idir}: no such directory {idir.parent}")
+    return target
 
 
 def _slug(s: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in Path(s).stem).strip("-").lower() or "model"
 
 
-def profile_report(profile: Profile, path: str | os.PathLike, *, top: int = 15, command: str | None = None,
+def profile_report(profile: Profile, path: str | os.PathLike, *, top: int = 10, command: str | None = None,
                    img_dir: str | os.PathLike | None = None, extra: Sequence[Profile] = ()) -> list[Path]:
     """A report on one profile (``extra``: more profiles of the same model, e.g. other thread counts)."""
     doc = _Doc(f"Profile of {Path(profile.model).name}")
     slug = _slug(profile.model)
     doc.p(f"{profile.model}: {fmt_bytes(profile.size_bytes)}, sha256 {profile.sha256[:16]}…, "
           f"{profile.threads} thread(s), ai-edge-litert {profile.litert_version}, tflc {profile.tflc_version}, "
-          f"measured {profile.created}.")
+          f"measured {profile.created}{' (from the profile cache)' if profile.cached else ''}.")
     if command:
         doc.p(command if "\n" in command else f"Command: {command}")
     for n in profile.notes:
@@ -534,7 +688,7 @@ def profile_report(profile: Profile, path: str | os.PathLike, *, top: int = 15, 
     if series:
         doc.h("Whole-model latency distribution")
         doc.image(f"{slug}-latency.png", plot_distribution(series, "Whole-model latency per invocation "
-                                                           "(stock interpreter, runs interleaved with the profiled ones)"),
+                                                           "(stock interpreter, no profiler)"),
                   "latency distribution")
     return doc.write(path, img_dir)
 

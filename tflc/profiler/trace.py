@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from .profile import Profile
@@ -59,8 +58,8 @@ def write_trace(profile: Profile, path: str | os.PathLike, runs: int | None = No
     data = {"traceEvents": events, "displayTimeUnit": "ns",
             "otherData": {"model": profile.model, "sha256": profile.sha256, "threads": profile.threads,
                           "tool": f"tflc {profile.tflc_version}"}}
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, p)
+    from ..paths import atomic_writer, check_output_path
+    p = check_output_path(path, flag="--trace")        # a missing folder is an error, not made
+    with atomic_writer(p, "w") as f:                      # atomic, a normal file's permissions
+        f.write(json.dumps(data))
     return sum(1 for e in events if e["ph"] == "X")
