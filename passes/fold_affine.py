@@ -171,7 +171,7 @@ class FoldAffineAfter(Rule):
         if _activation(lin) != NONE:
             return False, f"{lin.type} has a fused activation, so {aff.type} cannot move into it"
         if len(v.uses) != 1 or m.sg.is_pinned(v):
-            return False, f"the {lin.type} result is also used elsewhere"
+            return False, f"its result '{v.name}' is also read by other ops, so the {aff.type} cannot be folded into it"
         if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(out)):
             return False, "not float32"
         ok, why = _check_weights(lin)
@@ -237,7 +237,8 @@ class FoldAffineBefore(Rule):
         if _activation(aff) != NONE:
             return False, f"the {aff.type} before it has a fused activation"
         if len(mid.uses) != 1 or m.sg.is_pinned(mid):
-            return False, f"the {aff.type} result is also used elsewhere"
+            return False, (f"the {aff.type} before it ('{mid.name}') is also read by other ops, so it cannot be "
+                           "folded into the weights")
         if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(mid)):
             return False, "not float32"
         ok, why = _check_weights(lin)

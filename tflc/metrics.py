@@ -15,13 +15,13 @@ class OutputDiff:
     mean_abs: float
     max_rel: float           # max |a-b| / max(|a|)
     cosine: float
-    sqnr_db: float           # 10 log10(sum a^2 / sum (a-b)^2); inf when identical
+    sqnr_db: float           # 10 log10(sum a^2 / sum (a-b)^2); inf when identical (null in JSON)
 
     def to_json(self) -> dict:
         d = asdict(self)
         for k in ("max_abs", "mean_abs", "max_rel", "cosine", "sqnr_db"):
             v = d[k]
-            d[k] = None if v != v else (str(v) if v in (float("inf"), float("-inf")) else v)
+            d[k] = None if v != v or v in (float("inf"), float("-inf")) else v  # JSON has no inf
         d["shape"] = list(self.shape)
         return d
 

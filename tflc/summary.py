@@ -14,7 +14,7 @@ def _tensor_json(t: Tensor) -> dict[str, Any]:
         d["shape_signature"] = list(t.shape_signature)
     q = t.quantization
     if q is not None and q.scale is not None and len(q.scale):
-        d["quantization"] = {"scales": len(q.scale), "scale": float(q.scale[0]),
+        d["quantization"] = {"channels": len(q.scale), "scale": float(q.scale[0]),
                              "zero_point": int(q.zeroPoint[0]) if q.zeroPoint is not None and len(q.zeroPoint) else 0,
                              "axis": int(q.quantizedDimension)}
     return d
@@ -63,6 +63,7 @@ def summarize(model: Model, path: str | None = None, file_size: int | None = Non
             "index": si, "name": sg.name, "operators": len(sg.operators), "tensors": len(tensors),
             "constants": sum(1 for t in tensors if t.is_constant),
             "variables": sum(1 for t in tensors if t.is_variable),
+            "resource_variables": sum(1 for op in sg.operators if op.type == "VAR_HANDLE"),
             "dynamic_inputs": any(-1 in (t.shape_signature or ()) for t in sg.inputs),
             "ops_by_type": dict(ops.most_common()),
             "inputs": [_tensor_json(t) for t in sg.inputs],
@@ -97,7 +98,7 @@ def _sig(t: dict) -> str:
     s = f"{t['name']}  {t['type']}[{'x'.join(str(d) for d in shape) if shape is not None else '?'}]"
     if "quantization" in t:
         q = t["quantization"]
-        s += f"  q(scale={q['scale']:.4g}, zp={q['zero_point']}{', per-channel' if q['scales'] > 1 else ''})"
+        s += f"  q(scale={q['scale']:.4g}, zp={q['zero_point']}{', per-channel' if q['channels'] > 1 else ''})"
     return s
 
 
@@ -111,7 +112,9 @@ def render_text(s: dict[str, Any]) -> str:
         name = f" {sg['name']!r}" if sg["name"] else ""
         lines.append("")
         lines.append(f"subgraph {sg['index']}{name}: {sg['operators']} ops, {sg['tensors']} tensors "
-                     f"({sg['constants']} constant, {sg['variables']} variable)"
+                     f"({sg['constants']} constant, {sg['variables']} variable"
+                     + (f", {sg['resource_variables']} resource variable handle(s)" if sg["resource_variables"] else "")
+                     + ")"
                      + ("  [dynamic input shapes]" if sg["dynamic_inputs"] else ""))
         for t in sg["inputs"]:
             lines.append(f"  input   {_sig(t)}")
