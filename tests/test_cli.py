@@ -89,3 +89,17 @@ def test_compare_unrelated_models_is_a_usage_error(zoo, capsys):
     rc = main(["compare", str(zoo("mobilenet_tiny")), str(zoo("stateful_counter"))])
     err = capsys.readouterr().err
     assert rc == 2 and "not comparable" in err and err.count("\n") == 1
+
+
+def test_readme_example(tmp_path, capsys):
+    """The README's first command: the shipped transformer, batch fixed, loses >= 40% of its ops."""
+    import re
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    line = next(ln for ln in (repo / "README.md").read_text().splitlines() if "tflc optimize examples/" in ln)
+    argv = line.split("&& tflc ", 1)[1].split()
+    argv[argv.index("-o") + 1] = str(tmp_path / "out.tflite")
+    argv = [str(repo / a) if a.startswith("examples/") else a for a in argv]
+    data = _json(capsys, *argv)
+    assert data["check"]["identical"] and data["after"]["ops"] <= 0.6 * data["before"]["ops"]
+    assert re.search(r"serving_default_token_ids:0:1x32", line)
