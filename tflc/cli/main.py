@@ -72,14 +72,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except TflcError as e:
         return _fail(args, str(e), e.exit_code)
+    except BrokenPipeError:  # `tflc ... | head`: stop quietly
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except OSError as e:  # a file we could not read or write: the user's to fix, not a bug
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         return _fail(args, f"{where}{e.strerror or e}", 2)
     except KeyboardInterrupt:
         print("tflc: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     except Exception as e:  # a bug in tflc: still one line, unless asked for more
         if os.environ.get("TFLC_DEBUG"):
             raise
