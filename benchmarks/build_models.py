@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,20 +26,6 @@ try:
 except ImportError:  # running from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tflc.testing import zoo
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder + os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         if args.out is not None:
             path = args.out / f"{name}.tflite"
-            _write_atomic(path, zoo.BUILDERS[name]())
+            zoo._write_atomic(path, zoo.BUILDERS[name]())
         else:
             path = zoo.build(name)
         seconds = time.perf_counter() - start

@@ -188,16 +188,6 @@ def test_background_load_starts_and_ends_its_processes():
             os.kill(pid, 0)                       # reaped
 
 
-def test_convert_inputs_quantizes_for_int8_models():
-    ref = [{"name": "x", "dtype": np.float32, "quantization": (0.0, 0)}]
-    q = [{"name": "x", "dtype": np.int8, "quantization": (0.5, -3)}]
-    steps = [[np.array([0.0, 1.0, -1.0, 100.0], np.float32)]]
-    (x,), = bench._convert_inputs(steps, ref, q)
-    assert x.dtype == np.int8 and x.tolist() == [-3, -1, -5, 127]
-    (y,), = bench._convert_inputs([[x]], q, ref)
-    assert y.dtype == np.float32 and y.tolist() == [0.0, 1.0, -1.0, 65.0]
-
-
 def test_run_bench_side_by_side(zoo, monkeypatch):
     monkeypatch.setattr(bench, "LOADED_MIN_SECONDS", 0.2)
     paths = [str(zoo("mobilenet_tiny")), str(zoo("mobilenet_tiny_int8"))]

@@ -129,3 +129,16 @@ def test_shape_overrides_are_checked_against_the_model(zoo):
         check_shape_overrides({name: (4, 16)}, inputs)
     with pytest.raises(UsageError, match="given twice"):
         parse_shape_overrides([f"{name}:1x32", f"{name}:2x32"])
+
+
+def test_convert_inputs_quantizes_for_int8_models():
+    from tflc.runtime.inputs import convert_inputs
+    ref = [{"name": "x", "dtype": np.float32, "quantization": (0.0, 0), "shape": [4]}]
+    q = [{"name": "x", "dtype": np.int8, "quantization": (0.5, -3), "shape": [4]}]
+    steps = [[np.array([0.0, 1.0, -1.0, 100.0], np.float32)]]
+    (x,), = convert_inputs(steps, ref, q)
+    assert x.dtype == np.int8 and x.tolist() == [-3, -1, -5, 127]
+    (y,), = convert_inputs([[x]], q, ref)
+    assert y.dtype == np.float32 and y.tolist() == [0.0, 1.0, -1.0, 65.0]
+    with pytest.raises(UsageError, match="not comparable"):
+        convert_inputs(steps, ref, [dict(q[0], shape=[5])])

@@ -9,8 +9,8 @@ import sys
 
 from ..errors import UsageError
 from ..runtime import parse_shape_overrides
-from .cmd_profile import IMG_DIR_HELP, non_negative_int, positive_seconds
-from .common import add_json_flag, positive_int, print_json
+from .cmd_profile import IMG_DIR_HELP
+from .common import add_input_args, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -43,9 +43,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-accuracy", action="store_true", help="do not compare outputs with the first model")
     p.add_argument("--report", metavar="OUT.md|OUT.html", help="write a report with tables and plots")
     p.add_argument("--img-dir", metavar="DIR", help=IMG_DIR_HELP)
-    p.add_argument("--inputs", metavar="DATA", help="inputs (.npz or image folder); default: generated")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
-                   help="fix a dynamic input's shape (repeatable)")
+    add_input_args(p)
     add_json_flag(p)
     return p
 

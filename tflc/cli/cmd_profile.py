@@ -3,34 +3,13 @@ builtin kernels op by op), with a trace, a report, and a cached JSON artifact.""
 from __future__ import annotations
 
 import argparse
-import math
 import shlex
 import sys
 
 from ..runtime import parse_shape_overrides
-from .common import add_json_flag, positive_int, print_json
+from .common import add_input_args, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json
 
 TRACE_RUNS_MAX = 5          # the profile keeps this many runs' timelines
-
-
-def positive_seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return v
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
-    return v
 
 
 def trace_runs(text: str) -> int:
@@ -82,9 +61,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="exit 1 if a view's raw per-op events are off the measured latency by more than 10%% "
                    "(a view whose events' resolution cannot decide it is reported as not checkable)")
-    p.add_argument("--inputs", metavar="DATA", help="inputs (.npz or image folder); default: generated")
-    p.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
-                   help="fix a dynamic input's shape (repeatable)")
+    add_input_args(p)
     add_json_flag(p)
     return p
 

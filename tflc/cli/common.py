@@ -33,18 +33,43 @@ def tolerance(text: str) -> float:
     return v
 
 
-def add_run_args(p: argparse.ArgumentParser, steps: int = 3) -> None:
-    g = p.add_argument_group("running the model in LiteRT")
+def positive_seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {text!r}")
+    return v
+
+
+def add_input_args(g) -> None:
+    """--inputs and --input-shape, shared by every command that runs a model."""
     g.add_argument("--inputs", metavar="DATA", help="inputs: an .npz (arrays named like the model's inputs, "
                    "or arr_0..; an extra leading axis = steps; real values for quantized inputs are quantized) "
                    "or a folder of images (one step each, resized to the input, scaled to [0,1] for float "
                    "inputs, quantized for integer ones); default: generated")
+    g.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
+                   help="fix a dynamic input's shape, e.g. 'serving_default_x:0:1x128' (repeatable)")
+
+
+def add_run_args(p: argparse.ArgumentParser, steps: int = 3) -> None:
+    g = p.add_argument_group("running the model in LiteRT")
+    add_input_args(g)
     g.add_argument("--steps", type=positive_int, default=steps, metavar="N",
                    help=f"invocations per check with generated inputs; stateful models keep state between "
                         f"them (default {steps}); with --inputs the data decides the steps")
     g.add_argument("--threads", type=positive_int, default=1, metavar="N", help="LiteRT threads (default 1)")
-    g.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
-                   help="fix a dynamic input's shape, e.g. 'serving_default_x:0:1x128' (repeatable)")
     g.add_argument("--no-xnnpack", action="store_true", help="builtin kernels only (no XNNPACK delegate)")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..runtime.inputs import convert_inputs
 from ..errors import TflcError, UsageError
 from ..runtime.interpreter import RunOptions, native_stderr
 from .latency import LatencyStats, _inputs_for, _open, _timed
@@ -352,36 +353,6 @@ def recommend(points: Sequence[ThreadPoint]) -> dict:
             "warning": warn, "stability": stability}
 
 
-def _convert_inputs(steps: list, ref: list[dict], other: list[dict]) -> list:
-    """The reference's inputs for another model: the same values, (de)quantized where one model
-    takes quantized integers and the other floats."""
-    import numpy as np
-    if len(ref) != len(other):
-        raise TflcError(f"{len(other)} inputs against {len(ref)} in the first model")
-    out = []
-    for step in steps:
-        conv = []
-        for x, rd, od in zip(step, ref, other):
-            rdt, odt = np.dtype(rd["dtype"]), np.dtype(od["dtype"])
-            rq, oq = rd.get("quantization", (0.0, 0)), od.get("quantization", (0.0, 0))
-            x = np.asarray(x)
-            if rdt == odt and tuple(rq) == tuple(oq):
-                conv.append(x)
-                continue
-            real = x.astype(np.float64)
-            if rdt.kind in "iu" and rq[0]:
-                real = (real - rq[1]) * rq[0]
-            if odt.kind in "iu" and oq[0]:
-                info = np.iinfo(odt)
-                conv.append(np.clip(np.round(real / oq[0] + oq[1]), info.min, info.max).astype(odt))
-            elif odt.kind == "f":
-                conv.append(real.astype(odt))
-            else:
-                raise TflcError(f"input {od['name']!r}: {odt} cannot stand for the first model's {rdt}")
-        out.append(conv)
-    return out
-
-
 def _input_details(path: str) -> list[dict]:
     from ..runtime import Session
     with native_stderr():
@@ -432,7 +403,7 @@ def _accuracy(first: str, other: str, input_source: str | None, shapes: dict | N
     if why:
         return {"comparable": False, "reason": "different inputs", "detail": why}, ref_result
     try:
-        inputs = _convert_inputs(ref_result.inputs, ref_result.input_details, details)
+        inputs = convert_inputs(ref_result.inputs, ref_result.input_details, details)
     except TflcError as e:
         return {"comparable": False, "reason": "different inputs", "detail": str(e)}, ref_result
     got = run_model(other, inputs=inputs, what=f"LiteRT on {other}")
