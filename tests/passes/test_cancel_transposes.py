@@ -12,21 +12,14 @@ from tflc.passmanager import PassContext, run_pipeline
 from tflc.rewrite import builtin_opcode
 from tflc.runtime import RunOptions, compare_models
 from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
+from tflc.testing.graphs import run_passes, assert_identical
 
 F32 = TYPE_CODES["FLOAT32"]
 NCHW, NHWC = (0, 3, 1, 2), (0, 2, 3, 1)
 
 
 def run(model: Model, spec: str = "cancel-transposes") -> PassContext:
-    ctx = PassContext()
-    run_pipeline(model, parse_pipeline(spec), ctx)
-    verify(read_model_bytes(serialize(model)))
-    return ctx
-
-
-def assert_identical(ref, model: Model) -> None:
-    cmp, _ = compare_models(ref, serialize(model), steps=1)
-    assert cmp.identical, cmp.to_json()
+    return run_passes(model, spec)
 
 
 def types(model: Model) -> list[str]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tflc.io import read_model, read_model_bytes, serialize
+from tflc.io import read_model, serialize
 from tflc.ir.core import Model, Operator
 from tflc.ir.verify import verify
-from tflc.passes_api import get_pass, parse_pipeline
-from tflc.passmanager import PassContext, run_pipeline
+from tflc.passes_api import get_pass
+from tflc.passmanager import PassContext
 from tflc.rewrite import builtin_opcode
 from tflc.runtime import compare_models
 from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
+from tflc.testing.graphs import run_passes
 
 F32 = TYPE_CODES["FLOAT32"]
 SAME, VALID = fb.Padding.SAME, fb.Padding.VALID
@@ -21,10 +22,7 @@ TOL = get_pass("fold-affine").tolerance
 
 
 def run(model: Model, spec: str = "fold-affine") -> PassContext:
-    ctx = PassContext()
-    run_pipeline(model, parse_pipeline(spec), ctx)
-    verify(read_model_bytes(serialize(model)))
-    return ctx
+    return run_passes(model, spec)
 
 
 def assert_close(ref, model: Model) -> float:

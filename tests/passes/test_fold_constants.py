@@ -8,25 +8,16 @@ import numpy as np
 import pytest
 
 from tflc.io import read_model, read_model_bytes, serialize
-from tflc.ir.core import Model, Operator
+from tflc.ir.core import Model
 from tflc.ir.verify import verify
 from tflc.optimize import optimize_file
 from tflc.passes_api import get_pass, parse_pipeline
 from tflc.passmanager import PassContext, run_pipeline
-from tflc.rewrite import builtin_opcode
 from tflc.runtime import RunOptions, compare_models
 from tflc.schema import TYPE_CODES, fb
+from tflc.testing.graphs import new_model as _model, add_op as _op
 
 F32, F16, I32, I8 = (TYPE_CODES[n] for n in ("FLOAT32", "FLOAT16", "INT32", "INT8"))
-
-
-def _model():
-    m = Model(description="fold-constants test")
-    return m, m.add_subgraph("main")
-
-
-def _op(sg, name, ins, outs, options=None, options_type=0):
-    return sg.add_op(Operator(builtin_opcode(name), ins, outs, options=options, options_type=options_type))
 
 
 def _add(sg, a, b, name, shape=None):

@@ -3,23 +3,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflc.io import read_model, read_model_bytes, serialize
+from tflc.io import read_model, serialize
 from tflc.ir.core import Model, Operator
 from tflc.ir.verify import verify
-from tflc.passes_api import parse_pipeline
-from tflc.passmanager import PassContext, run_pipeline
+from tflc.passmanager import PassContext
 from tflc.rewrite import builtin_opcode
-from tflc.runtime import RunOptions, compare_models
 from tflc.schema import OP_NAMES, OPTIONS_TYPES, TYPE_CODES, fb
+from tflc.testing.graphs import run_passes, assert_identical
 
 F32, F16 = TYPE_CODES["FLOAT32"], TYPE_CODES["FLOAT16"]
 
 
 def run(model: Model, spec: str = "fold-float16-weights") -> PassContext:
-    ctx = PassContext()
-    run_pipeline(model, parse_pipeline(spec), ctx)
-    verify(read_model_bytes(serialize(model)))
-    return ctx
+    return run_passes(model, spec)
 
 
 def count(model: Model, typ: str) -> int:
@@ -34,11 +30,6 @@ def opcode_table(data: bytes) -> set[str]:
 
 def fp16_dequantizes(model: Model) -> int:
     return sum(1 for op in model.operators() if op.type == "DEQUANTIZE" and op.inputs[0].dtype == F16)
-
-
-def assert_identical(ref, model: Model, xnnpack: bool = True) -> None:
-    cmp, _ = compare_models(ref, serialize(model), options=RunOptions(xnnpack=xnnpack), steps=1)
-    assert cmp.identical, cmp.to_json()
 
 
 def test_zoo_fp16_mobilenet(zoo):

@@ -6,14 +6,14 @@ import copy
 import numpy as np
 import pytest
 
-from tflc.io import read_model, read_model_bytes, serialize
+from tflc.io import read_model, serialize
 from tflc.ir.core import Model, Operator
 from tflc.ir.verify import verify
-from tflc.passes_api import parse_pipeline
-from tflc.passmanager import PassContext, run_pipeline
+from tflc.passmanager import PassContext
 from tflc.rewrite import builtin_opcode
-from tflc.runtime import RunOptions, compare_models
+from tflc.runtime import compare_models
 from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
+from tflc.testing.graphs import run_passes, assert_identical
 
 F32, I8, I32 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"], TYPE_CODES["INT32"]
 ACT = {"NONE": 0, "RELU": 1, "RELU_N1_TO_1": 2, "RELU6": 3, "TANH": 4}
@@ -62,15 +62,7 @@ def qp(scale, zp):
 
 
 def run(model: Model, spec: str = "fuse-activations") -> PassContext:
-    ctx = PassContext()
-    run_pipeline(model, parse_pipeline(spec), ctx)
-    verify(read_model_bytes(serialize(model)))
-    return ctx
-
-
-def assert_identical(ref: bytes, model: Model, xnnpack: bool = True) -> None:
-    cmp, _ = compare_models(ref, serialize(model), options=RunOptions(xnnpack=xnnpack), steps=1)
-    assert cmp.identical, cmp.to_json()
+    return run_passes(model, spec)
 
 
 def types(model: Model) -> list[str]:

@@ -14,17 +14,9 @@ from tflc.passmanager import PassContext, run_pipeline
 from tflc.rewrite import builtin_opcode
 from tflc.runtime import RunOptions, compare_models
 from tflc.schema import TYPE_CODES, fb
+from tflc.testing.graphs import new_model as _model, add_op as _op
 
 F32, I32, I8, I16 = (TYPE_CODES[n] for n in ("FLOAT32", "INT32", "INT8", "INT16"))
-
-
-def _model():
-    m = Model(description="remove-identity test")
-    return m, m.add_subgraph("main")
-
-
-def _op(sg, name, ins, outs, options=None, options_type=0):
-    return sg.add_op(Operator(builtin_opcode(name), ins, outs, options=options, options_type=options_type))
 
 
 def _reshape(sg, x, shape, name):

@@ -7,22 +7,18 @@ import numpy as np
 import pytest
 
 from tflc.io import read_model, serialize
-from tflc.ir.core import Model, Operator
+from tflc.ir.core import Model
 from tflc.ir.verify import verify
 from tflc.optimize import optimize_file
 from tflc.passes_api import get_pass, parse_pipeline
 from tflc.passmanager import PassContext, run_pipeline
-from tflc.rewrite import builtin_opcode
 from tflc.runtime import RunOptions, compare_models
 from tflc.schema import TYPE_CODES, fb
+from tflc.testing.graphs import add_op as _op
 
 F32, I32, I64, BOOL = (TYPE_CODES[n] for n in ("FLOAT32", "INT32", "INT64", "BOOL"))
 TOKENS = "serving_default_token_ids:0"
 SHAPE_OPS = {"SHAPE", "GATHER", "REDUCE_PROD", "CONCATENATION", "PACK"}
-
-
-def _op(sg, name, ins, outs, options=None, options_type=0):
-    return sg.add_op(Operator(builtin_opcode(name), ins, outs, options=options, options_type=options_type))
 
 
 def _specialize(m: Model, shapes: dict | None):

@@ -12,21 +12,19 @@ from tflc.io import read_model, read_model_bytes, serialize
 from tflc.ir.canonical import _obj
 from tflc.ir.core import Model, Operator
 from tflc.ir.verify import verify
-from tflc.passes_api import get_pass, parse_pipeline
-from tflc.passmanager import PIPELINES, PassContext, run_pipeline
+from tflc.passes_api import get_pass
+from tflc.passmanager import PIPELINES, PassContext
 from tflc.rewrite import builtin_opcode
 from tflc.runtime import compare_models
 from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
+from tflc.testing.graphs import run_passes
 
 F32, F16 = TYPE_CODES["FLOAT32"], TYPE_CODES["FLOAT16"]
 TOL = get_pass("store-float16-weights").tolerance
 
 
 def run(model: Model, spec: str = "store-float16-weights") -> PassContext:
-    ctx = PassContext()
-    run_pipeline(model, parse_pipeline(spec), ctx)
-    verify(read_model_bytes(serialize(model)))
-    return ctx
+    return run_passes(model, spec)
 
 
 def _quant(q):

@@ -41,3 +41,36 @@ def gather_model(table: np.ndarray) -> Model:
     sg.set_graph_inputs([idx])
     sg.set_graph_outputs([y])
     return m
+
+
+# --- helpers shared by the pass tests ---------------------------------------------------------
+
+def new_model(description: str = "tflc test graph"):
+    """An empty model with one subgraph ``main``: ``(model, subgraph)``."""
+    m = Model(description=description)
+    return m, m.add_subgraph("main")
+
+
+def add_op(sg, name: str, ins, outs, options=None, options_type: int = 0) -> Operator:
+    """Append a builtin op ``name`` (version 1) reading ``ins`` and writing ``outs``."""
+    return sg.add_op(Operator(builtin_opcode(name), ins, outs, options=options, options_type=options_type))
+
+
+def run_passes(model: Model, spec: str):
+    """Run a pipeline (``'a,b{x=1}'``) in place; the written result must verify. Returns the context."""
+    from ..io import read_model_bytes, serialize
+    from ..ir.verify import verify
+    from ..passes_api import parse_pipeline
+    from ..passmanager import PassContext, run_pipeline
+    ctx = PassContext()
+    run_pipeline(model, parse_pipeline(spec), ctx)
+    verify(read_model_bytes(serialize(model)))
+    return ctx
+
+
+def assert_identical(ref, model: Model, xnnpack: bool = True, steps: int = 1) -> None:
+    """``model`` gives bit-identical outputs to ``ref`` (a path or bytes) in LiteRT."""
+    from ..io import serialize
+    from ..runtime import RunOptions, compare_models
+    cmp, _ = compare_models(ref, serialize(model), options=RunOptions(xnnpack=xnnpack), steps=steps)
+    assert cmp.identical, cmp.to_json()
