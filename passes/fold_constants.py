@@ -46,6 +46,10 @@ class FoldConstantsOptions:
         "help": "also fold ops whose value depends on the kernels (tanh, exp, reductions, conv, quantized "
                 "arithmetic...): computed by the builtin kernels, may differ from XNNPACK's in the last bits"})
 
+    def __post_init__(self) -> None:
+        if self.max_bytes < 0:
+            raise ValueError(f"max-bytes must be 0 (no limit) or more, got {self.max_bytes}")
+
 
 @register
 class FoldConstants(Pass):

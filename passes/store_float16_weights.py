@@ -49,6 +49,17 @@ class Options:
         "help": "operator version of the DEQUANTIZE ops (3: TF converter; MediaPipe models use 2)"})
     suffix: str = field(default="_dequantize", metadata={"help": "name suffix of the DEQUANTIZE outputs"})
 
+    def __post_init__(self) -> None:
+        if self.min_elements < 1:
+            raise ValueError(f"min-elements must be 1 or more, got {self.min_elements}")
+        if not self.ops or not all(self.ops):
+            raise ValueError("ops must name at least one operator type (':'-separated)")
+        if self.dequantize_version not in (2, 3):
+            raise ValueError(f"dequantize-version must be 2 (as MediaPipe writes) or 3 (as the TF converter "
+                             f"writes), got {self.dequantize_version}")
+        if not self.suffix:
+            raise ValueError("suffix must not be empty (the DEQUANTIZE outputs need names of their own)")
+
 
 def _pinned(sg: Subgraph, t: Tensor) -> bool:
     if sg.is_graph_output(t) or any(x is t for x in sg.inputs):

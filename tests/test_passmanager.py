@@ -206,3 +206,16 @@ def test_verify_each_blames_the_lossy_pass_not_the_exact_one_after_it(zoo, tmp_p
     with pytest.raises(VerificationError, match="after pass 'store-float16-weights'.*over the tolerance 1e-09"):
         optimize_file(path, tmp_path / "b.tflite", passes=parse_pipeline("store-float16-weights,remove-dead-code"),
                       verify_each=True, tolerance=1e-9)
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ("store-float16-weights{dequantize-version=99}", "dequantize-version must be 2"),
+    ("store-float16-weights{ops=}", "ops must name"),
+    ("store-float16-weights{min-elements=-3}", "min-elements must be 1"),
+    ("fold-constants{max-bytes=-1}", "max-bytes must be 0"),
+    ("remove-dead-code,,fold-pad", "empty entry"),
+    ("fold-constants{max-bytes=1,max-bytes=2}", "given twice"),
+])
+def test_bad_pass_options_are_usage_errors(spec, needle):
+    with pytest.raises(UsageError, match=needle):
+        parse_pipeline(spec)
