@@ -17,9 +17,32 @@ from tflc.profiler.align import align, xnn_family
 FAST = dict(runs=12, warmup=2, max_seconds=3.0)
 
 
+@pytest.fixture(scope="module")
+def _calibration(tmp_path_factory):
+    """The profiler's per-event cost, measured once for the module (not once per test's fresh cache)."""
+    import os
+    from tflc.profiler.calibrate import builtin_event_overhead
+    old = os.environ.get("TFLC_CACHE")
+    os.environ["TFLC_CACHE"] = str(tmp_path_factory.mktemp("calcache"))
+    try:
+        return builtin_event_overhead(1)
+    finally:
+        if old is None:
+            os.environ.pop("TFLC_CACHE", None)
+        else:
+            os.environ["TFLC_CACHE"] = old
+
+
 @pytest.fixture(autouse=True)
-def _cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("TFLC_CACHE", str(tmp_path / "cache"))
+def _cache(tmp_path_factory, monkeypatch, request):
+    monkeypatch.setenv("TFLC_CACHE", str(tmp_path_factory.mktemp("cache")))     # not in tmp_path: tests list it
+    if request.node.name != "test_calibration_cached_per_litert_version":
+        cal = request.getfixturevalue("_calibration")
+        if cal is not None:
+            from tflc.profiler.calibrate import calibration_path
+            path = calibration_path(cal.get("litert_version"), 1)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({k: v for k, v in cal.items() if k != "cached"}))
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +163,16 @@ def test_sums_add_up_to_measured_latency(zoo, mobilenet_profile):
         assert view.measured and view.measured["runs"] >= 5
         assert view.measured_us == view.measured["median_us"]          # the median, as tflc bench
         assert view.check() in ("ok", "not checkable"), (view.name, view.raw_sum_us, view.measured_us)
-    # the builtin view's exact events resolve the total far finer than 10%: there the raw events
-    # themselves (no correction exists for them) land within 10% of the measured latency
+    # the builtin view's exact events resolve the total far finer than 10%: there the events less the
+    # profiler's calibrated cost per event land within 10% of the measured latency
     b = prof.views["builtin"]
     assert b.check_is_strong and b.check() == "ok" and b.sums_ok() is True
-    assert b.correction["total_us"] == 0.0 and b.sum_us == pytest.approx(sum(o.avg_us for o in b.ops))
+    assert b.sum_us == pytest.approx(sum(o.avg_us for o in b.ops))
+    if b.calibration is not None:
+        assert b.checked_sum == "calibrated" and b.calibrated_sum_us <= b.raw_sum_us
+        assert b.correction["op_us_per_event"] == pytest.approx(-b.calibration["per_event_us"])
+    else:
+        assert b.checked_sum == "raw" and b.correction["total_us"] == 0.0
     x = prof.views["xnnpack"]               # the events as read: nothing padded to the measured latency
     assert x.correction["total_us"] == 0.0 and x.xnnpack_events > 0
     assert x.partitions[0].avg_us == pytest.approx(x.sum_us, rel=1e-6)
@@ -399,3 +427,129 @@ def test_measure_and_compare_latency(zoo):
     c = compare_latency(path, path.read_bytes(), rounds=6, per_round=5, warmup=2)
     assert c.ci_low <= c.ratio <= c.ci_high and c.rounds == 6
     assert c.verdict in ("faster", "slower", "same") and c.a.runs == c.b.runs == 30
+
+
+# --------------------------------------------------------------------------- calibration of the profiler's cost
+
+def _builtin_profile(measured_us, events, calibration):
+    """A builtin view built from made-up op events (no LiteRT): one event per op, end to end."""
+    from tflc.profiler.collect import OpInfo, RawProfile, RawView
+    from tflc.profiler.profile import build_profile
+    ops = [OpInfo(0, k, t, t.lower(), ["float32[1,4]"], ["float32[1,4]"]) for k, t in
+           enumerate(["CONV_2D", "FULLY_CONNECTED", "RESHAPE"])]
+    run, t = [(1, "Invoke", 0, 0, 100, 10)], 100
+    for k, el in enumerate(events):
+        run.append((2, ops[k].type, k, 0, t, el))
+        t += el
+    rv = RawView("builtin", "litert-profiler", measured_us=list(measured_us), runs=[list(run)] * 10,
+                 warmup=10, rounds=5, calibration=calibration)
+    return build_profile(RawProfile(ops, {"builtin": rv}, 1, "2.3.0", [[1, 4]]), model_name="syn.tflite", data=b"x")
+
+
+CAL = {"per_event_us": 20.0, "stock_us_per_op": 0.1, "event_us_per_op": 20.1, "rounds": 5, "n_short": 10,
+       "n_long": 160, "litert_version": "2.3.0", "method": "synthetic"}
+
+
+def test_calibrated_sum_is_what_the_check_judges():
+    from tflc.profiler.profile import Profile
+    from tflc.profiler.report import check_text, summary_lines
+    # raw events 1110 µs against 1000 measured: off by 11%; less 20 µs per event: 1050, within 10%
+    prof = _builtin_profile([1000.0] * 10, [500, 600, 10], CAL)
+    v = prof.views["builtin"]
+    assert v.raw_sum_us == 1110.0 and v.raw_ratio == pytest.approx(1.11)
+    assert v.calibrated_sum_us == pytest.approx(1050.0) and v.calibrated_ratio == pytest.approx(1.05)
+    assert v.checked_sum == "calibrated" and v.checked_ratio == pytest.approx(1.05)
+    assert v.check() == "ok" and v.sums_ok() is True
+    # each op less 20 µs per event, never below 0: the 10 µs op reads 0
+    assert {o.type: o.avg_us for o in v.ops} == {"FULLY_CONNECTED": 580.0, "CONV_2D": 480.0, "RESHAPE": 0.0}
+    assert v.sum_us == pytest.approx(1060.0)                   # the shown per-op times (clamped)
+    assert v.correction["op_us_per_event"] == -20.0 and v.correction["total_us"] == -60.0
+    assert all(d >= 0 for run in v.timeline for _, _, _, d in run)
+    text = check_text(v)
+    assert text.startswith("on the calibrated sum (op events less 20.000 µs each") and "10 vs 160" in text
+    assert text.endswith(": ok")
+    lines = "\n".join(summary_lines(prof, v))
+    assert "raw per-op events: 1110 µs" in lines.replace("1.1 ms", "1110 µs") or "111.0% of measured" in lines
+    assert "calibrated per-op events" in lines and "105.0% of measured" in lines
+    d = json.loads(json.dumps(prof.to_json()))
+    jv = d["views"]["builtin"]
+    assert jv["checked_sum"] == "calibrated" and jv["raw_ratio"] == pytest.approx(1.11)
+    assert jv["calibrated_ratio"] == pytest.approx(1.05) and jv["calibration"]["per_event_us"] == 20.0
+    assert jv["check"] == "ok"
+    back = Profile.from_json(d).views["builtin"]
+    assert back.calibrated_sum_us == pytest.approx(1050.0) and back.check() == "ok"
+    # the same events uncalibrated: the check judges the raw sum, and fails it
+    raw = _builtin_profile([1000.0] * 10, [500, 600, 10], None).views["builtin"]
+    assert raw.checked_sum == "raw" and raw.calibrated_ratio is None and raw.check() == "off"
+    assert check_text(raw).startswith("on the raw sum: NOT within")
+    assert [o.avg_us for o in raw.ops] == [600.0, 500.0, 10.0]
+    # XNNPACK's own events are never calibrated
+    x = _synthetic_profile([5.5] * 10, [1, 1, 1]).views["xnnpack"]
+    assert x.checked_sum == "raw"
+
+
+def test_cli_says_which_sum_it_judged(monkeypatch, capsys):
+    from tflc.cli.main import main
+    import tflc.profiler as profiler
+    prof = _builtin_profile([1000.0] * 10, [500, 600, 10], CAL)
+    monkeypatch.setattr(profiler, "get_profile", lambda *a, **k: prof)
+    monkeypatch.setattr("tflc.optimize.load", lambda path: None)
+    assert main(["profile", "tests/data/unused.tflite", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "per-op events (calibrated sum) are within 10%" in out
+    assert main(["profile", "tests/data/unused.tflite", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["checked_sum"] == {"builtin": "calibrated"} and data["check"] == {"builtin": "ok"}
+
+
+def test_calibration_arithmetic():
+    from tflc.profiler.calibrate import per_event_from_rounds
+    # stock: 2 µs + 0.1 µs per op; events: 0.25 µs per op (+ a fixed 1 µs that the slope cancels)
+    d = per_event_from_rounds([3.0, 3.0, 3.2], [18.0, 18.0, 18.2], [3.5, 3.5, 3.5], [41.0, 41.0, 41.0],
+                              n_short=10, n_long=160)
+    assert d["stock_us_per_op"] == pytest.approx(0.1) and d["event_us_per_op"] == pytest.approx(0.25)
+    assert d["per_event_us"] == pytest.approx(0.15) and d["rounds"] == 3
+    with pytest.raises(ValueError):
+        per_event_from_rounds([], [], [], [])
+
+
+def test_calibration_cached_per_litert_version(monkeypatch):
+    from tflc.profiler import calibrate
+    calls = []
+
+    def fake(threads):
+        calls.append(threads)
+        return {"per_event_us": 0.125, "stock_us_per_op": 0.1, "event_us_per_op": 0.225, "rounds": 5}
+    monkeypatch.setattr(calibrate, "_measure", fake)
+    monkeypatch.setattr("tflc.profiler.capi.available", lambda: (True, ""))
+    monkeypatch.setattr("tflc.profiler.capi.litert_version", lambda: "9.9.9")
+    d = calibrate.builtin_event_overhead(1)
+    assert d["per_event_us"] == 0.125 and d["cached"] is False and d["litert_version"] == "9.9.9"
+    assert calibrate.calibration_path("9.9.9", 1).is_file() and "litert9.9.9" in calibrate.calibration_path("9.9.9", 1).name
+    assert calibrate.builtin_event_overhead(1)["cached"] is True and calls == [1]     # measured once
+    monkeypatch.setattr("tflc.profiler.capi.litert_version", lambda: "9.9.10")
+    calibrate.builtin_event_overhead(1)
+    assert calls == [1, 1]                                          # another LiteRT: measured again
+    monkeypatch.setenv("TFLC_NO_CALIBRATION", "1")
+    assert calibrate.builtin_event_overhead(1) is None
+
+
+def test_calibration_model_is_a_chain_of_tiny_adds():
+    from tflc.io import read_model_bytes
+    from tflc.profiler.calibrate import calibration_model
+    m = read_model_bytes(calibration_model(3))
+    ops = m.subgraphs[0].operators
+    assert [o.type for o in ops] == ["ADD"] * 3 and all(tuple(o.outputs[0].shape) == (1,) for o in ops)
+
+
+def test_op_event_resolution_averages_out_over_runs():
+    from tflc.profiler.profile import op_event_halfwidth, sum_check
+    assert op_event_halfwidth(45, 1) == 45.0                       # one run: the worst case
+    w = op_event_halfwidth(45, 45)
+    assert w == pytest.approx(3 * (45 / (6 * 45)) ** 0.5) and w < 2   # 45 runs: ~1.2 µs
+    # a 32 µs model with 45 op events: undecidable from one run, decidable from 45
+    assert sum_check(33.0, 32.0, op_events=45, runs=1) == "not checkable"
+    assert sum_check(33.0, 32.0, op_events=45, runs=45) == "ok"
+    assert sum_check(39.0, 32.0, op_events=45, runs=45) == "off"
+    # XNNPACK's truncated events are biased: averaging does not help them
+    assert sum_check(3.5, 16.0, xnnpack_events=26, runs=45) == "not checkable"

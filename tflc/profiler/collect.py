@@ -61,6 +61,8 @@ class RawView:
     requested: dict = field(default_factory=dict)             # runs / warmup / max_seconds / rounds asked
     measured_rounds: list[int] = field(default_factory=list)  # the round of each measured run
     run_rounds: list[int] = field(default_factory=list)       # the round of each profiled run
+    # the profiler's own cost per builtin op event on this machine (calibrate.py), or None
+    calibration: dict | None = None
 
 
 @dataclass
@@ -313,6 +315,12 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
             time_ops_alone(model, model_bytes, inputs, view=view, threads=threads, rv=rv,
                            session=sessions.get(view), max_seconds=max_seconds, runs=max(5, min(runs, 30)),
                            warmup=warmup)
+        if done:
+            from .calibrate import builtin_event_overhead
+            rv.calibration = builtin_event_overhead(threads)
+            if rv.calibration is None:
+                rv.notes.append("the profiler's cost per op event could not be calibrated here: the check is on "
+                                "the raw events")
         rv.seconds = time.perf_counter() - t0
         raw_views[view] = rv
     return RawProfile(ops, raw_views, threads, capi.litert_version(), [list(a.shape) for a in inputs], notes)

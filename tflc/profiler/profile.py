@@ -11,16 +11,26 @@ A :class:`Profile` holds one :class:`View` per way of running the model:
 The per-op events are checked against the *measured* whole-model latency: the stock interpreter
 with no profiler, measured the way ``tflc bench`` measures it (rounds of warm-up then timed runs;
 the median), in rounds alternating with the profiled runs so that a slow phase of the machine
-hits both. The check is on the *raw* events (``View.check``): their median total per run must be
-within 10% of the measured latency. LiteRT's events have a resolution of one microsecond
+hits both. The check (``View.check``) is on the median total per run of the events: it must be
+within 10% of the measured latency. The builtin op events (one per TFLite node, ``kernel_mode =
+builtin``, and the CPU ops outside XNNPACK) each hold part of the profiler's own cost (clock reads,
+event bookkeeping), ~0.13 µs on the machine this was written on: on a model of ~50 tiny ops that is
++20%. ``calibrate.py`` measures that cost per event on this machine (a chain of N 1-element ADDs
+with and without the profiler; cached per LiteRT version); where it is available, the op events
+less it give the *calibrated* total (an op's mean time less it per event, never below 0), and the check judges that one; the raw total
+is kept and shown beside it. XNNPACK's own events are never calibrated: they are truncated to
+whole µs and read low, not high. LiteRT's events have a resolution of one microsecond
 (XNNPACK truncates each operator's time to whole microseconds; TFLite's op events are
-differences of microsecond timestamps), so where that resolution alone could move the total by
+differences of microsecond timestamps: unbiased, so their error shrinks when averaged over the
+runs, see ``op_event_halfwidth``), so where that resolution alone could move the total by
 more than 10% and decide the check, the check says "not checkable" rather than pass or fail.
-The per-op times shown are the events as read, never padded to the measured latency (an earlier
+The per-op times shown are the events as read (less the calibration above), never padded to the measured latency (an earlier
 version spread the gap over the events, which made every sum "add up" by construction); a
 sub-microsecond XNNPACK operator reads 0.
 """
 from __future__ import annotations
+
+import math
 
 import hashlib
 import json
@@ -34,7 +44,7 @@ import numpy as np
 
 from .collect import OpInfo, RawProfile, RawView
 
-SCHEMA = 2
+SCHEMA = 3          # 3: calibrated op events
 SUM_TOLERANCE = 0.10
 #: per-op times are averaged over the fastest runs (by their total); the slowest are machine noise
 KEEP_FRACTION = 0.9
@@ -42,20 +52,39 @@ KEEP_FRACTION = 0.9
 CHECK_OK, CHECK_OFF, CHECK_UNDECIDABLE = "ok", "off", "not checkable"
 
 
+def op_event_halfwidth(op_events: int, runs: int = 1) -> float:
+    """How far the op events' µs timestamps can move a per-run total averaged over ``runs`` runs.
+
+    An op event is the difference of two timestamps read from a µs clock: its error lies in
+    (-1, +1) µs, is zero on average and has variance 1/6 µs² (the difference of two uniform
+    truncation errors). One run: the worst case, ``op_events`` µs. Averaged over ``runs`` runs:
+    three standard deviations of the mean, ``3 sqrt(op_events / (6 runs))`` (never more than the
+    worst case). XNNPACK's events are different: truncated durations, biased low, which averaging
+    does not remove; they keep their worst case.
+    """
+    if op_events <= 0:
+        return 0.0
+    if runs <= 1:
+        return float(op_events)
+    return min(float(op_events), 3.0 * math.sqrt(op_events / (6.0 * runs)))
+
+
 def sum_check(raw_us: float, measured_us: float | None, *, xnnpack_events: int = 0, op_events: int = 0,
-              tolerance: float = SUM_TOLERANCE) -> str | None:
+              tolerance: float = SUM_TOLERANCE, runs: int = 1) -> str | None:
     """Is the raw per-op sum within ``tolerance`` of the measured latency?
 
     "ok" / "off" decide on the raw sum itself where the events' resolution (XNNPACK events read
-    up to 1 µs low, op events up to 1 µs either way) is finer than the tolerance. Where it is
-    coarser, the check still decides when the verdict holds at both ends of what the resolution
-    allows, and is "not checkable" otherwise. None: no measured latency to check against.
+    up to 1 µs low; op events, averaged over ``runs`` runs, see :func:`op_event_halfwidth`) is
+    finer than the tolerance. Where it is coarser, the check still decides when the verdict holds
+    at both ends of what the resolution allows, and is "not checkable" otherwise. None: no
+    measured latency to check against.
     """
     if not measured_us or measured_us <= 0:
         return None
     lo_ok, hi_ok = (1.0 - tolerance) * measured_us, (1.0 + tolerance) * measured_us
     within = lo_ok <= raw_us <= hi_ok
-    low, high = raw_us - op_events, raw_us + xnnpack_events + op_events
+    op_w = op_event_halfwidth(op_events, runs)
+    low, high = raw_us - op_w, raw_us + xnnpack_events + op_w
     if high - low <= tolerance * measured_us:
         return CHECK_OK if within else CHECK_OFF
     if high < lo_ok or low > hi_ok:
@@ -119,6 +148,27 @@ class View:
     op_events: int = 0                        # per run: events that are differences of µs timestamps
     requested: dict = field(default_factory=dict)    # runs / warmup / max_seconds / rounds asked for
     paired_ratio: float | None = None         # raw total / measured, round by round (see _paired_ratio)
+    # the profiler's own cost per op event, measured on this machine (calibrate.py); None: not calibrated
+    calibration: dict | None = None
+    calibrated_sum_us: float | None = None    # the events less that cost: median total per run
+    calibrated_paired_ratio: float | None = None
+
+    @property
+    def calibrated_ratio(self) -> float | None:
+        """The calibrated per-op total against the measured latency (round by round, as raw_ratio)."""
+        m = self.measured_us
+        if not m or self.calibrated_sum_us is None:
+            return None
+        return self.calibrated_paired_ratio if self.calibrated_paired_ratio is not None else self.calibrated_sum_us / m
+
+    @property
+    def checked_sum(self) -> str:
+        """Which per-op total the check judges: "calibrated" where the calibration is available, else "raw"."""
+        return "calibrated" if self.calibrated_ratio is not None else "raw"
+
+    @property
+    def checked_ratio(self) -> float | None:
+        return self.calibrated_ratio if self.checked_sum == "calibrated" else self.raw_ratio
 
     @property
     def measured_us(self) -> float | None:
@@ -143,16 +193,17 @@ class View:
 
     @property
     def resolution_us(self) -> float:
-        """How far the events' 1 µs resolution can move the raw total per run, in all."""
-        return float(self.xnnpack_events + 2 * self.op_events)
+        """How far the events' 1 µs resolution can move the averaged per-run total, in all."""
+        return float(self.xnnpack_events) + 2 * op_event_halfwidth(self.op_events, self.kept)
 
     def check(self, tolerance: float = SUM_TOLERANCE) -> str | None:
-        """"ok", "off", "not checkable" or None (nothing measured): see :func:`sum_check`."""
-        m, r = self.measured_us, self.raw_ratio
+        """"ok", "off", "not checkable" or None (nothing measured): see :func:`sum_check`; on the
+        calibrated total where there is one (``checked_sum``), else on the raw one."""
+        m, r = self.measured_us, self.checked_ratio
         if not m or r is None:
             return None
         return sum_check(r * m, m, xnnpack_events=self.xnnpack_events, op_events=self.op_events,
-                         tolerance=tolerance)
+                         tolerance=tolerance, runs=self.kept)
 
     def sums_ok(self, tolerance: float = SUM_TOLERANCE) -> bool | None:
         """True / False where the check decides; None where it cannot (resolution, no measurement)."""
@@ -203,6 +254,8 @@ class View:
     def to_json(self) -> dict:
         d = asdict(self)
         d.update(measured_us=self.measured_us, raw_ratio=self.raw_ratio, sum_ratio=self.sum_ratio,
+                 calibrated_ratio=self.calibrated_ratio, checked_sum=self.checked_sum,
+                 checked_ratio=self.checked_ratio,
                  check=self.check(), sums_ok=self.sums_ok(), check_is_strong=self.check_is_strong,
                  resolution_us=self.resolution_us, by_type=self.by_type())
         return d
@@ -211,7 +264,7 @@ class View:
     def from_json(cls, d: dict) -> "View":
         d = dict(d)
         for k in ("measured_us", "raw_ratio", "sum_ratio", "check", "sums_ok", "check_is_strong", "resolution_us",
-                  "by_type"):
+                  "by_type", "calibrated_ratio", "checked_sum", "checked_ratio"):
             d.pop(k, None)
         d["ops"] = [OpStat(**o) for o in d.get("ops", [])]
         d["partitions"] = [Partition(**p) for p in d.get("partitions", [])]
@@ -468,6 +521,9 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
     part_raw = np.zeros((len(parts), n_runs))
     part_nx = [0] * len(parts)
     totals = np.zeros(n_runs)
+    cal_totals = np.zeros(n_runs)
+    cal = rv.calibration.get("per_event_us") if rv.calibration else None
+    cal_us = float(cal) if isinstance(cal, (int, float)) and cal >= 0 else None
     invokes = np.zeros(n_runs)
     for r, (segs, cpu, inv, _, _) in enumerate(parsed):
         invokes[r] = inv
@@ -484,10 +540,12 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
                 if pk < len(parts):
                     part_raw[pk, r] += e[5]
                 totals[r] += e[5]
+                cal_totals[r] += e[5]      # XNNPACK's own events: not calibrated (they read low, not high)
         for key, (self_us, n) in cpu.items():
             op_raw.setdefault(key, np.zeros(n_runs))[r] += self_us
             op_nc[key] = max(op_nc.get(key, 0), n)
             totals[r] += self_us
+            cal_totals[r] += self_us - n * (cal_us or 0.0)
     measured = measured_stats(rv.measured_us, warmup=rv.warmup, rounds=rv.rounds)
     keep = _keep_runs(totals)
     raw_sum = float(np.median(totals))
@@ -495,6 +553,16 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
                            rv.measured_us, rv.measured_rounds)
     nx, nc = sum(op_nx.values()), sum(op_nc.values())
     dx = dc = 0.0                # the events as read: never padded to `measured`
+    if cal_us is not None and nc:
+        # the op events less the profiler's measured cost per event: an op's mean over the kept runs less
+        # that cost for each of its events, never below 0 (not each integer-µs reading: one that reads 0
+        # cannot be lowered, and clamping it would bias the total high); the totals per run likewise
+        dc = -cal_us
+        cal_sum: float | None = float(np.median(cal_totals))
+        cal_paired = _paired_ratio(list(cal_totals), [rounds_of[p[4]] for p in parsed] if rounds_of else [],
+                                   rv.measured_us, rv.measured_rounds)
+    else:
+        cal_sum = cal_paired = None
     in_part = {n: k for k, nodes in enumerate(parts) for n in nodes}
     stats: list[OpStat] = []
     for info in ops:
@@ -523,7 +591,8 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
                 float(np.median(invokes)) if invokes.any() else None, raw_sum, 0.0,
                 {"xnnpack_us_per_event": dx, "op_us_per_event": dc, "total_us": dx * nx + dc * nc},
                 len(runs), len(keep), notes, xnnpack_events=nx, op_events=nc, requested=dict(rv.requested),
-                paired_ratio=paired)
+                paired_ratio=paired, calibration=dict(rv.calibration) if rv.calibration else None,
+                calibrated_sum_us=cal_sum, calibrated_paired_ratio=cal_paired)
     view.timeline = [_timeline(parsed[r][3], owner, by_key, dx, dc) for r in keep[:TIMELINE_RUNS]]
     return _finish(view)
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ..errors import UsageError
 from ..summary import human_bytes
-from .profile import CHECK_OFF, CHECK_OK, CHECK_UNDECIDABLE, KEEP_FRACTION, SUM_TOLERANCE, Profile, View
+from .profile import op_event_halfwidth, CHECK_OFF, CHECK_OK, CHECK_UNDECIDABLE, KEEP_FRACTION, SUM_TOLERANCE, Profile, View
 
 VIEW_TITLES = {"xnnpack": "LiteRT with XNNPACK (the default)", "builtin": "builtin kernels (no XNNPACK)"}
 METHOD_TITLES = {"litert-profiler": "LiteRT's profiler", "op-alone": "each op timed alone as a one-op model",
@@ -175,23 +175,37 @@ def check_text(view: View) -> str:
     tol = f"±{100 * SUM_TOLERANCE:.0f}%"
     if c is None:
         return "no whole-model measurement to check against: not checkable"
+    which = calibration_text(view)
     if c == CHECK_OK:
-        return f"within {tol}: ok"
-    raw = view.raw_ratio * m            # round by round where the runs came in rounds
-    low, high = raw - view.op_events, raw + view.xnnpack_events + view.op_events
+        return f"{which} within {tol}: ok"
+    raw = view.checked_ratio * m        # round by round where the runs came in rounds
+    op_w = op_event_halfwidth(view.op_events, view.kept)
+    low, high = raw - op_w, raw + view.xnnpack_events + op_w
     res = []
     if view.xnnpack_events:
         res.append(f"{view.xnnpack_events} XNNPACK events, each read up to 1 µs low")
     if view.op_events:
-        res.append(f"{view.op_events} op events, each ±1 µs")
+        res.append(f"{view.op_events} op events of µs timestamps, ±{op_w:.1f} µs on the mean over {view.kept} runs")
     if c == CHECK_OFF:
-        off = abs(view.raw_ratio - 1.0)
+        off = abs(view.checked_ratio - 1.0)
         why = ("" if view.check_is_strong else
                f", even at the far end of the events' 1 µs resolution ({'; '.join(res)})")
-        return f"NOT within {tol}: FAILED (off by {100 * off:.0f}%{why})"
+        return f"{which} NOT within {tol}: FAILED (off by {100 * off:.0f}%{why})"
     assert c == CHECK_UNDECIDABLE
-    return (f"not checkable: the events' 1 µs resolution ({'; '.join(res)}) puts the true total anywhere in "
+    return (f"{which} not checkable: the events' 1 µs resolution ({'; '.join(res)}) puts the true total anywhere in "
             f"{fmt_us(max(0.0, low))}..{fmt_us(high)}, wider than {tol} of {fmt_us(m)}")
+
+
+def calibration_text(view: View) -> str:
+    """Which total the check judges, and how the correction was measured."""
+    cal = view.calibration or {}
+    if view.checked_sum != "calibrated":
+        return "on the raw sum:"
+    n = f"{cal['n_short']} vs {cal['n_long']}" if cal.get("n_short") and cal.get("n_long") else "N"
+    how = (f"op events less {cal.get('per_event_us', 0.0):.3f} µs each, the profiler's own cost measured on this "
+           f"machine (LiteRT {cal.get('litert_version') or '?'}) by timing a chain of {n} 1-element ADDs with and "
+           "without the profiler")
+    return f"on the calibrated sum ({how}):"
 
 
 def _method_line(view: View) -> str:
@@ -220,7 +234,13 @@ def summary_lines(profile: Profile, view: View) -> list[str]:
                + "; as tflc bench measures")
         lines.append(f"  measured whole model: {fmt_us(m['median_us'])} ({how})")
         paired = " (the median of the per-round ratios)" if view.paired_ratio is not None else ""
-        lines.append(f"  {what} = {_pct(view.raw_ratio)} of measured{paired}; check: {check_text(view)}")
+        if view.calibrated_ratio is not None:
+            cpaired = " (per round)" if view.calibrated_paired_ratio is not None else ""
+            lines.append(f"  {what} = {_pct(view.raw_ratio)} of measured{paired}")
+            lines.append(f"  calibrated per-op events: {fmt_us(view.calibrated_sum_us)} per run (median) = "
+                         f"{_pct(view.calibrated_ratio)} of measured{cpaired}; check: {check_text(view)}")
+        else:
+            lines.append(f"  {what} = {_pct(view.raw_ratio)} of measured{paired}; check: {check_text(view)}")
     else:
         lines.append(f"  {what}; check: {check_text(view)}")
     if view.method == "litert-profiler" and view.ops:
@@ -230,8 +250,15 @@ def summary_lines(profile: Profile, view: View) -> list[str]:
                        "1 µs reads 0)")
         if view.op_events:
             res.append(f"{view.op_events} op events, differences of µs timestamps")
-        lines.append(f"  per-op times: the events as read, means over the kept runs, not corrected or padded "
-                     f"to the measured latency: sum {fmt_us(view.sum_us)}" + (f"; {'; '.join(res)}" if res else ""))
+        if view.calibrated_sum_us is not None:
+            lines.append(f"  per-op times: means over the kept runs, each op less the calibrated "
+                         f"{view.calibration['per_event_us']:.3f} µs per op event (never below 0; XNNPACK's own "
+                         f"events as read), "
+                         f"not padded to the measured latency: sum {fmt_us(view.sum_us)}"
+                         + (f"; {'; '.join(res)}" if res else ""))
+        else:
+            lines.append(f"  per-op times: the events as read, means over the kept runs, not corrected or padded "
+                         f"to the measured latency: sum {fmt_us(view.sum_us)}" + (f"; {'; '.join(res)}" if res else ""))
     if view.profiled_invoke_us:
         lines.append(f"  LiteRT's Invoke event in the profiled runs: {fmt_us(view.profiled_invoke_us)} (median; the "
                      "profiler's own cost included)")
