@@ -104,7 +104,17 @@ def bypass(sg: Subgraph, op: Operator, src: Tensor, dst: Tensor) -> None:
 
 # --------------------------------------------------------------------------- rules
 
-class ReshapeSameShape(Rule):
+class _Bypass(Rule):
+    """A rule whose match finds an op with output ``y`` equal to its input ``x``: the op goes."""
+
+    def check(self, m):
+        return bypass_check(m.sg, m.tensors["x"], m.tensors["y"])
+
+    def apply(self, m):
+        bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
+
+
+class ReshapeSameShape(_Bypass):
     name = "reshape-same-shape"
     roots = ("RESHAPE",)
 
@@ -123,12 +133,6 @@ class ReshapeSameShape(Rule):
                 and (y.shape_signature is None or list(y.shape_signature) == new_shape)):
             return Match(op, sg, tensors={"x": x, "y": y})
         return None
-
-    def check(self, m):
-        return bypass_check(m.sg, m.tensors["x"], m.tensors["y"])
-
-    def apply(self, m):
-        bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
 
 
 class ReshapeChain(Rule):
@@ -155,7 +159,7 @@ class ReshapeChain(Rule):
         m.sg.remove_op(m.ops["inner"])
 
 
-class TransposeIdentity(Rule):
+class TransposeIdentity(_Bypass):
     name = "transpose-identity"
     roots = ("TRANSPOSE",)
 
@@ -165,12 +169,6 @@ class TransposeIdentity(Rule):
         if perm is None or x is None or y is None or perm != list(range(len(perm))):
             return None
         return Match(op, sg, tensors={"x": x, "y": y})
-
-    def check(self, m):
-        return bypass_check(m.sg, m.tensors["x"], m.tensors["y"])
-
-    def apply(self, m):
-        bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
 
 
 class TransposePair(Rule):
@@ -232,7 +230,7 @@ class QuantizeDequantize(Rule):
             m.sg.remove_op(m.ops["dequantize"])         # now dead
 
 
-class CastSameType(Rule):
+class CastSameType(_Bypass):
     name = "cast-same-type"
     roots = ("CAST",)
 
@@ -242,19 +240,13 @@ class CastSameType(Rule):
             return None
         return Match(op, sg, tensors={"x": x, "y": y})
 
-    def check(self, m):
-        return bypass_check(m.sg, m.tensors["x"], m.tensors["y"])
-
-    def apply(self, m):
-        bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
-
 
 #: x OP c == x bit for bit, for every float x (NaN payloads aside): x*1, x/1, x-(+0), x+(-0).
 #: (x+(+0) is not: -0 + +0 = +0.)
 _NEUTRAL = {"MUL": (1.0, False), "DIV": (1.0, True), "SUB": (0.0, True), "ADD": (-0.0, False)}
 
 
-class ArithIdentity(Rule):
+class ArithIdentity(_Bypass):
     """``x * 1``, ``x / 1``, ``x - 0``, ``x + (-0.0)`` with a constant that does not broadcast x."""
 
     name = "arith-identity"
@@ -282,9 +274,6 @@ class ArithIdentity(Rule):
         if not (_static(x) and _static(y)) or x.shape != y.shape:
             return False, "the constant broadcasts the input to another shape"
         return bypass_check(m.sg, x, y)
-
-    def apply(self, m):
-        bypass(m.sg, m.root, m.tensors["x"], m.tensors["y"])
 
 
 def _fc_flattening(op: Operator) -> bool:
