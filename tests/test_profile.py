@@ -513,6 +513,7 @@ def test_calibration_arithmetic():
                               n_short=10, n_long=160)
     assert d["stock_us_per_op"] == pytest.approx(0.1) and d["event_us_per_op"] == pytest.approx(0.25)
     assert d["per_event_us"] == pytest.approx(0.15) and d["rounds"] == 3
+    assert d["invoke_us"] == pytest.approx(2.0)        # the stock intercept: 3.0 - 10 * 0.1
     with pytest.raises(ValueError):
         per_event_from_rounds([], [], [], [])
 
@@ -557,3 +558,13 @@ def test_op_event_resolution_averages_out_over_runs():
     assert sum_check(39.0, 32.0, op_events=45, runs=45) == "off"
     # XNNPACK's truncated events are biased: averaging does not help them
     assert sum_check(3.5, 16.0, xnnpack_events=26, runs=45) == "not checkable"
+
+
+def test_builtin_calibrated_total_includes_the_fixed_invoke_cost():
+    from tflc.profiler.profile import View
+    from tflc.profiler.report import calibration_text
+    v = View("builtin", "litert-profiler", [], [], {"median_us": 10.0}, None, 7.0, 7.0, {}, 10, 9,
+             op_events=5, calibration={"per_event_us": 0.1, "invoke_us": 1.5, "n_short": 10, "n_long": 160},
+             calibrated_sum_us=8.0)
+    assert v.checked_sum == "calibrated" and v.checked_ratio == pytest.approx(0.8)
+    assert "fixed cost per invoke" in calibration_text(v)

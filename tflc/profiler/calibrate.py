@@ -19,6 +19,11 @@ difference is the profiler's cost per event that lands inside the events:
 The result is cached per LiteRT version (and threads) in the profiler's cache folder, since it is
 a property of the runtime on this machine, not of a model.
 
+The same measurement gives the stock latency's intercept, ``invoke_us``: what an invoke of the
+builtin interpreter costs besides its ops (its loop over the nodes, the call from Python). No op
+event holds it, so on a model of a few microseconds the op events cannot add up to the measured
+latency without it; the builtin view's calibrated total adds it once per run, as a line of its own.
+
 The correction subtracts ``per_event_us`` for each builtin op event: from an op's mean time over
 the runs (never below 0; not from each integer-µs reading, since one that reads 0 cannot be
 lowered and clamping it would bias the total high) and from each run's total. It is not
@@ -42,7 +47,7 @@ RUNS_PER_ROUND = 200
 WARMUP = 50
 METHOD = (f"a chain of {N_SHORT} vs {N_LONG} ADD ops on 1-element float32 tensors, builtin kernels: slope of the "
           "profiled events' total over ops, less the slope of the stock latency (no profiler) over ops")
-VERSION = 1      # of the procedure: a new one measures again
+VERSION = 2      # of the procedure: a new one measures again (2: also the fixed cost per invoke)
 
 
 def calibration_model(n: int) -> bytes:
@@ -72,13 +77,16 @@ def per_event_from_rounds(stock_short: Sequence[float], stock_long: Sequence[flo
     for ss, sl, es, el in zip(stock_short, stock_long, events_short, events_long):
         stock_slope = (sl - ss) / dn
         event_slope = (el - es) / dn
-        per_round.append((event_slope - stock_slope, stock_slope, event_slope))
+        # the stock latency's intercept: what an invoke costs besides its ops (the interpreter's
+        # loop, the call from Python), timed exactly as the measured whole-model latency is
+        invoke = ss - n_short * stock_slope
+        per_round.append((event_slope - stock_slope, stock_slope, event_slope, invoke))
     if not per_round:
         raise ValueError("no calibration rounds")
     a = np.asarray(per_round)
     return {"per_event_us": float(np.median(a[:, 0])), "stock_us_per_op": float(np.median(a[:, 1])),
-            "event_us_per_op": float(np.median(a[:, 2])), "rounds": len(per_round),
-            "per_round_us": [round(float(x), 4) for x in a[:, 0]]}
+            "event_us_per_op": float(np.median(a[:, 2])), "invoke_us": max(0.0, float(np.median(a[:, 3]))),
+            "rounds": len(per_round), "per_round_us": [round(float(x), 4) for x in a[:, 0]]}
 
 
 def _measure(threads: int) -> dict:

@@ -205,6 +205,9 @@ def calibration_text(view: View) -> str:
     how = (f"op events less {cal.get('per_event_us', 0.0):.3f} µs each, the profiler's own cost measured on this "
            f"machine (LiteRT {cal.get('litert_version') or '?'}) by timing a chain of {n} 1-element ADDs with and "
            "without the profiler")
+    if view.name == "builtin" and cal.get("invoke_us"):
+        how += (f"; plus {cal['invoke_us']:.2f} µs per run, the interpreter's fixed cost per invoke outside "
+                "any op (the intercept of the same measurement)")
     return f"on the calibrated sum ({how}):"
 
 
