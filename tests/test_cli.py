@@ -92,7 +92,8 @@ def test_compare_unrelated_models_is_a_usage_error(zoo, capsys):
 
 
 def test_readme_example(tmp_path, capsys):
-    """The README's first command: the shipped transformer, batch fixed, loses >= 40% of its ops."""
+    """The README's first command: the shipped transformer, batch fixed, loses >= 40% of its ops;
+    its outputs stay within the stated tolerance (layer norms are rewritten, 1e-5)."""
     import re
     from pathlib import Path
     repo = Path(__file__).resolve().parents[1]
@@ -101,5 +102,7 @@ def test_readme_example(tmp_path, capsys):
     argv[argv.index("-o") + 1] = str(tmp_path / "out.tflite")
     argv = [str(repo / a) if a.startswith("examples/") else a for a in argv]
     data = _json(capsys, *argv)
-    assert data["check"]["identical"] and data["after"]["ops"] <= 0.6 * data["before"]["ops"]
+    check = data["check"]
+    assert check["tolerance"] <= 1e-5 and all(o["max_rel"] <= check["tolerance"] for o in check["outputs"])
+    assert data["after"]["ops"] <= 0.6 * data["before"]["ops"]
     assert re.search(r"serving_default_token_ids:0:1x32", line)

@@ -28,10 +28,11 @@ from .runtime import RunOptions, RunResult
 PIPELINES: dict[str, list[str]] = {
     "O0": [],
     "O1": ["fold-float16-weights", "fold-constants", "remove-identity", "fuse-activations",
-           "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code", "restore-float16-weights"],
-    "O2": ["fold-float16-weights", "specialize-shapes", "fold-constants", "remove-identity",
-           "fuse-activations", "fold-affine", "fold-pad", "cancel-transposes", "remove-dead-code",
+           "fold-affine", "fold-pad", "cancel-transposes", "simplify-layer-norm", "remove-dead-code",
            "restore-float16-weights"],
+    "O2": ["fold-float16-weights", "specialize-shapes", "fold-constants", "remove-identity",
+           "fuse-activations", "fold-affine", "fold-pad", "cancel-transposes", "simplify-layer-norm",
+           "remove-dead-code", "restore-float16-weights"],
 }
 
 

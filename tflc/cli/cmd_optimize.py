@@ -20,7 +20,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
         f"(default {DEFAULT_TOLERANCE:g} relative for float passes). IN is never overwritten, and OUT\n"
         "is replaced atomically: on any failure nothing is written.",
         epilog="levels:\n  -O0  no passes: a pure, lossless rewrite (structure and outputs identical)\n"
-               "  -O1  safe float simplifications (folding, identity removal, activation/affine/pad fusion)\n"
+               "  -O1  safe float simplifications (folding, identity removal, activation/affine/pad fusion,\n"
+               "       layout clean-up, layer norms rewritten; within 1e-5 where not bit-identical)\n"
                "  -O2  -O1 plus shape specialization (--input-shape) and the latency guard: the result\n"
                "       is timed against IN in LiteRT and passes that slow it down are dropped (default)\n"
                "'tflc passes' lists the passes of each level and their options.")
