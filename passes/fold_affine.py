@@ -18,6 +18,18 @@ Only float32 activations, float32 constant weights and biases: weights that are 
 DEQUANTIZE are refused (run fold-float16-weights first); quantized ops are left alone.
 Products and sums are computed in float64 and rounded once, so the result differs from the
 original only by float32 rounding in a different order: ``tolerance = 1e-5`` (relative).
+
+Attention-score scale (exact): ``MUL(BATCH_MATMUL(a, b), c)`` with ``c`` a float32 constant of one
+element that is a power of two (e.g. Keras 3 MultiHeadAttention's ``0.25 = 1/sqrt(16)``), where
+``a`` (else ``b``) comes from a FULLY_CONNECTED through RESHAPE / TRANSPOSE ops only, becomes
+``BATCH_MATMUL(a', b)`` with that FC's weights and bias multiplied by ``c`` and the MUL gone (the
+BATCH_MATMUL writes the MUL's output tensor). Scaling by a power of two changes only the exponent,
+so every product and partial sum is scaled exactly and the outputs stay bit-identical, provided
+nothing leaves the normal float32 range: the scaled weights and bias must stay finite and normal
+(checked; refused otherwise), and the activations' own products and partial sums must not be
+within a factor ``c`` of underflow or overflow (true of any real model's attention scores).
+Needs: the FC's fused activation is NONE (or RELU when ``c > 0``: it commutes with the scale), the
+MUL has none, and every tensor from the FC to the MUL is read once and is not a graph output.
 """
 from __future__ import annotations
 
@@ -289,6 +301,119 @@ class FoldAffineBefore(Rule):
         sg.remove_op(aff)
 
 
+MOVE_OPS = ("RESHAPE", "TRANSPOSE")          # only move values: a scale passes through them unchanged
+RELU = fb.ActivationFunctionType.RELU
+TINY = float(np.finfo(np.float32).tiny)
+
+
+def _power_of_two(c: Tensor) -> tuple[float | None, str]:
+    """The value of a one-element float32 constant if it is a finite power of two (else a reason)."""
+    if not _unquantized_f32(c) or c.data is None or c.data.size != 1:
+        return None, ""
+    v = float(c.data.reshape(-1)[0])
+    if not np.isfinite(v) or v == 0:
+        return None, f"the scale {v:g} is not a finite nonzero number"
+    if np.frexp(v)[0] not in (0.5, -0.5):
+        return None, f"the scale {v:.8g} is not a power of two, so folding it into the weights would not be exact"
+    return v, ""
+
+
+def _chain_to_fc(t: Tensor, sg: Subgraph) -> tuple[Operator, list[Tensor]] | None:
+    """The FULLY_CONNECTED that ``t`` comes from through RESHAPE/TRANSPOSE ops only, and the
+    tensors from the FC's output to ``t``; None if ``t`` has another origin."""
+    path = [t]
+    while (p := t.producer) is not None and p.subgraph is sg and p.inputs and p.inputs[0] is not None:
+        if p.type == "FULLY_CONNECTED":
+            return p, path[::-1]
+        if p.type not in MOVE_OPS:
+            return None
+        t = p.inputs[0]
+        path.append(t)
+    return None
+
+
+def _scaled_exactly(a: np.ndarray, c: float) -> bool:
+    """Whether ``a * c`` is exact elementwise: every nonzero value, before and after, finite and
+    normal (a subnormal would lose bits, and LiteRT/XNNPACK may flush it to zero)."""
+    a = np.asarray(a, dtype=np.float64)
+    nz = a[a != 0]
+    return bool(np.isfinite(nz).all() and (np.abs(nz) >= TINY).all()
+                and (np.abs(nz * c) >= TINY).all() and (np.abs(nz * c) <= np.finfo(np.float32).max).all())
+
+
+def _check_scaled_fc(fc: Operator, path: list[Tensor], sg: Subgraph, c: float) -> tuple[bool, str]:
+    """Whether ``fc``'s weights (and bias) can carry the scale ``c`` exactly for this path."""
+    act = _activation(fc)
+    if act != NONE and not (act == RELU and c > 0):
+        return False, f"the FULLY_CONNECTED '{path[0].name}' has a fused activation that does not commute with {c:g}"
+    for t in path:
+        if len(t.uses) != 1 or sg.is_pinned(t):
+            return False, f"'{t.name}' (between the FULLY_CONNECTED and the BATCH_MATMUL) is also read elsewhere"
+        if not _unquantized_f32(t):
+            return False, f"'{t.name}' is not float32"
+    ok, why = _check_weights(fc)
+    if not ok:
+        return False, why
+    b = fc.inputs[2] if len(fc.inputs) > 2 else None
+    if not all(_scaled_exactly(x.data, c) for x in (fc.inputs[1], b) if x is not None):
+        return False, f"scaling the FULLY_CONNECTED weights by {c:g} would make some subnormal or infinite (not exact)"
+    return True, ""
+
+
+class FoldScaleIntoMatmul(Rule):
+    """``BATCH_MATMUL(a, b) * 2**k`` -> ``BATCH_MATMUL(a', b)`` with ``a``'s FC weights scaled; anchored on the MUL."""
+
+    name = "fold-affine"
+    roots = ("MUL",)
+
+    def match(self, op: Operator, sg: Subgraph) -> Match | None:
+        split = _split_affine(op)
+        if split is None:
+            return None
+        _, s, c = split
+        bmm = s.producer
+        if bmm is None or bmm.type != "BATCH_MATMUL" or bmm.subgraph is not sg or len(bmm.inputs) != 2:
+            return None
+        chains = [(i, *found) for i, t in enumerate(bmm.inputs)
+                  if t is not None and (found := _chain_to_fc(t, sg)) is not None]
+        if not chains:
+            return None
+        return Match(op, sg, ops={"mul": op, "bmm": bmm}, tensors={"s": s, "c": c, "out": op.outputs[0]},
+                     data={"chains": chains})
+
+    def check(self, m: Match) -> tuple[bool, str]:
+        mul, bmm, s, c, out = m.ops["mul"], m.ops["bmm"], m.tensors["s"], m.tensors["c"], m.tensors["out"]
+        scale, why = _power_of_two(c)
+        if scale is None:
+            return False, why
+        if _activation(mul) != NONE:
+            return False, "the MUL has a fused activation"
+        if not all(_unquantized_f32(t) for t in (*bmm.inputs, s, out)):
+            return False, "the BATCH_MATMUL is not float32"
+        if s.shape is None or out.shape != s.shape or len(c.shape or ()) > len(s.shape):
+            return False, "the scale broadcasts the BATCH_MATMUL result to another shape"
+        if len(s.uses) != 1 or m.sg.is_pinned(s):
+            return False, f"the BATCH_MATMUL result '{s.name}' is also read by other ops"
+        reasons = []
+        for _, fc, path in m.data["chains"]:          # operand 0 first, then operand 1
+            ok, why = _check_scaled_fc(fc, path, m.sg, scale)
+            if ok:
+                m.data.update(fc=fc, scale=scale)
+                return True, ""
+            reasons.append(why)
+        return False, reasons[0]
+
+    def apply(self, m: Match) -> None:
+        sg, fc, c = m.sg, m.data["fc"], m.data["scale"]
+        for i in (1, 2):                        # new constants: the old ones may be shared with other ops
+            t = fc.inputs[i] if len(fc.inputs) > i else None
+            if t is not None:
+                scaled = (np.asarray(t.data, dtype=np.float64) * c).astype(np.float32)
+                sg.set_input(fc, i, sg.new_constant(t.name, scaled, F32))
+        sg.remove_op(m.ops["mul"])
+        sg.set_output(m.ops["bmm"], 0, m.tensors["out"])
+
+
 @register
 class FoldAffine(Pass):
     __doc__ = __doc__
@@ -297,4 +422,4 @@ class FoldAffine(Pass):
     tolerance = 1e-5
 
     def run(self, model: Model, ctx) -> bool:
-        return apply_rules(model, [FoldAffineAfter(), FoldAffineBefore()], ctx)
+        return apply_rules(model, [FoldAffineAfter(), FoldAffineBefore(), FoldScaleIntoMatmul()], ctx)

@@ -8,16 +8,17 @@ import pytest
 from tflc.io import read_model, serialize
 from tflc.ir.core import Model, Operator
 from tflc.ir.verify import verify
-from tflc.passes_api import get_pass
-from tflc.passmanager import PassContext
+from tflc.passes_api import get_pass, parse_pipeline
+from tflc.passmanager import PassContext, run_pipeline
 from tflc.rewrite import builtin_opcode
-from tflc.runtime import compare_models
+from tflc.runtime import RunOptions, compare_models
 from tflc.schema import OPTIONS_TYPES, TYPE_CODES, fb
-from tflc.testing.graphs import run_passes
+from tflc.testing.graphs import assert_identical, run_passes
 
 F32 = TYPE_CODES["FLOAT32"]
 SAME, VALID = fb.Padding.SAME, fb.Padding.VALID
-RELU6 = fb.ActivationFunctionType.RELU6
+RELU, RELU6 = fb.ActivationFunctionType.RELU, fb.ActivationFunctionType.RELU6
+TOKENS = "serving_default_token_ids:0"
 TOL = get_pass("fold-affine").tolerance
 
 
@@ -81,6 +82,13 @@ class G:
         o.fusedActivationFunction = act
         c = self.const(f"{kind.lower()}_c", c)
         return self.op(kind, [c, x] if const_first else [x, c], x.shape, o, name=name)
+
+    def reshape(self, x, shape):
+        return self.op("RESHAPE", [x, self.sg.new_constant("shape", np.asarray(shape, np.int32))], tuple(shape))
+
+    def transpose(self, x, perm):
+        p = self.sg.new_constant("perm", np.asarray(perm, np.int32))
+        return self.op("TRANSPOSE", [x, p], tuple(x.shape[i] for i in perm), fb.TransposeOptionsT())
 
     def done(self, *outs):
         self.sg.set_graph_outputs(list(outs))
@@ -219,6 +227,145 @@ def test_declares_its_tolerance():
     assert get_pass("fold-affine").tolerance == 1e-5
 
 
+# ----------------------------------------------------------------------------- attention-score scale (exact)
+
+def attention(g: G, q_act=0, bias=True, q_weights=None):
+    """Keras 3 MultiHeadAttention's scores: BATCH_MATMUL(T(R(FC_q(x))), T(R(FC_k(x)))), [1, 4, 32, 32]."""
+    q = g.linear("FULLY_CONNECTED", g.x, cout=64, act=q_act, bias=bias)
+    if q_weights is not None:                    # let FC_q read a given weight tensor (shared, or special values)
+        g.sg.set_input(q.producer, 1, q_weights)
+    k = g.linear("FULLY_CONNECTED", g.x, cout=64, bias=bias)
+    a = g.transpose(g.reshape(q, (1, 32, 4, 16)), (0, 2, 1, 3))
+    b = g.transpose(g.reshape(k, (1, 32, 4, 16)), (0, 2, 3, 1))
+    return g.op("BATCH_MATMUL", [a, b], (1, 4, 32, 32), fb.BatchMatMulOptionsT())
+
+
+ATTENTION = ["FULLY_CONNECTED", "FULLY_CONNECTED", "RESHAPE", "TRANSPOSE", "RESHAPE", "TRANSPOSE", "BATCH_MATMUL"]
+
+
+def fcs(model: Model):
+    return model.main.ops_of_type("FULLY_CONNECTED")
+
+
+def assert_bit_identical(ref, model: Model) -> None:
+    for xnnpack in (True, False):
+        assert_identical(ref, model, xnnpack=xnnpack, steps=2)
+
+
+@pytest.mark.parametrize("scale, c_shape, const_first, bias", [
+    (0.25, (), False, True), (0.25, (1, 1, 1, 1), True, False), (2.0, (1,), False, True), (-0.125, (), False, True)])
+def test_attention_scale_folds_into_the_query_weights(scale, c_shape, const_first, bias):
+    g = G((1, 32, 64))
+    s = attention(g, bias=bias)
+    old = [fc.inputs for fc in fcs(g.m)]
+    model = g.done(g.affine("MUL", s, np.full(c_shape, scale), const_first=const_first, name="scores"))
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ATTENTION
+    bmm = model.main.ops_of_type("BATCH_MATMUL")[0]
+    assert bmm.outputs[0].name == "scores" and model.main.outputs[0] is bmm.outputs[0]
+    new_q, new_k = (fc.inputs for fc in fcs(model))
+    assert np.array_equal(new_q[1].data, old[0][1].data * np.float32(scale))
+    if bias:
+        assert np.array_equal(new_q[2].data, old[0][2].data * np.float32(scale))
+    else:
+        assert len(new_q) == 2 or new_q[2] is None                          # no bias is created
+    assert new_k == old[1]                                                  # the key projection is untouched
+    assert_bit_identical(ref, model)
+
+
+def test_attention_scale_before_softmax_after_relu():
+    g = G((1, 32, 64))
+    s = attention(g, q_act=RELU)                  # RELU commutes with a positive scale
+    s = g.affine("MUL", s, np.float32(0.25))
+    model = g.done(g.op("SOFTMAX", [s], s.shape, fb.SoftmaxOptionsT(), name="probs"))
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ATTENTION + ["SOFTMAX"]
+    assert fcs(model)[0].options.fusedActivationFunction == RELU
+    assert_bit_identical(ref, model)
+
+
+def test_negative_scale_skips_a_relu_query_and_scales_the_key():
+    g = G((1, 32, 64))
+    s = attention(g, q_act=RELU)
+    w_q, w_k = (fc.inputs[1] for fc in fcs(g.m))
+    model = g.done(g.affine("MUL", s, np.float32(-0.5), name="scores"))
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ATTENTION
+    q, k = fcs(model)
+    assert q.inputs[1] is w_q and np.array_equal(k.inputs[1].data, w_k.data * np.float32(-0.5))
+    assert_bit_identical(ref, model)
+
+
+def test_scale_that_is_not_a_power_of_two_is_refused():
+    g = G((1, 32, 64))
+    s = attention(g)
+    weights = [fc.inputs[1] for fc in fcs(g.m)]
+    model = g.done(g.affine("MUL", s, np.float32(0.3)))
+    ctx = run(model)
+    assert types(model) == ATTENTION + ["MUL"]
+    assert [fc.inputs[1] for fc in fcs(model)] == weights
+    assert any("0.30000001 is not a power of two" in n for n in ctx.messages), ctx.messages
+
+
+def test_scores_with_a_second_reader_are_left_alone():
+    g = G((1, 32, 64))
+    s = attention(g)
+    weights = [fc.inputs[1] for fc in fcs(g.m)]
+    model = g.done(g.affine("MUL", s, np.float32(0.25)), g.op("RELU", [s], s.shape, name="other"))
+    ctx = run(model)
+    assert types(model) == ATTENTION + ["MUL", "RELU"]
+    assert [fc.inputs[1] for fc in fcs(model)] == weights
+    assert any("also read by other ops" in n for n in ctx.messages), ctx.messages
+
+
+def test_weights_shared_with_another_fc_are_not_mutated():
+    g = G((1, 32, 64))
+    shared = g.const("w_shared", g.rng.normal(size=(64, 64)))
+    original = shared.data.copy()
+    s = attention(g, q_weights=shared)
+    o = fb.FullyConnectedOptionsT()
+    o.keepNumDims = True
+    other = g.op("FULLY_CONNECTED", [g.x, shared], (1, 32, 64), o, name="other")   # reads the same weights
+    model = g.done(g.affine("MUL", s, np.float32(0.25), name="scores"), other)
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ATTENTION + ["FULLY_CONNECTED"]
+    q, _, third = fcs(model)
+    assert third.inputs[1] is shared and np.array_equal(shared.data, original)
+    assert q.inputs[1] is not shared and np.array_equal(q.inputs[1].data, original * np.float32(0.25))
+    assert_bit_identical(ref, model)
+
+
+def test_scale_that_would_make_weights_subnormal_is_refused():
+    g = G((1, 32, 64))
+    s = attention(g, bias=False)
+    for fc in fcs(g.m):                           # both operands: neither FC can take the scale
+        w = fc.inputs[1].data.copy()
+        w[0, 0] = 2e-38                           # normal; a quarter of it is not
+        g.sg.set_input(fc, 1, g.const("w_tiny", w))
+    model = g.done(g.affine("MUL", s, np.float32(0.25)))
+    ctx = run(model)
+    assert types(model) == ATTENTION + ["MUL"]
+    assert any("by 0.25 would make some subnormal" in n for n in ctx.messages), ctx.messages
+
+
+def test_a_chain_tensor_read_elsewhere_falls_back_to_the_other_operand():
+    g = G((1, 32, 64))
+    s = attention(g)
+    q_reshaped = g.m.main.ops_of_type("RESHAPE")[0].outputs[0]
+    w_q, w_k = (fc.inputs[1] for fc in fcs(g.m))
+    model = g.done(g.affine("MUL", s, np.float32(0.25), name="scores"), q_reshaped)
+    ref = serialize(model)
+    run(model)
+    assert types(model) == ATTENTION
+    q, k = fcs(model)
+    assert q.inputs[1] is w_q and np.array_equal(k.inputs[1].data, w_k.data * np.float32(0.25))
+    assert_bit_identical(ref, model)
+
+
 # ----------------------------------------------------------------------------- converter and real models
 
 def _unfold_batchnorm(model: Model, rng) -> int:
@@ -270,3 +417,26 @@ def test_real_models(shared_model):
     run(model)
     assert len(list(model.operators())) <= n_mid <= n_ops
     assert_close(ref, model)
+
+
+def _scale_muls(model: Model) -> list[Operator]:
+    return [op for op in model.main.ops_of_type("MUL")
+            if op.inputs[0].producer is not None and op.inputs[0].producer.type == "BATCH_MATMUL"]
+
+
+def test_zoo_transformer_attention_scales_fold_bit_identically(zoo):
+    path = zoo("transformer_encoder")
+    model = read_model(path)
+    ctx = PassContext(shapes={TOKENS: (1, 32)})
+    run_pipeline(model, parse_pipeline("specialize-shapes"), ctx)
+    assert len(_scale_muls(model)) == 2            # 1/sqrt(16) = 0.25 per attention layer
+    n = len(model.main.operators)
+    ref = serialize(model)
+    run_pipeline(model, parse_pipeline("fold-affine"), ctx)
+    verify(model)
+    assert _scale_muls(model) == [] and len(model.main.operators) == n - 2
+    for source in (ref, str(path)):
+        for xnnpack in (True, False):
+            cmp, _ = compare_models(source, serialize(model), steps=2, shapes={TOKENS: (1, 32)},
+                                    options=RunOptions(xnnpack=xnnpack))
+            assert cmp.identical, (xnnpack, cmp.to_json())
