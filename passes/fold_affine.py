@@ -30,6 +30,9 @@ nothing leaves the normal float32 range: the scaled weights and bias must stay f
 within a factor ``c`` of underflow or overflow (true of any real model's attention scores).
 Needs: the FC's fused activation is NONE (or RELU when ``c > 0``: it commutes with the scale), the
 MUL has none, and every tensor from the FC to the MUL is read once and is not a graph output.
+Weights that are float16 in the file are scaled only where they stay float16 values (a scaled
+value can fall into float16's subnormal range and lose bits): otherwise restore-float16-weights
+could not store them as float16 again and the file would grow for the sake of one MUL.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ from tflc.ir.core import Model, Operator, Subgraph, Tensor
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules
 from tflc.schema import TYPE_CODES, fb
+
+from .fold_float16_weights import FACT as FLOAT16_FACT
 
 F32 = TYPE_CODES["FLOAT32"]
 NONE = fb.ActivationFunctionType.NONE
@@ -366,6 +371,10 @@ class FoldScaleIntoMatmul(Rule):
     name = "fold-affine"
     roots = ("MUL",)
 
+    def __init__(self, float16_weights: frozenset[int] = frozenset()):
+        #: ids of the weights that are float16 in the file (unpacked by fold-float16-weights)
+        self.float16_weights = float16_weights
+
     def match(self, op: Operator, sg: Subgraph) -> Match | None:
         split = _split_affine(op)
         if split is None:
@@ -397,18 +406,34 @@ class FoldScaleIntoMatmul(Rule):
         reasons = []
         for _, fc, path in m.data["chains"]:          # operand 0 first, then operand 1
             ok, why = _check_scaled_fc(fc, path, m.sg, scale)
+            if ok and not self._stays_float16(fc, scale):
+                ok, why = False, (f"the FULLY_CONNECTED's weights are float16 in the file and some would not be "
+                                  f"float16 any more once scaled by {scale:g} (the file would grow)")
             if ok:
                 m.data.update(fc=fc, scale=scale)
                 return True, ""
             reasons.append(why)
         return False, reasons[0]
 
+    def _stays_float16(self, fc: Operator, c: float) -> bool:
+        """restore-float16-weights can store the scaled weights as float16 again (exactly)."""
+        for t in fc.inputs[1:3]:
+            if t is not None and id(t) in self.float16_weights:
+                scaled = (np.asarray(t.data, np.float64) * c).astype(np.float32)
+                if not np.array_equal(scaled.astype(np.float16).astype(np.float32), scaled):
+                    return False
+        return True
+
     def apply(self, m: Match) -> None:
         sg, fc, c = m.sg, m.data["fc"], m.data["scale"]
-        for i in (1, 2):                        # new constants: the old ones may be shared with other ops
+        for i in (1, 2):
             t = fc.inputs[i] if len(fc.inputs) > i else None
-            if t is not None:
-                scaled = (np.asarray(t.data, dtype=np.float64) * c).astype(np.float32)
+            if t is None:
+                continue
+            scaled = (np.asarray(t.data, dtype=np.float64) * c).astype(np.float32)
+            if len(t.uses) == 1:                # ours alone: keep the tensor (restore-float16-weights
+                sg.set_constant(t, scaled, F32)  # knows it by identity), give it new data
+            else:                               # read by other ops too: a new constant for this one
                 sg.set_input(fc, i, sg.new_constant(t.name, scaled, F32))
         sg.remove_op(m.ops["mul"])
         sg.set_output(m.ops["bmm"], 0, m.tensors["out"])
@@ -418,8 +443,10 @@ class FoldScaleIntoMatmul(Rule):
 class FoldAffine(Pass):
     __doc__ = __doc__
     name = "fold-affine"
-    description = "Fold constant per-channel MUL/ADD/SUB into conv/FC weights and bias (batch-norm folding)"
+    description = ("Fold constant per-channel MUL/ADD/SUB into conv/FC weights and bias (batch-norm folding), "
+                   "and power-of-two attention scales into the query weights")
     tolerance = 1e-5
 
     def run(self, model: Model, ctx) -> bool:
-        return apply_rules(model, [FoldAffineAfter(), FoldAffineBefore(), FoldScaleIntoMatmul()], ctx)
+        float16 = frozenset((ctx.facts.get(FLOAT16_FACT) or {}) if ctx is not None else ())
+        return apply_rules(model, [FoldAffineAfter(), FoldAffineBefore(), FoldScaleIntoMatmul(float16)], ctx)

@@ -257,7 +257,7 @@ def assert_bit_identical(ref, model: Model) -> None:
 def test_attention_scale_folds_into_the_query_weights(scale, c_shape, const_first, bias):
     g = G((1, 32, 64))
     s = attention(g, bias=bias)
-    old = [fc.inputs for fc in fcs(g.m)]
+    old = [[t.data.copy() if t is not None and t.is_constant else None for t in fc.inputs] for fc in fcs(g.m)]
     model = g.done(g.affine("MUL", s, np.full(c_shape, scale), const_first=const_first, name="scores"))
     ref = serialize(model)
     run(model)
@@ -265,12 +265,12 @@ def test_attention_scale_folds_into_the_query_weights(scale, c_shape, const_firs
     bmm = model.main.ops_of_type("BATCH_MATMUL")[0]
     assert bmm.outputs[0].name == "scores" and model.main.outputs[0] is bmm.outputs[0]
     new_q, new_k = (fc.inputs for fc in fcs(model))
-    assert np.array_equal(new_q[1].data, old[0][1].data * np.float32(scale))
+    assert np.array_equal(new_q[1].data, old[0][1] * np.float32(scale))
     if bias:
-        assert np.array_equal(new_q[2].data, old[0][2].data * np.float32(scale))
+        assert np.array_equal(new_q[2].data, old[0][2] * np.float32(scale))
     else:
         assert len(new_q) == 2 or new_q[2] is None                          # no bias is created
-    assert new_k == old[1]                                                  # the key projection is untouched
+    assert all(np.array_equal(t.data, a) for t, a in zip(new_k, old[1]) if a is not None)  # key untouched
     assert_bit_identical(ref, model)
 
 
@@ -289,13 +289,13 @@ def test_attention_scale_before_softmax_after_relu():
 def test_negative_scale_skips_a_relu_query_and_scales_the_key():
     g = G((1, 32, 64))
     s = attention(g, q_act=RELU)
-    w_q, w_k = (fc.inputs[1] for fc in fcs(g.m))
+    w_q, w_k = (fc.inputs[1].data.copy() for fc in fcs(g.m))
     model = g.done(g.affine("MUL", s, np.float32(-0.5), name="scores"))
     ref = serialize(model)
     run(model)
     assert types(model) == ATTENTION
     q, k = fcs(model)
-    assert q.inputs[1] is w_q and np.array_equal(k.inputs[1].data, w_k.data * np.float32(-0.5))
+    assert np.array_equal(q.inputs[1].data, w_q) and np.array_equal(k.inputs[1].data, w_k * np.float32(-0.5))
     assert_bit_identical(ref, model)
 
 
@@ -356,13 +356,13 @@ def test_a_chain_tensor_read_elsewhere_falls_back_to_the_other_operand():
     g = G((1, 32, 64))
     s = attention(g)
     q_reshaped = g.m.main.ops_of_type("RESHAPE")[0].outputs[0]
-    w_q, w_k = (fc.inputs[1] for fc in fcs(g.m))
+    w_q, w_k = (fc.inputs[1].data.copy() for fc in fcs(g.m))
     model = g.done(g.affine("MUL", s, np.float32(0.25), name="scores"), q_reshaped)
     ref = serialize(model)
     run(model)
     assert types(model) == ATTENTION
     q, k = fcs(model)
-    assert q.inputs[1] is w_q and np.array_equal(k.inputs[1].data, w_k.data * np.float32(0.25))
+    assert np.array_equal(q.inputs[1].data, w_q) and np.array_equal(k.inputs[1].data, w_k * np.float32(0.25))
     assert_bit_identical(ref, model)
 
 
@@ -440,3 +440,25 @@ def test_zoo_transformer_attention_scales_fold_bit_identically(zoo):
             cmp, _ = compare_models(source, serialize(model), steps=2, shapes={TOKENS: (1, 32)},
                                     options=RunOptions(xnnpack=xnnpack))
             assert cmp.identical, (xnnpack, cmp.to_json())
+
+
+@pytest.mark.parametrize("tiny, folds", [(False, True), (True, False)])
+def test_float16_weights_fold_only_where_they_stay_float16(tiny, folds):
+    """Weights stored as float16: the scale folds where restore-float16-weights can store the
+    scaled weights as float16 again (same file size); where 0.25 * w would fall into float16's
+    subnormal range (loses bits), the MUL is kept with a reason instead of growing the file."""
+    g = G((1, 32, 64))
+    w = np.random.default_rng(3).uniform(-1, 1, (64, 64)).astype(np.float16).astype(np.float32)
+    if tiny:
+        w[0, :8] = np.float32(2.0 ** -14 * (1 + 2.0 ** -10))  # normal in float16; x 0.25 is a subnormal with a bit too many
+    s = attention(g, bias=False, q_weights=g.sg.new_constant("wq", w))
+    g.sg.set_input(fcs(g.m)[1], 1, g.sg.new_constant("wk", w[::-1].copy()))   # the key too: no way out
+    model = g.done(g.affine("MUL", s, np.float32(0.25), name="scores"))
+    run(model, "store-float16-weights")
+    ref = serialize(model)
+    ctx = run(model, "fold-float16-weights,fold-affine,restore-float16-weights")
+    assert types(model).count("MUL") == (0 if folds else 1)
+    assert all(fc.inputs[1].producer.type == "DEQUANTIZE" for fc in fcs(model))  # float16 again
+    assert len(serialize(model)) <= len(ref) + 64
+    assert folds or any("would not be float16 any more" in n for n in ctx.messages), ctx.messages
+    assert_bit_identical(ref, model)
