@@ -106,3 +106,21 @@ def test_readme_example(tmp_path, capsys):
     assert check["tolerance"] <= 1e-5 and all(o["max_rel"] <= check["tolerance"] for o in check["outputs"])
     assert data["after"]["ops"] <= 0.6 * data["before"]["ops"]
     assert re.search(r"serving_default_token_ids:0:1x32", line)
+
+
+def test_tolerance_zero_keeps_only_exact_rewrites(tmp_path, capsys):
+    """At a level, --tolerance 0 leaves out the passes that may change outputs (and says so) instead
+    of failing the check; the result is bit-identical. An explicit --passes list is taken as asked."""
+    from pathlib import Path
+    model = str(Path(__file__).resolve().parents[1] / "examples" / "transformer_encoder_tfkeras.tflite")
+    shape = ["--input-shape", "serving_default_token_ids:0:1x32", "--no-latency-guard"]
+    data = _json(capsys, "optimize", model, "-o", str(tmp_path / "exact.tflite"), "--tolerance", "0", *shape)
+    assert data["skipped"] == ["fold-affine", "simplify-layer-norm"]
+    assert data["check"]["identical"] and "simplify-layer-norm" not in [p["name"] for p in data["passes"]]
+    assert data["after"]["ops"] == 83
+    data = _json(capsys, "optimize", model, "-o", str(tmp_path / "default.tflite"), *shape)
+    assert data["skipped"] == [] and data["after"]["ops"] == 71 and not data["check"]["identical"]
+    rc = main(["optimize", model, "-o", str(tmp_path / "x.tflite"), "--passes", "specialize-shapes,cancel-transposes,"
+               "simplify-layer-norm", "--tolerance", "0", *shape])
+    _, err = capsys.readouterr()
+    assert rc == 1 and "not bit-identical" in err and not (tmp_path / "x.tflite").exists()

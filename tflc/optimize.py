@@ -53,12 +53,15 @@ class OptimizeResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     latency: dict[str, Any] | None = None
+    #: passes of the level left out because they may change outputs by more than --tolerance
+    skipped: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "level": self.level,
                 "passes": records_json(self.passes), "before": self.before, "after": self.after,
                 "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
-                "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency}
+                "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency,
+                "skipped": self.skipped}
 
 
 def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None = "O2",
@@ -83,6 +86,10 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         pipeline, level = list(passes), None
     else:
         pipeline = pipeline_passes(level or "O0")
+    skipped = []
+    if level is not None and tolerance is not None:     # a level adapts to the tolerance asked for
+        skipped = [p for p in pipeline if p.tolerance > tolerance]
+        pipeline = [p for p in pipeline if p.tolerance <= tolerance]
     lossless = all(p.tolerance == 0.0 for p in pipeline)
     budget = tolerance if tolerance is not None else (
         0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
@@ -127,4 +134,4 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         raise
     return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
                           src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
-                          notes + ctx.messages, latency)
+                          notes + ctx.messages, latency, [p.name for p in skipped])

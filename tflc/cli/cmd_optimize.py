@@ -35,7 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
                    help="largest relative output error accepted (default: 0 for lossless pipelines, "
-                        f"else {DEFAULT_TOLERANCE:g} or what the passes declare)")
+                        f"else {DEFAULT_TOLERANCE:g} or what the passes declare); at -O1/-O2 the passes that "
+                        "may change outputs by more are skipped: --tolerance 0 keeps only bit-identical rewrites")
     p.add_argument("--verify-each", action="store_true",
                    help="after every pass, also run the model in LiteRT against IN and name the first pass that breaks it")
     p.add_argument("--latency-guard", dest="latency_guard", action="store_true", default=None,
@@ -52,6 +53,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def _print_text(res) -> None:
+    if res.skipped:
+        print(f"skipped {', '.join(res.skipped)}: they may change outputs by more than the --tolerance asked for")
     if res.passes:
         w = max(len(r.name) for r in res.passes)
         print(f"  {'pass':<{w}}  {'changed':>7}  {'ms':>8}  {'ops':>11}  {'tensors':>11}  {'constant bytes':>21}")
