@@ -6,6 +6,7 @@ a 95% interval), and the worst relative error over every output.
 
     python benchmarks/optimize_models.py                 # ../shared/models + the zoo
     python benchmarks/optimize_models.py --threads 2 --json results.json
+    python benchmarks/optimize_models.py --rounds 100 --max-seconds 60   # tighter intervals
     python benchmarks/optimize_models.py path/to/model.tflite --levels O2
 """
 from __future__ import annotations
@@ -47,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("models", nargs="*", help="models (default: ../shared/models and the zoo)")
     ap.add_argument("--levels", default="O1,O2")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=30, help="interleaved A/B latency rounds per model (default 30)")
+    ap.add_argument("--max-seconds", type=float, default=20.0, help="time budget per latency comparison (default 20)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     args = ap.parse_args(argv)
 
@@ -65,7 +68,7 @@ def main(argv=None) -> int:
                 res = optimize_file(path, out, level=level, shapes=shapes, latency_guard=(level == "O2"),
                                     run_options=RunOptions(threads=args.threads))
                 lat = compare_latency(str(path), str(out), threads=args.threads, shapes=shapes or None,
-                                      rounds=30, max_seconds=20)
+                                      rounds=args.rounds, max_seconds=args.max_seconds)
                 worst = max((o["max_rel"] or 0.0) for o in res.check["outputs"])
                 row = {"model": name, "level": level, "ops_before": res.before["ops"], "ops_after": res.after["ops"],
                        "size_before": res.size_before, "size_after": res.size_after, "latency_ratio": lat.ratio,
