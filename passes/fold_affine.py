@@ -42,7 +42,7 @@ import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
 from tflc.passes_api import Pass, register
-from tflc.rewrite import Match, Rule, apply_rules
+from tflc.rewrite import Match, Rule, apply_rules, fused_activation, plain_float32
 from tflc.schema import TYPE_CODES, fb
 
 from .fold_float16_weights import FACT as FLOAT16_FACT
@@ -52,13 +52,6 @@ NONE = fb.ActivationFunctionType.NONE
 LINEAR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 AFFINE_OPS = ("MUL", "ADD", "SUB")
 
-
-def _unquantized_f32(t: Tensor | None) -> bool:
-    return t is not None and t.dtype == F32 and (t.quantization is None or not t.quantization.scale)
-
-
-def _activation(op: Operator) -> int:
-    return getattr(op.options, "fusedActivationFunction", NONE) if op.options is not None else NONE
 
 
 def _split_affine(op: Operator) -> tuple[int, Tensor, Tensor] | None:
@@ -104,10 +97,10 @@ def _check_weights(op: Operator) -> tuple[bool, str]:
         if w.producer is not None and w.producer.type == "DEQUANTIZE":
             return False, f"{op.type} weights are float16/quantized behind DEQUANTIZE (run fold-float16-weights first)"
         return False, f"{op.type} weights are not constant"
-    if not _unquantized_f32(w):
+    if not plain_float32(w):
         return False, f"{op.type} weights are {w.type_name}{' (quantized)' if w.quantization else ''}, not float32"
     b = op.inputs[2] if len(op.inputs) > 2 else None
-    if b is not None and not (b.is_constant and _unquantized_f32(b)):
+    if b is not None and not (b.is_constant and plain_float32(b)):
         return False, f"{op.type} bias is not a float32 constant"
     if w.shape is None or len(w.shape) != (2 if op.type == "FULLY_CONNECTED" else 4):
         return False, f"{op.type} weights have an unexpected shape"
@@ -185,11 +178,11 @@ class FoldAffineAfter(Rule):
 
     def check(self, m: Match) -> tuple[bool, str]:
         aff, lin, v, c, out = m.ops["affine"], m.ops["linear"], m.tensors["v"], m.tensors["c"], m.tensors["out"]
-        if _activation(lin) != NONE:
+        if fused_activation(lin) != NONE:
             return False, f"{lin.type} has a fused activation, so {aff.type} cannot move into it"
         if len(v.uses) != 1 or m.sg.is_pinned(v):
             return False, f"its result '{v.name}' is also read by other ops, so the {aff.type} cannot be folded into it"
-        if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(out)):
+        if not (plain_float32(v) and plain_float32(c) and plain_float32(out)):
             return False, "not float32"
         ok, why = _check_weights(lin)
         if not ok:
@@ -224,7 +217,7 @@ class FoldAffineAfter(Rule):
         w, b = m.data["wb"]
         _set_weights(sg, lin, w, b)
         options = copy.copy(lin.options)
-        options.fusedActivationFunction = _activation(aff)
+        options.fusedActivationFunction = fused_activation(aff)
         lin.options = options
         sg.remove_op(aff)
         sg.set_output(lin, 0, out)
@@ -251,12 +244,12 @@ class FoldAffineBefore(Rule):
 
     def check(self, m: Match) -> tuple[bool, str]:
         aff, lin, v, c, mid = m.ops["affine"], m.ops["linear"], m.tensors["v"], m.tensors["c"], m.tensors["mid"]
-        if _activation(aff) != NONE:
+        if fused_activation(aff) != NONE:
             return False, f"the {aff.type} before it has a fused activation"
         if len(mid.uses) != 1 or m.sg.is_pinned(mid):
             return False, (f"the {aff.type} before it ('{mid.name}') is also read by other ops, so it cannot be "
                            "folded into the weights")
-        if not (_unquantized_f32(v) and _unquantized_f32(c) and _unquantized_f32(mid)):
+        if not (plain_float32(v) and plain_float32(c) and plain_float32(mid)):
             return False, "not float32"
         ok, why = _check_weights(lin)
         if not ok:
@@ -313,7 +306,7 @@ TINY = float(np.finfo(np.float32).tiny)
 
 def _power_of_two(c: Tensor) -> tuple[float | None, str]:
     """The value of a one-element float32 constant if it is a finite power of two (else a reason)."""
-    if not _unquantized_f32(c) or c.data is None or c.data.size != 1:
+    if not plain_float32(c) or c.data is None or c.data.size != 1:
         return None, ""
     v = float(c.data.reshape(-1)[0])
     if not np.isfinite(v) or v == 0:
@@ -348,13 +341,13 @@ def _scaled_exactly(a: np.ndarray, c: float) -> bool:
 
 def _check_scaled_fc(fc: Operator, path: list[Tensor], sg: Subgraph, c: float) -> tuple[bool, str]:
     """Whether ``fc``'s weights (and bias) can carry the scale ``c`` exactly for this path."""
-    act = _activation(fc)
+    act = fused_activation(fc)
     if act != NONE and not (act == RELU and c > 0):
         return False, f"the FULLY_CONNECTED '{path[0].name}' has a fused activation that does not commute with {c:g}"
     for t in path:
         if len(t.uses) != 1 or sg.is_pinned(t):
             return False, f"'{t.name}' (between the FULLY_CONNECTED and the BATCH_MATMUL) is also read elsewhere"
-        if not _unquantized_f32(t):
+        if not plain_float32(t):
             return False, f"'{t.name}' is not float32"
     ok, why = _check_weights(fc)
     if not ok:
@@ -395,9 +388,9 @@ class FoldScaleIntoMatmul(Rule):
         scale, why = _power_of_two(c)
         if scale is None:
             return False, why
-        if _activation(mul) != NONE:
+        if fused_activation(mul) != NONE:
             return False, "the MUL has a fused activation"
-        if not all(_unquantized_f32(t) for t in (*bmm.inputs, s, out)):
+        if not all(plain_float32(t) for t in (*bmm.inputs, s, out)):
             return False, "the BATCH_MATMUL is not float32"
         if s.shape is None or out.shape != s.shape or len(c.shape or ()) > len(s.shape):
             return False, "the scale broadcasts the BATCH_MATMUL result to another shape"

@@ -40,15 +40,11 @@ import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
 from tflc.passes_api import Pass, register
-from tflc.rewrite import Match, Rule, apply_rules, builtin_opcode
+from tflc.rewrite import Match, Rule, apply_rules, builtin_opcode, fused_activation, plain_float32
 from tflc.schema import TYPE_CODES, fb
 
 F32 = TYPE_CODES["FLOAT32"]
 NONE = fb.ActivationFunctionType.NONE
-
-
-def _f32(t: Tensor | None) -> bool:
-    return t is not None and t.dtype == F32 and (t.quantization is None or not t.quantization.scale)
 
 
 def _prod(t: Tensor | None, *types: str) -> Operator | None:
@@ -79,10 +75,6 @@ def _axes(op: Operator, rank: int) -> tuple[int, ...] | None:
 
 def _keeps_dims(op: Operator) -> bool:
     return op.options is not None and bool(getattr(op.options, "keepDims", False))
-
-
-def _activation(op: Operator) -> int:
-    return getattr(op.options, "fusedActivationFunction", NONE) if op.options is not None else NONE
 
 
 def _broadcast(*shapes) -> tuple[int, ...] | None:
@@ -195,11 +187,11 @@ class LayerNorm(Rule):
     def check(self, m: Match) -> tuple[bool, str]:
         sg, ops, x, xs = m.sg, m.ops, m.tensors["x"], m.tensors["xs"]
         tensors = [o.outputs[0] for o in ops.values()] + [x]
-        if any(len(o.outputs) != 1 for o in ops.values()) or not all(_f32(t) for t in tensors):
+        if any(len(o.outputs) != 1 for o in ops.values()) or not all(plain_float32(t) for t in tensors):
             return False, ""
         if x.shape is None or any(t.shape is None for t in tensors):
             return False, ""
-        if any(_activation(o) != NONE for o in ops.values()):
+        if any(fused_activation(o) != NONE for o in ops.values()):
             return False, "an op of the layer normalization has a fused activation"
         mean_m, mean_v = ops["mean_m"], ops["mean_v"]
         rank = len(xs.shape)
@@ -225,7 +217,7 @@ class LayerNorm(Rule):
             return False, "epsilon is not a scalar constant"
         for key in ("gamma", "beta"):
             c = m.tensors.get(key)
-            if c is not None and (not _f32(c) or _broadcast(c.shape, x.shape) != tuple(x.shape)):
+            if c is not None and (not plain_float32(c) or _broadcast(c.shape, x.shape) != tuple(x.shape)):
                 return False, f"{key} does not broadcast to the input's shape"
         if tuple(ops["out"].outputs[0].shape) != tuple(x.shape):
             return False, "the normalization changes the tensor's shape"

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Iterable
 
 from .ir.core import Model, OpCode, Operator, Subgraph, Tensor
 from .passes_api import Pass
-from .schema import OP_CODES
+from .schema import OP_CODES, TYPE_CODES
 
 
 @dataclass
@@ -104,3 +104,13 @@ def sole_consumer(t: Tensor, sg: Subgraph) -> Operator | None:
     if len(uses) != 1 or sg.is_graph_output(t):
         return None
     return uses[0][0]
+
+
+def fused_activation(op: Operator) -> int:
+    """The op's ``fusedActivationFunction`` (0, NONE, for ops without one)."""
+    return getattr(op.options, "fusedActivationFunction", 0) if op.options is not None else 0
+
+
+def plain_float32(t: Tensor | None) -> bool:
+    """A float32 tensor without quantization parameters."""
+    return t is not None and t.dtype == TYPE_CODES["FLOAT32"] and (t.quantization is None or not t.quantization.scale)
