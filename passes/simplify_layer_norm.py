@@ -84,6 +84,12 @@ def _broadcast(*shapes) -> tuple[int, ...] | None:
         return None
 
 
+#: the statistics of a layer norm were found, but not a form of ``y = x*S + T`` this pass knows
+UNKNOWN_FORM = ("its statistics are a layer norm's, but not applied in a form this pass knows (x*S + T on the "
+                "statistics' own input); in -O1/-O2 it runs after cancel-transposes, and dynamic shapes may "
+                "need --input-shape at -O2")
+
+
 class LayerNorm(Rule):
     """Anchored on the RSQRT: one per normalization."""
     name = "simplify-layer-norm"
@@ -112,8 +118,8 @@ class LayerNorm(Rule):
         if tr is not None:
             ops["transpose"] = tr
         found = self._affine(op.outputs[0], m, x)
-        if found is None:
-            return None
+        if found is None:                         # a layer norm's statistics, but another spelling
+            return Match(op, sg, data={"why": UNKNOWN_FORM})
         more, consts = found
         ops.update(more)
         return Match(op, sg, ops=ops, tensors={"x": x, "xs": xs, "m": m, "eps": eps, **consts})
@@ -185,6 +191,8 @@ class LayerNorm(Rule):
         return ops, consts
 
     def check(self, m: Match) -> tuple[bool, str]:
+        if "why" in m.data:
+            return False, m.data["why"]
         sg, ops, x, xs = m.sg, m.ops, m.tensors["x"], m.tensors["xs"]
         tensors = [o.outputs[0] for o in ops.values()] + [x]
         if any(len(o.outputs) != 1 for o in ops.values()) or not all(plain_float32(t) for t in tensors):
@@ -240,8 +248,13 @@ class LayerNorm(Rule):
         opcode = {o.type: o.opcode for o in ops.values()}
         base = y.name
 
+        # dynamic dimensions stay dynamic: the new tensors carry x's shape signature
+        sig = x.shape_signature
+        stats_sig = [1 if i in axes else d for i, d in enumerate(sig)] if sig is not None else None
+
         def emit(typ: str, ins: list, shape, options=None, options_type=0) -> Tensor:
-            t = sg.new_tensor(f"{base}/{typ.lower()}", F32, shape)
+            signature = None if sig is None else (stats_sig if list(shape) == stats_shape else sig)
+            t = sg.new_tensor(f"{base}/{typ.lower()}", F32, shape, shape_signature=signature)
             code = opcode.get(typ) or builtin_opcode(typ)
             sg.add_op(Operator(code, ins, [t], options=options, options_type=options_type), before=first)
             return t

@@ -124,3 +124,14 @@ def test_tolerance_zero_keeps_only_exact_rewrites(tmp_path, capsys):
                "simplify-layer-norm", "--tolerance", "0", *shape])
     _, err = capsys.readouterr()
     assert rc == 1 and "not bit-identical" in err and not (tmp_path / "x.tflite").exists()
+
+
+def test_optimize_says_what_the_guard_and_verify_each_did(example_model, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["optimize", str(example_model), "-o", str(tmp_path / "a.tflite"), "--latency-guard", "--no-latency-guard"])
+    assert e.value.code == 2 and "not allowed with" in capsys.readouterr().err
+    # mobilenet_tiny: no pass changes it, so -O2's guard has nothing to time, and says so
+    assert main(["optimize", str(example_model), "-o", str(tmp_path / "b.tflite"), "--verify-each"]) == 0
+    out = capsys.readouterr().out
+    assert "latency guard: skipped (no pass changed the model)" in out
+    assert "max rel err (vs the model before it)" in out and out.count("identical") >= 5

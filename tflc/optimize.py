@@ -64,6 +64,12 @@ class OptimizeResult:
                 "skipped": self.skipped}
 
 
+def _lossy(pipeline: Sequence[Pass]) -> str:
+    """Names the pipeline's passes that declare they may change outputs (for a failed check)."""
+    lossy = [f"{p.name} (up to {p.tolerance:g})" for p in pipeline if p.tolerance > 0]
+    return f"; passes that may change outputs: {', '.join(lossy)}" if lossy else ""
+
+
 def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None = "O2",
                   passes: str | Sequence[Pass] | None = None, run_options: RunOptions = RunOptions(),
                   input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
@@ -102,6 +108,8 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     if guard and original is not None and any(r.changed for r in records):
         model, report = guard_latency(original, model, pipeline, ctx)
         latency = report.to_json()
+    elif guard:
+        latency = {"skipped": "no pass changed the model"}
 
     tmp = temporary_sibling(dst_p)
     try:
@@ -120,11 +128,12 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         if budget == 0.0 and not cmp.identical:
             bad = next(d for d in cmp.diffs if not d.identical)
             raise VerificationError(f"output '{bad.name}' is not bit-identical to the input model's "
-                                    f"(max abs error {bad.max_abs:.3g}); refusing to write {dst_p}")
+                                    f"(max abs error {bad.max_abs:.3g}){_lossy(pipeline)}; refusing to write {dst_p}")
         if cmp.worst_rel() > budget:
             bad = max(cmp.diffs, key=lambda d: d.max_rel)
             raise VerificationError(f"output '{bad.name}' differs from the input model's by {bad.max_rel:.3g} "
-                                    f"(relative), over the tolerance {budget:g}; refusing to write {dst_p}")
+                                    f"(relative), over the tolerance {budget:g}{_lossy(pipeline)}; "
+                                    f"refusing to write {dst_p}")
         os.replace(tmp, dst_p)
     except BaseException:
         try:

@@ -39,11 +39,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "may change outputs by more are skipped: --tolerance 0 keeps only bit-identical rewrites")
     p.add_argument("--verify-each", action="store_true",
                    help="after every pass, also run the model in LiteRT against IN and name the first pass that breaks it")
-    p.add_argument("--latency-guard", dest="latency_guard", action="store_true", default=None,
+    guard = p.add_mutually_exclusive_group()
+    guard.add_argument("--latency-guard", dest="latency_guard", action="store_true", default=None,
                    help="keep the result only where LiteRT does not run it slower (default at -O2): slower "
                         "means the 95%% interval of the paired-round latency ratio lies above 1.02; then the "
                         "passes are replayed one by one and those that slow the model down are dropped")
-    p.add_argument("--no-latency-guard", dest="latency_guard", action="store_false",
+    guard.add_argument("--no-latency-guard", dest="latency_guard", action="store_false",
                    help="skip the latency measurement at -O2")
     p.add_argument("--report", metavar="FILE.json", help="write the full report (passes, timings, sizes, check) as JSON")
     add_run_args(p)
@@ -57,15 +58,21 @@ def _print_text(res) -> None:
         print(f"skipped {', '.join(res.skipped)}: they may change outputs by more than the --tolerance asked for")
     if res.passes:
         w = max(len(r.name) for r in res.passes)
-        print(f"  {'pass':<{w}}  {'changed':>7}  {'ms':>8}  {'ops':>11}  {'tensors':>11}  {'constant bytes':>21}")
+        checked = any(r.max_rel_error is not None for r in res.passes)       # --verify-each
+        print(f"  {'pass':<{w}}  {'changed':>7}  {'ms':>8}  {'ops':>11}  {'tensors':>11}  {'constant bytes':>21}"
+              + ("  max rel err (vs the model before it)" if checked else ""))
         for r in res.passes:
             b, a = r.before, r.after
+            err = ("  " + ("identical" if r.max_rel_error == 0 else f"{r.max_rel_error:.3g}")
+                   if r.max_rel_error is not None else "")
             print(f"  {r.name:<{w}}  {'yes' if r.changed else '-':>7}  {r.seconds * 1e3:8.1f}  "
                   f"{b['ops']:>5}→{a['ops']:<5}  {b['tensors']:>5}→{a['tensors']:<5}  "
-                  f"{human_bytes(b['constant_bytes']):>10}→{human_bytes(a['constant_bytes']):<10}")
+                  f"{human_bytes(b['constant_bytes']):>10}→{human_bytes(a['constant_bytes']):<10}{err}")
             for n in r.notes:
                 print(f"  {'':<{w}}    note: {n}")
-    if res.latency:
+    if res.latency and "skipped" in res.latency:
+        print(f"latency guard: skipped ({res.latency['skipped']})")
+    elif res.latency:
         lat = res.latency
         print(f"latency in LiteRT: ratio {lat['ratio']:.3f} (median over paired rounds, 95% interval "
               f"{lat['ci'][0]:.3f}-{lat['ci'][1]:.3f}; p50 ≈ {lat['input_us']:.0f} → {lat['output_us']:.0f} µs)"
