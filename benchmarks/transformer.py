@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{lat.ratio:.3f} [{lat.ci_low:.3f}, {lat.ci_high:.3f}] ({args.threads} thread(s){verdict})",
                       flush=True)
             static = f"{name}_static"
-            if static in zoo.BUILDERS and static != name:
+            if static in zoo.BUILDERS:
                 lat = compare_latency(str(zoo.build(static)), str(out), threads=args.threads,
                                       rounds=args.rounds, per_round=args.per_round,
                                       max_seconds=args.max_seconds)

@@ -66,6 +66,11 @@ def _other(op: Operator, t: Tensor) -> Tensor | None:
     return None
 
 
+def _only_reader(t: Tensor) -> Operator | None:
+    """The op that reads ``t``, if exactly one does (graph outputs are judged in ``check``)."""
+    return t.uses[0][0] if len(t.uses) == 1 else None
+
+
 def _axes(op: Operator, rank: int) -> tuple[int, ...] | None:
     a = _const(op.inputs[1]) if len(op.inputs) > 1 else None
     if a is None or a.dtype.kind not in "iu":
@@ -151,17 +156,13 @@ class LayerNorm(Rule):
         ops.update(mul_x=mul_x, mul_m=mul_m)
         negated = "neg" in ops                      # mul_m computes -m*S (else m*S)
         t = mul_m.outputs[0]
-        uses = [o for o, _ in t.uses]
-        if len(uses) != 1:
+        if (nxt := _only_reader(t)) is None:
             return None
-        nxt = uses[0]
         if not negated and nxt.type == "NEG":       # NEG(MUL(m, S))
             ops["neg_t"], negated = nxt, True
             t = nxt.outputs[0]
-            uses = [o for o, _ in t.uses]
-            if len(uses) != 1:
+            if (nxt := _only_reader(t)) is None:
                 return None
-            nxt = uses[0]
         if not negated and nxt.type == "SUB" and nxt.inputs[1] is t and nxt.inputs[0] is not None:
             if nxt.inputs[0] is mul_x.outputs[0]:   # y = x*S - m*S
                 ops["out"] = nxt
@@ -170,10 +171,8 @@ class LayerNorm(Rule):
                 return None
             ops["sub_c"], consts["beta"], negated = nxt, nxt.inputs[0], True
             t = nxt.outputs[0]
-            uses = [o for o, _ in t.uses]
-            if len(uses) != 1:
+            if (nxt := _only_reader(t)) is None:
                 return None
-            nxt = uses[0]
         if not negated:
             return None
         if nxt.type == "ADD" and "beta" not in consts:
@@ -181,10 +180,8 @@ class LayerNorm(Rule):
             if b is not None and b.is_constant:      # -m*S + beta
                 ops["add_beta"], consts["beta"] = nxt, b
                 t = nxt.outputs[0]
-                uses = [o for o, _ in t.uses]
-                if len(uses) != 1:
+                if (nxt := _only_reader(t)) is None:
                     return None
-                nxt = uses[0]
         if nxt.type != "ADD" or _other(nxt, t) is not mul_x.outputs[0]:
             return None
         ops["out"] = nxt
@@ -272,8 +269,6 @@ class LayerNorm(Rule):
             return emit("MEAN", [t, ax], stats_shape, o, fb.BuiltinOptions.ReducerOptions)
 
         gamma, beta = m.tensors.get("gamma"), m.tensors.get("beta")
-        steps = ["mul_gamma"] if gamma is not None and not np.all(gamma.data == 1) else []
-        steps += ["add_beta"] if beta is not None and not np.all(beta.data == 0) else []
         old = sorted(ops.values(), key=lambda o: o.index, reverse=True)
         shared_transpose = "transpose" in ops and any(u not in ops.values() for u, _ in
                                                       ops["transpose"].outputs[0].uses)
@@ -282,9 +277,10 @@ class LayerNorm(Rule):
         var = mean(binary("MUL", d, d, x.shape))
         r = emit("RSQRT", [binary("ADD", var, m.tensors["eps"], stats_shape)], stats_shape)
         tail = binary("MUL", d, r, x.shape)
-        for step in steps:
-            c = gamma if step == "mul_gamma" else beta
-            tail = binary("MUL" if step == "mul_gamma" else "ADD", tail, c, x.shape)
+        if gamma is not None and not np.all(gamma.data == 1):      # a gamma of ones is dropped
+            tail = binary("MUL", tail, gamma, x.shape)
+        if beta is not None and not np.all(beta.data == 0):       # a beta (or offset) of zeros too
+            tail = binary("ADD", tail, beta, x.shape)
         for o in old:
             if o is ops.get("transpose") and shared_transpose:
                 continue
