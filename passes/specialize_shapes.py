@@ -113,39 +113,6 @@ def _analyse(sg: Subgraph) -> tuple[set[int], set[int]]:
     return shape_known, shape_derived
 
 
-def _litert_shapes(data: bytes) -> dict[str, tuple[int, ...]]:
-    """Run the (renamed) model once; every tensor's shape after the invocation, by name.
-
-    Shapes are read after ``invoke`` (LiteRT prepares the ops behind a dynamic tensor only then).
-    The inputs are zeros (valid indices for GATHER-like inputs), else generated data.
-    """
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from tflc.errors import RuntimeFailure
-    from tflc.runtime.inputs import concrete_shape, generate
-    from tflc.runtime.interpreter import failure_reason, native_stderr
-    first_error = ""
-    for attempt in ("zeros", "generated"):
-        with native_stderr() as log:
-            try:
-                interp = Interpreter(model_content=data, num_threads=1,
-                                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-                details = interp.get_input_details()
-                for d in details:
-                    interp.resize_tensor_input(d["index"], list(concrete_shape(d)), strict=False)
-                interp.allocate_tensors()
-                arrays = ([np.zeros(concrete_shape(d), d["dtype"]) for d in details] if attempt == "zeros"
-                          else generate(details, steps=1, seed=0)[0])
-                for d, arr in zip(details, arrays):
-                    interp.set_tensor(d["index"], arr)
-                interp.invoke()
-                return {d["name"]: tuple(int(x) for x in d["shape"]) for d in interp.get_tensor_details()}
-            except Exception as e:
-                first_error = first_error or failure_reason(e, log)
-    raise RuntimeFailure(first_error)
-
-
 @register
 class SpecializeShapes(Pass):
     name = "specialize-shapes"
@@ -219,39 +186,14 @@ class SpecializeShapes(Pass):
         return out
 
     def _ask_litert(self, model: Model, new_inputs: dict[int, tuple[int, ...]], ctx) -> dict[int, tuple[int, ...]] | None:
-        """Tensor index (in ``model.main.tensors``) -> shape computed by LiteRT for the new inputs."""
-        from tflc.errors import TflcError
-        from tflc.io import serialize
-        from tflc.runtime.isolate import run_isolated
-        # Unique names map LiteRT's tensors back to ours. The model is renamed and reshaped in
-        # place for the time of serialize() and restored at once (Model.clone() recurses too
-        # deeply on long graphs).
-        sg = model.main
-        saved = [(t, t.name) for t in sg.tensors]
-        saved_inputs = [(t, t.shape, t.shape_signature) for t in sg.inputs]
-        try:
-            for k, t in enumerate(sg.tensors):
-                t.name = f"tflc_specialize_{k}"
-            for i, shape in new_inputs.items():
-                sg.inputs[i].shape = shape
-                sg.inputs[i].shape_signature = shape
-            data = serialize(model)
-        finally:
-            for t, name in saved:
-                t.name = name
-            for t, shape, sig in saved_inputs:
-                t.shape, t.shape_signature = shape, sig
-        try:
-            named = run_isolated(_litert_shapes, data, what="LiteRT shape propagation")
-        except TflcError as e:
-            ctx.note(f"specialize-shapes: LiteRT cannot run the model with the given shapes ({e}); nothing changed")
+        """Tensor index (in ``model.main.tensors``) -> shape computed by LiteRT for the new inputs
+        (the ``shapes`` analysis, for the context's input shapes)."""
+        result = ctx.analyses.get("shapes", model, ctx)
+        if result.error is not None:
+            ctx.note(f"specialize-shapes: LiteRT cannot run the model with the given shapes ({result.error}); "
+                     "nothing changed")
             return None
-        prefix = "tflc_specialize_"
-        shapes = {int(n[len(prefix):]): s for n, s in named.items() if n.startswith(prefix)}
-        index = {id(t): k for k, t in enumerate(model.main.tensors)}
-        for i, shape in new_inputs.items():          # the inputs get exactly the requested shapes
-            shapes[index[id(model.main.inputs[i])]] = shape
-        return shapes
+        return dict(result.shapes)
 
     def _fold_shape_ops(self, model: Model, sg: Subgraph, shape_known: set[int], shape_derived: set[int],
                         ctx) -> int:

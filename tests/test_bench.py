@@ -68,7 +68,7 @@ def test_recommend_says_when_the_noise_is_too_high_to_decide():
         return LatencyStats.from_samples(100 * rng.lognormal(0.0, 0.5, size=60))
     rec = bench.recommend([bench.ThreadPoint(1, noisy()), bench.ThreadPoint(2, noisy())])
     assert rec["threads"] is None and "too noisy" in rec["reason"] and rec["stability"] < 0.9
-    from tflc.profiler.report import recommendation_text
+    from tflc.report.render import recommendation_text
     assert recommendation_text(rec).startswith("no recommendation: ")
     clear = bench.recommend([bench.ThreadPoint(1, noisy()),
                              bench.ThreadPoint(2, LatencyStats.from_samples(np.asarray(noisy().samples) / 3))])
@@ -108,7 +108,7 @@ def test_ratios_and_rows_by_position_not_name():
     r = res.ratios()
     assert [x["index"] for x in r] == [0, 1] and r[0]["size"] == 1.0 and r[0]["p50"] == 1.0
     assert r[1]["size"] == pytest.approx(0.99) and r[1]["p50"] == pytest.approx(0.73)
-    from tflc.profiler.report import bench_blocks
+    from tflc.report.render import bench_blocks
     table = bench_blocks(res)[0]
     assert [row[0] for row in table.rows] == ["m.tflite", "o2/m.tflite"]
     assert table.rows[0][2] == "1.00x" and table.rows[0][4] == "1.00x" and table.rows[1][4] == "0.73x"
@@ -126,7 +126,7 @@ def test_ratios_and_rows_by_position_not_name():
 
 def test_tradeoff_plot_labels_each_model(tmp_path):
     pytest.importorskip("matplotlib")
-    from tflc.profiler.report import plot_tradeoff
+    from tflc.report.render import plot_tradeoff
     res = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("o2/m.tflite", 990, 199.0),
                              _model("other/very_long_model_name_int8.tflite", 500, 300.0)], [1], 10, 2, 0)
     res.models[1].accuracy = {"comparable": True, "identical": False, "max_rel": 1e-3, "max_abs": 1e-4}
@@ -138,7 +138,7 @@ def test_accuracy_of_unrelated_models_is_not_comparable(zoo):
     a, b = str(zoo("mobilenet_tiny")), str(zoo("tiny_mlp"))
     acc, _ = bench._accuracy(a, b, None, None)
     assert acc["comparable"] is False and acc["reason"] == "different inputs" and "[1,16]" in acc["detail"]
-    from tflc.profiler.report import accuracy_text
+    from tflc.report.render import accuracy_text
     assert accuracy_text(acc) == "not comparable (different inputs)"
     assert accuracy_text({"comparable": False, "reason": "different outputs"}) == \
         "not comparable (different outputs)"

@@ -11,7 +11,8 @@ from tflc.io import read_model
 from tflc.ir.core import Buffer
 from tflc.optimize import optimize_file
 from tflc.passes_api import Pass, all_passes, function_pass, parse_pipeline, split_pipeline
-from tflc.passmanager import PIPELINES, AnalysisManager, PassContext, pipeline_passes, run_pipeline
+from tflc.analyses import AnalysisManager, analysis
+from tflc.passmanager import PIPELINES, PassContext, pipeline_passes, run_pipeline
 
 
 @dataclasses.dataclass
@@ -114,11 +115,16 @@ def test_analysis_cache_is_invalidated_by_mutation(example_model):
     m = read_model(example_model)
     am = AnalysisManager()
     calls = []
-    compute = lambda: calls.append(1) or len(calls)  # noqa: E731
-    assert am.get("count", compute, m) == 1
-    assert am.get("count", compute, m) == 1 and am.hits == 1
+
+    @analysis("test-count", "how often it was computed (test)")
+    def count(model, ctx):
+        calls.append(1)
+        return len(calls)
+
+    assert am.get("test-count", m, None) == 1
+    assert am.get("test-count", m, None) == 1 and am.hits == 1
     m.main.remove_op(m.main.operators[-1])
-    assert am.get("count", compute, m) == 2
+    assert am.get("test-count", m, None) == 2
 
 
 def test_optimize_o0_is_bit_identical_and_structural(example_model, tmp_path):

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from tflc.profiler import capi
+from tflc.runtime import capi
 from tflc.profiler.align import align, xnn_family
 
 FAST = dict(runs=12, warmup=2, max_seconds=3.0)
@@ -217,7 +217,7 @@ def test_per_op_times_are_not_padded_to_the_measured_latency():
     assert v.sum_us == pytest.approx(3.0) and v.correction["total_us"] == 0.0
     assert [o.avg_us for o in v.ops] == [1.0, 1.0, 1.0]
     assert v.check() == "not checkable" and v.sums_ok() is None
-    from tflc.profiler.report import summary_lines
+    from tflc.report.render import summary_lines
     text = "\n".join(summary_lines(prof, v))
     assert "not checkable" in text and "passed" not in text and "54.5% of measured" in text
     off = _synthetic_profile([100.0] * 10, [40, 30, 8]).views["xnnpack"]
@@ -254,11 +254,10 @@ def test_cache_keyed_to_content(zoo, tmp_path):
 def test_profile_analysis_shared_through_pass_context(zoo):
     from tflc.io import read_model
     from tflc.passmanager import PassContext
-    from tflc.profiler import profile_analysis
     model = read_model(zoo("tiny_mlp"))
-    ctx = PassContext()
-    p1 = profile_analysis(model, ctx, views=("builtin",), **FAST)
-    p2 = profile_analysis(model, ctx, views=("builtin",), **FAST)
+    ctx = PassContext(profile_options=dict(views=("builtin",), **FAST))
+    p1 = ctx.analyses.get("profile", model, ctx)
+    p2 = ctx.analyses.get("profile", model, ctx)
     assert p1 is p2 and ctx.analyses.hits == 1
     assert p1.views["builtin"].ops
 
@@ -286,7 +285,7 @@ def test_fallback_times_each_op_alone(zoo, monkeypatch):
 
 
 def test_trace(mobilenet_profile, tmp_path):
-    from tflc.profiler.trace import write_trace
+    from tflc.report.trace import write_trace
     out = tmp_path / "t.json"
     n = write_trace(mobilenet_profile, out, runs=2)
     data = json.loads(out.read_text())
@@ -305,7 +304,7 @@ def test_reports(mobilenet_profile, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import os
     from tflc.errors import UsageError
-    from tflc.profiler import report
+    from tflc.report import render as report
     old = os.umask(0o022)
     try:
         files = report.profile_report(mobilenet_profile, tmp_path / "r.md")
@@ -396,7 +395,7 @@ def test_cli_check_fails_when_the_raw_events_are_off(monkeypatch, capsys):
 def test_capi_failure_carries_litert_reason(monkeypatch):
     import os
     from tflc.profiler import collect
-    from tflc.profiler.capi import log_reason
+    from tflc.runtime.capi import log_reason
 
     class Failing:                  # LiteRT's C API: status 3, the reason only in its log
         input_names = ["x"]
@@ -456,7 +455,7 @@ CAL = {"per_event_us": 20.0, "stock_us_per_op": 0.1, "event_us_per_op": 20.1, "r
 
 def test_calibrated_sum_is_what_the_check_judges():
     from tflc.profiler.profile import Profile
-    from tflc.profiler.report import check_text, summary_lines
+    from tflc.report.render import check_text, summary_lines
     # raw events 1110 µs against 1000 measured: off by 11%; less 20 µs per event: 1050, within 10%
     prof = _builtin_profile([1000.0] * 10, [500, 600, 10], CAL)
     v = prof.views["builtin"]
@@ -526,13 +525,13 @@ def test_calibration_cached_per_litert_version(monkeypatch):
         calls.append(threads)
         return {"per_event_us": 0.125, "stock_us_per_op": 0.1, "event_us_per_op": 0.225, "rounds": 5}
     monkeypatch.setattr(calibrate, "_measure", fake)
-    monkeypatch.setattr("tflc.profiler.capi.available", lambda: (True, ""))
-    monkeypatch.setattr("tflc.profiler.capi.litert_version", lambda: "9.9.9")
+    monkeypatch.setattr("tflc.runtime.capi.available", lambda: (True, ""))
+    monkeypatch.setattr("tflc.runtime.capi.litert_version", lambda: "9.9.9")
     d = calibrate.builtin_event_overhead(1)
     assert d["per_event_us"] == 0.125 and d["cached"] is False and d["litert_version"] == "9.9.9"
     assert calibrate.calibration_path("9.9.9", 1).is_file() and "litert9.9.9" in calibrate.calibration_path("9.9.9", 1).name
     assert calibrate.builtin_event_overhead(1)["cached"] is True and calls == [1]     # measured once
-    monkeypatch.setattr("tflc.profiler.capi.litert_version", lambda: "9.9.10")
+    monkeypatch.setattr("tflc.runtime.capi.litert_version", lambda: "9.9.10")
     calibrate.builtin_event_overhead(1)
     assert calls == [1, 1]                                          # another LiteRT: measured again
     monkeypatch.setenv("TFLC_NO_CALIBRATION", "1")
@@ -562,7 +561,7 @@ def test_op_event_resolution_averages_out_over_runs():
 
 def test_builtin_calibrated_total_includes_the_fixed_invoke_cost():
     from tflc.profiler.profile import View
-    from tflc.profiler.report import calibration_text
+    from tflc.report.render import calibration_text
     v = View("builtin", "litert-profiler", [], [], {"median_us": 10.0}, None, 7.0, 7.0, {}, 10, 9,
              op_events=5, calibration={"per_event_us": 0.1, "invoke_us": 1.5, "n_short": 10, "n_long": 160},
              calibrated_sum_us=8.0)

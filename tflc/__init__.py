@@ -4,7 +4,7 @@ Follow one model through the package:
   tflc.io.read_model -> tflc.ir (Model, verify) -> tflc.passmanager (passes from tflc.passes)
   -> tflc.io.write_model -> tflc.runtime (LiteRT checks the result).
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .errors import ModelFormatError, TflcError, UsageError, VerificationError  # noqa: E402
 from .io import read_model, read_model_bytes, serialize, write_model  # noqa: E402

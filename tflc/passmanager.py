@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .analyses import AnalysisManager
 from .errors import RuntimeFailure, UsageError, VerificationError
 from .io import write_model
 from .ir.core import Model
@@ -44,27 +45,6 @@ def pipeline_passes(level: str) -> list[Pass]:
     return [get_pass(n)() for n in PIPELINES[level] if n in known]
 
 
-class AnalysisManager:
-    """Caches analyses per model state. ``get(fn, model, ctx)`` recomputes after any mutation."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, tuple], Any] = {}
-        self.hits = 0
-
-    def get(self, name: str, compute: Callable[[], Any], model: Model) -> Any:
-        key = (name, model.version_stamp)
-        if key in self._cache:
-            self.hits += 1
-            return self._cache[key]
-        value = compute()
-        self._cache = {k: v for k, v in self._cache.items() if k[0] != name}  # one state per analysis
-        self._cache[key] = value
-        return value
-
-    def invalidate(self, name: str | None = None) -> None:
-        self._cache = {k: v for k, v in self._cache.items() if name is not None and k[0] != name}
-
-
 @dataclass
 class PassContext:
     """What a pass may use besides the model: runtime settings, inputs, analyses, a log."""
@@ -76,6 +56,8 @@ class PassContext:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     reference: str | None = None             # path of the input model (numeric checks)
     analyses: AnalysisManager = field(default_factory=AnalysisManager)
+    #: settings of the ``profile`` analysis (``tflc.profiler.get_profile`` keywords: views, runs, ...)
+    profile_options: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     #: what one pass tells a later one (e.g. which weights were float16 before folding)
     facts: dict[str, Any] = field(default_factory=dict)

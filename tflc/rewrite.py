@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable
 
-from .ir.core import Model, OpCode, Operator, Subgraph, Tensor
+from .ir.build import builtin_opcode  # noqa: F401  (re-exported: passes build ops with it)
+from .ir.core import Model, Operator, Subgraph, Tensor
 from .passes_api import Pass
-from .schema import OP_CODES, TYPE_CODES
+from .schema import TYPE_CODES
 
 
 @dataclass
@@ -91,11 +92,6 @@ def _matches(found: "Match | Iterable[Match] | None") -> list[Match]:
 
 def _out_name(op: Operator) -> str:
     return next((t.name for t in op.outputs if t is not None), "?")
-
-
-def builtin_opcode(name: str, version: int = 1) -> OpCode:
-    """An OpCode for a builtin op (``deprecated_builtin_code`` derived as the schema requires)."""
-    return OpCode(OP_CODES[name], None, version, None)
 
 
 def sole_consumer(t: Tensor, sg: Subgraph) -> Operator | None:

@@ -51,7 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..optimize import load
     from ..profiler.bench import parse_threads, run_bench
-    from ..profiler.report import Progress, bench_blocks, bench_report, check_report_paths, print_blocks
+    from ..report.render import Progress, bench_blocks, bench_report, check_report_paths, print_blocks
     if args.report:     # before any measuring; a missing folder is an error, never created
         check_report_paths(args.report, args.img_dir)
     if args.contention < 0:

@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from ..paths import check_output_path
     from ..profiler import get_profile
     from ..profiler.profile import CHECK_OFF, CHECK_UNDECIDABLE
-    from ..profiler.report import Progress, check_report_paths, print_blocks, profile_blocks, profile_report
-    from ..profiler.trace import write_trace
+    from ..report.render import Progress, check_report_paths, print_blocks, profile_blocks, profile_report
+    from ..report.trace import write_trace
     # output paths first: a missing folder is an error before minutes of measuring, never created
     if args.report:
         check_report_paths(args.report, args.img_dir)

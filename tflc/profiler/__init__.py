@@ -1,8 +1,8 @@
 """Profiling and benchmarking models on LiteRT.
 
 * :func:`get_profile` -- per-operator latency (XNNPACK view and builtin view), cached as a JSON
-  artifact keyed to the model's content; :func:`profile_analysis` gives passes the same through
-  the pass context.
+  artifact keyed to the model's content; passes get the same through the ``profile`` analysis
+  (``ctx.analyses.get("profile", model, ctx)``, see ``tflc.analyses``).
 * :func:`measure_latency`, :func:`compare_latency` -- whole-model latency, and an interleaved A/B
   comparison with a confidence interval (for "keep the rewrite only if it is not slower").
 * :mod:`tflc.profiler.bench` -- ``tflc bench``: several models, thread counts, contention.
@@ -19,7 +19,7 @@ from .latency import LatencyComparison, LatencyStats, compare_latency, measure_l
 from .profile import SUM_TOLERANCE, OpStat, Partition, Profile, View
 
 __all__ = ["VIEWS", "SUM_TOLERANCE", "LatencyComparison", "LatencyStats", "OpStat", "Partition", "Profile",
-           "View", "cache_dir", "compare_latency", "get_profile", "measure_latency", "profile_analysis",
+           "View", "cache_dir", "compare_latency", "get_profile", "measure_latency",
            "profile_key"]
 
 
@@ -61,7 +61,7 @@ def profile_key(data: bytes, *, threads: int = 1, views: Sequence[str] = VIEWS, 
                 warmup: int = 10, max_seconds: float = 20.0) -> str:
     """The cache key: the model's content, the settings (what runs and how it is measured), and the
     LiteRT version that measured it."""
-    from .capi import litert_version
+    from ..runtime.capi import litert_version
     from .collect import ROUNDS
     from .profile import SCHEMA
     digest = hashlib.sha256(data).hexdigest()
@@ -119,17 +119,3 @@ def get_profile(model: str | os.PathLike | bytes, *, threads: int = 1, cache: bo
 def _collect_kw(data: bytes, kw: dict) -> Any:
     from .collect import collect
     return collect(data, **kw)
-
-
-def profile_analysis(model: Any, ctx: Any, **kw: Any) -> Profile:
-    """The profile of an IR model, for passes: computed once per model state through
-    ``ctx.analyses`` and stored in the on-disk cache keyed to the serialized bytes."""
-    from ..io import serialize
-
-    def compute() -> Profile:
-        opts = getattr(ctx, "run_options", None)
-        return get_profile(serialize(model), threads=getattr(opts, "threads", 1),
-                           input_source=getattr(ctx, "input_source", None), shapes=getattr(ctx, "shapes", None)
-                           or None, seed=getattr(ctx, "seed", 0), name=getattr(model, "source_path", None)
-                           or "<model>", **kw)
-    return ctx.analyses.get("profile", compute, model)

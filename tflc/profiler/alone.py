@@ -135,7 +135,7 @@ def _baseline(xnnpack: bool, threads: int, runs: int) -> float:
     """Median cost of invoking a trivial one-op model (ADD of two 1-element tensors)."""
     from ..io import serialize
     from ..ir.core import Model, Operator
-    from ..rewrite import builtin_opcode
+    from ..ir.build import builtin_opcode
     from ..schema import TYPE_CODES
     m = Model(description="tflc baseline")
     sg = m.add_subgraph("main")

@@ -54,7 +54,7 @@ def calibration_model(n: int) -> bytes:
     """N chained ADDs of a 1-element float32 tensor and a constant, serialized."""
     from ..io import serialize
     from ..schema import TYPE_CODES, fb
-    from ..testing.graphs import add_op, new_model
+    from ..ir.build import add_op, new_model
     m, sg = new_model("tflc profiler calibration")
     x = sg.new_tensor("x", TYPE_CODES["FLOAT32"], (1,))
     c = sg.new_constant("c", np.ones((1,), np.float32))
@@ -91,7 +91,7 @@ def per_event_from_rounds(stock_short: Sequence[float], stock_long: Sequence[flo
 
 def _measure(threads: int) -> dict:
     from ..runtime.interpreter import RunOptions, Session, native_stderr
-    from .capi import EV_OPERATOR, CompiledModel
+    from ..runtime.capi import EV_OPERATOR, CompiledModel
     x = [np.ones((1,), np.float32)]
     models = {n: calibration_model(n) for n in (N_SHORT, N_LONG)}
     stock, prof = {}, {}
@@ -145,7 +145,7 @@ def builtin_event_overhead(threads: int = 1, *, cache: bool = True) -> dict | No
     Runs in the profiling child. None where it cannot be measured (no C API, an error)."""
     if os.environ.get("TFLC_NO_CALIBRATION"):
         return None
-    from .capi import available, litert_version
+    from ..runtime.capi import available, litert_version
     ver = litert_version()
     path = calibration_path(ver, threads)
     if cache and path.is_file():

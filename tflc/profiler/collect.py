@@ -151,7 +151,7 @@ def _stock_timer(session: Session) -> Callable[[], float]:
 
 
 def _events(evs: list) -> list[tuple]:
-    from .capi import EV_DELEGATE_PROFILED_OPERATOR, EV_DEFAULT, EV_OPERATOR
+    from ..runtime.capi import EV_DELEGATE_PROFILED_OPERATOR, EV_DEFAULT, EV_OPERATOR
     keep = (EV_OPERATOR, EV_DELEGATE_PROFILED_OPERATOR)
     out = []
     for e in evs:
@@ -162,7 +162,7 @@ def _events(evs: list) -> list[tuple]:
 
 def _with_reason(e: TflcError, log: list[str]) -> TflcError:
     """``e`` with the reason LiteRT logged (the C API's status says only "failed")."""
-    from .capi import log_reason
+    from ..runtime.capi import log_reason
     reason = log_reason(log)
     return type(e)(f"{e}: {reason}") if reason and reason not in str(e) else e
 
@@ -170,7 +170,7 @@ def _with_reason(e: TflcError, log: list[str]) -> TflcError:
 def _profile_view_capi(view: str, model_bytes: bytes, inputs: list[np.ndarray], input_names: list[str],
                        session: Session | None, threads: int, runs: int, warmup: int, max_seconds: float,
                        rv: RawView, rounds: int = ROUNDS) -> None:
-    from .capi import CompiledModel
+    from ..runtime.capi import CompiledModel
     mode = "delegate" if view == "xnnpack" else "builtin"
     try:
         with native_stderr() as log:
@@ -239,7 +239,7 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
     """Measure ``model_bytes``; run this in a child (``run_isolated``). ``method``: "auto" (the C API
     profiler, else op-alone), "capi" (no fallback) or "alone"."""
     from ..io import read_model_bytes
-    from . import capi
+    from ..runtime import capi
     model = read_model_bytes(model_bytes)
     notes: list[str] = []
     sessions: dict[str, Session | None] = {}

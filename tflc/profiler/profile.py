@@ -647,7 +647,7 @@ def _timeline(run: list[tuple], owner: list[list[tuple[int, int]]], by_key: dict
 
 
 def build_profile(raw: RawProfile, *, model_name: str, data: bytes) -> Profile:
-    from .. import __version__
+    from .._version import __version__
     views = {name: build_view(rv, raw.ops) for name, rv in raw.views.items()}
     return Profile(model_name, hashlib.sha256(data).hexdigest(), len(data), raw.threads, views,
                    raw.litert_version, __version__, time.strftime("%Y-%m-%dT%H:%M:%S"), raw.input_shapes,

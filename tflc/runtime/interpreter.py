@@ -131,6 +131,10 @@ class Session:
             self._prepare([np.empty(tuple(d["shape"]), d["dtype"]) for d in self.input_details])
         return [self.interp.tensor(d["index"])() for d in self.input_details]
 
+    def tensor_details(self) -> list[dict]:
+        """LiteRT's description of every tensor (name, index, shape, dtype, quantization)."""
+        return self.interp.get_tensor_details()
+
     def invoke(self) -> None:
         """Invoke again on the inputs already set (for timing loops)."""
         self.interp.invoke()

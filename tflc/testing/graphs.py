@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir.core import Model, Operator
-from ..rewrite import builtin_opcode
+from ..ir.build import add_op, builtin_opcode, new_model  # noqa: F401  (re-exported for the tests)
 from ..schema import TYPE_CODES, fb
 
 
@@ -44,17 +44,6 @@ def gather_model(table: np.ndarray) -> Model:
 
 
 # --- helpers shared by the pass tests ---------------------------------------------------------
-
-def new_model(description: str = "tflc test graph"):
-    """An empty model with one subgraph ``main``: ``(model, subgraph)``."""
-    m = Model(description=description)
-    return m, m.add_subgraph("main")
-
-
-def add_op(sg, name: str, ins, outs, options=None, options_type: int = 0) -> Operator:
-    """Append a builtin op ``name`` (version 1) reading ``ins`` and writing ``outs``."""
-    return sg.add_op(Operator(builtin_opcode(name), ins, outs, options=options, options_type=options_type))
-
 
 def run_passes(model: Model, spec: str):
     """Run a pipeline (``'a,b{x=1}'``) in place; the written result must verify. Returns the context."""

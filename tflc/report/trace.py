@@ -12,7 +12,7 @@ import json
 import os
 from typing import Any
 
-from .profile import Profile
+from ..profiler.profile import Profile
 
 _VIEW_NAMES = {"xnnpack": "LiteRT + XNNPACK (default)", "builtin": "builtin kernels"}
 

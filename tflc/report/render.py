@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from ..errors import UsageError
 from ..summary import human_bytes
-from .profile import op_event_halfwidth, CHECK_OFF, CHECK_OK, CHECK_UNDECIDABLE, KEEP_FRACTION, SUM_TOLERANCE, Profile, View
+from ..profiler.profile import op_event_halfwidth, CHECK_OFF, CHECK_OK, CHECK_UNDECIDABLE, KEEP_FRACTION, SUM_TOLERANCE, Profile, View
 
 VIEW_TITLES = {"xnnpack": "LiteRT with XNNPACK (the default)", "builtin": "builtin kernels (no XNNPACK)"}
 METHOD_TITLES = {"litert-profiler": "LiteRT's profiler", "op-alone": "each op timed alone as a one-op model",
