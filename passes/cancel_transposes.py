@@ -57,7 +57,7 @@ import copy
 import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
-from tflc.passes_api import Pass, register
+from tflc.passes_api import Pass, PassManager, register
 from tflc.rewrite import Match, Rule, apply_rules, builtin_opcode
 from tflc.schema import TYPE_CODES
 
@@ -412,23 +412,30 @@ def _fc_rules() -> list[Rule]:
     return [ReshapeIntoFullyConnected(), FullyConnectedKeepDims()]
 
 
+class _Propagate(Pass):
+    """Phase 1: move layout ops through elementwise ops and reductions until pairs meet and cancel."""
+    name = "propagate"
+    description = "cancel TRANSPOSE pairs, sinking them through elementwise ops, fan-ins and reductions"
+
+    def run(self, model: Model, ctx) -> bool:
+        return apply_rules(model, [CancelPair(), SinkThroughElementwise(), MergeFanIn(), ThroughReductions(),
+                                   SwapBatchMatmul()], ctx)
+
+
+class _Finish(Pass):
+    """Phase 2, only once nothing cancels any more: a size-1 TRANSPOSE becomes a (cheaper) RESHAPE,
+    and a RESHAPE -> FULLY_CONNECTED -> RESHAPE left over becomes one FULLY_CONNECTED."""
+    name = "finish"
+    description = "size-1 TRANSPOSEs as RESHAPEs, RESHAPE-FULLY_CONNECTED-RESHAPE as one FULLY_CONNECTED"
+
+    def run(self, model: Model, ctx) -> bool:
+        return apply_rules(model, [TransposeAsReshape(), CancelPair(), *_fc_rules()], ctx)
+
+
 @register
-class CancelTransposes(Pass):
+class CancelTransposes(PassManager):
     __doc__ = __doc__
     name = "cancel-transposes"
     description = "Cancel TRANSPOSE/RESHAPE pairs, pushing them through elementwise ops and reductions to meet"
-
-    max_iterations = 20
-
-    def run(self, model: Model, ctx) -> bool:
-        changed = False
-        for _ in range(self.max_iterations):
-            step = apply_rules(model, [CancelPair(), SinkThroughElementwise(), MergeFanIn(), ThroughReductions(),
-                                       SwapBatchMatmul()], ctx)
-            # only once nothing cancels any more: a size-1 TRANSPOSE becomes a (cheaper) RESHAPE, and
-            # a RESHAPE -> FULLY_CONNECTED -> RESHAPE left over becomes one FULLY_CONNECTED
-            step |= apply_rules(model, [TransposeAsReshape(), CancelPair(), *_fc_rules()], ctx)
-            if not step:
-                break
-            changed = True
-        return changed
+    phases = (_Propagate, _Finish)
+    max_iterations = 20     # the two phases, repeated until neither changes anything

@@ -19,7 +19,7 @@ from .ir.core import Model
 from .ir.verify import verify
 from .passes_api import Pass, parse_pipeline
 from .paths import check_output_path, temporary_sibling
-from .passmanager import (PassContext, PassRecord, guard_latency, pipeline_passes, records_json,
+from .passmanager import (PassContext, PassRecord, get_level, guard_latency, pipeline_passes, records_json,
                           run_pipeline)
 from .runtime import RunOptions, compare_models
 from .runtime.inputs import check_shape_overrides
@@ -76,7 +76,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                   tolerance: float | None = None, verify_each: bool = False,
                   latency_guard: bool | None = None,
                   on_pass: Callable[[PassRecord], None] | None = None) -> OptimizeResult:
-    """``latency_guard`` (default: on at -O2) keeps the result only where LiteRT does not run it
+    """``latency_guard`` (default: as the level says, on at -O2) keeps the result only where LiteRT does not run it
     slower; see ``passmanager.guard_latency``."""
     t0 = time.perf_counter()
     src_p = Path(src)
@@ -101,7 +101,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
                       shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget)
-    guard = latency_guard if latency_guard is not None else level == "O2"
+    guard = latency_guard if latency_guard is not None else (level is not None and get_level(level).latency_guard)
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
     latency = None

@@ -1,8 +1,9 @@
 """The pass contract, the registry, and per-pass option parsing.
 
 A pass is a class with a kebab-case ``name`` (its CLI flag, registry key and test name), a
-one-line ``description``, an ``Options`` dataclass (typed options), what it ``needs`` from the
-context ("profile", "calibration"), and ``run(model, ctx) -> bool`` (True if it changed the model).
+one-line ``description``, an ``Options`` dataclass (typed options), the analyses it ``needs``
+and those it ``preserves`` (``tflc.analyses``), and ``run(model, ctx) -> bool`` (True if it
+changed the model).
 Built-in passes live in ``tflc.passes`` (one per file); other packages add passes through the
 ``tflc.passes`` entry-point group. See docs/writing-a-pass.md.
 """
@@ -15,9 +16,11 @@ import re
 import typing
 import warnings
 from importlib import metadata
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
+from .analyses import all_analyses
 from .errors import UsageError
+from .ir.verify import verify
 
 ENTRY_POINT_GROUP = "tflc.passes"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -34,7 +37,12 @@ class Pass:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
-    needs: ClassVar[frozenset[str]] = frozenset()     # {"profile", "calibration"}
+    #: analyses the pass asks for (names in ``tflc.analyses``: "profile", "shapes", ...); checked
+    #: before the pipeline runs, so a pass needing data it cannot have fails before any work
+    needs: ClassVar[frozenset[str]] = frozenset()
+    #: analyses still valid after the pass changed the model (``tflc.analyses.ALL``: every one);
+    #: the pass manager invalidates the others
+    preserves: ClassVar[frozenset[str]] = frozenset()
     #: largest relative output error the pass may introduce (0.0: bit-identical outputs)
     tolerance: ClassVar[float] = 0.0
 
@@ -51,11 +59,12 @@ class Pass:
 
 
 def function_pass(name: str, description: str, *, options: type = NoOptions,
-                  needs: frozenset[str] = frozenset(), tolerance: float = 0.0) -> Callable[[Callable], type]:
+                  needs: frozenset[str] = frozenset(), preserves: frozenset[str] = frozenset(),
+                  tolerance: float = 0.0) -> Callable[[Callable], type]:
     """Make a Pass class from ``fn(model, ctx, options) -> bool``."""
     def wrap(fn: Callable) -> type:
         cls = type(fn.__name__, (Pass,), {
-            "name": name, "description": description, "Options": options, "needs": needs,
+            "name": name, "description": description, "Options": options, "needs": needs, "preserves": preserves,
             "tolerance": tolerance, "run": lambda self, model, ctx: fn(model, ctx, self.options),
             "__doc__": fn.__doc__, "__module__": fn.__module__})
         return cls
@@ -86,6 +95,10 @@ def _validate(cls: Any) -> None:
         raise ValueError(f"pass {cls.name!r} needs a one-line description")
     if not dataclasses.is_dataclass(cls.Options):
         raise TypeError(f"pass {cls.name!r}: Options must be a dataclass")
+    unknown = sorted(set(cls.needs) - set(all_analyses()))
+    if unknown:
+        raise ValueError(f"pass {cls.name!r} needs unknown analyses {', '.join(unknown)} "
+                         f"(registered: {', '.join(all_analyses())})")
 
 
 def _load() -> None:
@@ -98,7 +111,8 @@ def _load() -> None:
         if not info.name.startswith("_"):
             mod = importlib.import_module(f"{builtin.__name__}.{info.name}")
             for obj in vars(mod).values():  # idempotent: also after a registry reset
-                if isinstance(obj, type) and issubclass(obj, Pass) and obj.__module__ == mod.__name__ and obj.name:
+                if (isinstance(obj, type) and issubclass(obj, Pass) and obj.__module__ == mod.__name__ and obj.name
+                        and not obj.__name__.startswith("_")):      # _Private passes are phases of a pass
                     register(obj)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -133,6 +147,75 @@ def get_pass(name: str) -> type[Pass]:
         hint = f" (did you mean '{close[0]}'?)" if close else " (see 'tflc passes')"
         raise UsageError(f"unknown pass '{name}'{hint}")
     return passes[name]
+
+
+# --- sequences of passes: the pass manager is itself a pass ---
+
+def check_needs(p: Pass, ctx: Any) -> None:
+    """A pass's ``needs`` name registered analyses; those that need data must have it."""
+    known = all_analyses()
+    for need in sorted(p.needs):
+        if need not in known:
+            raise UsageError(f"pass '{p.name}' needs the analysis '{need}', which is not registered "
+                             f"(analyses: {', '.join(known)})")
+        if known[need].needs_inputs and ctx.input_source is None:
+            raise UsageError(f"pass '{p.name}' needs {known[need].description}: give --inputs DATA.npz or an "
+                             "image folder")
+
+
+def run_pass(p: Pass, model: Any, ctx: Any, *, where: str | None = None) -> tuple[bool, list[str]]:
+    """One pass: run it, verify the IR (naming the pass), invalidate the analyses it did not
+    preserve. Returns (changed, invalidated analyses)."""
+    check_needs(p, ctx)
+    changed = bool(p.run(model, ctx))
+    verify(model, after=where or p.name)
+    return changed, ctx.analyses.after_pass(model, changed, p.preserves)
+
+
+class PassManager(Pass):
+    """A sequence of passes that is itself a pass.
+
+    ``max_iterations`` > 1 repeats the sequence until an iteration changes nothing (a fixpoint),
+    at most that many times; a sequence still changing at the bound says so in a note. Every
+    sub-pass is verified and invalidates analyses like a top-level pass (the manager itself then
+    preserves everything: nothing is left to invalidate); a nested manager reports as one pass
+    (its own name) in the pipeline's records.
+    """
+
+    name: ClassVar[str] = "pass-manager"
+    description: ClassVar[str] = "run a sequence of passes (to a fixpoint, bounded)"
+    #: the sub-passes of a registered subclass (instantiated fresh for every manager)
+    phases: ClassVar[tuple[type[Pass], ...]] = ()
+    max_iterations: int = 1
+    preserves: ClassVar[frozenset[str]] = frozenset({"*"})
+
+    def __init__(self, options: Any = None, *, passes: Sequence[Pass] | None = None,
+                 max_iterations: int | None = None, **kwargs: Any):
+        super().__init__(options, **kwargs)
+        self.passes: list[Pass] = list(passes) if passes is not None else [cls() for cls in self.phases]
+        if max_iterations is not None:
+            self.max_iterations = max_iterations
+        if self.max_iterations < 1:
+            raise ValueError("max_iterations must be at least 1")
+        self.iterations = 0
+        # a sequence may cost what its worst pass costs, and needs what any of them needs
+        self.tolerance = max([type(self).tolerance] + [p.tolerance for p in self.passes])
+        self.needs = frozenset(type(self).needs).union(*(p.needs for p in self.passes))
+
+    def run(self, model: Any, ctx: Any) -> bool:
+        changed = False
+        self.iterations = 0
+        for _ in range(self.max_iterations):
+            self.iterations += 1
+            step = False
+            for p in self.passes:
+                step |= run_pass(p, model, ctx, where=f"{self.name}/{p.name}" if p.name != self.name else None)[0]
+            changed |= step
+            if not step:
+                return changed
+        if self.max_iterations > 1:
+            ctx.note(f"{self.name}: still changing after {self.max_iterations} iterations; stopped there")
+        return changed
 
 
 # --- option parsing:  name{key=value,key=value}  ---

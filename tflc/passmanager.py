@@ -1,12 +1,17 @@
 """The pass manager: runs a pipeline of passes over a Model, verifying and measuring each.
 
-After every pass the IR verifier runs (it names the pass that broke an invariant). With
-``verify_each`` the model is also written and run in LiteRT against the input model, and the
-first pass whose outputs exceed its tolerance is named. Each pass gets timing and before/after
-statistics (ops, tensors, constant bytes) in the report.
+A ``PassManager`` is itself a pass: a sequence of passes, run once or, with ``max_iterations``,
+repeated until no pass changes the model (bounded). Managers nest, so a pass made of phases
+(``cancel-transposes``) is a small manager, and ``run_pipeline`` runs the top-level one.
 
-Analyses (profiles, shapes, calibration ranges) are computed on demand through
-``ctx.analyses`` and cached until the model changes.
+After every pass the IR verifier runs (it names the pass that broke an invariant), and the
+analyses the pass did not declare preserved (``Pass.preserves``) are invalidated. With
+``verify_each`` the model is also written and run in LiteRT against the input model, and the
+first pass whose outputs exceed its tolerance is named. Each top-level pass gets timing and
+before/after statistics (ops, tensors, constant bytes) in the report.
+
+The optimization levels live here too (``LEVELS``): which passes each runs and whether the
+latency guard is on by default. A level naming a pass that is not registered is an error.
 """
 from __future__ import annotations
 
@@ -21,28 +26,45 @@ from .errors import RuntimeFailure, UsageError, VerificationError
 from .io import write_model
 from .ir.core import Model
 from .ir.verify import verify
-from .passes_api import Pass, get_pass
+from .passes_api import Pass, PassManager, check_needs, get_pass, run_pass  # noqa: F401  (PassManager re-exported)
 from .runtime import RunOptions, RunResult
 
-#: Named pipelines. Names that are not (yet) registered are skipped, so a pipeline only ever
-#: lists passes that exist; ``tflc passes`` shows what each level runs.
-PIPELINES: dict[str, list[str]] = {
-    "O0": [],
-    "O1": ["fold-float16-weights", "fold-constants", "remove-identity", "fuse-activations",
-           "fold-affine", "fold-pad", "cancel-transposes", "simplify-layer-norm", "remove-dead-code",
-           "restore-float16-weights"],
-    "O2": ["fold-float16-weights", "specialize-shapes", "fold-constants", "remove-identity",
-           "fuse-activations", "fold-affine", "fold-pad", "cancel-transposes", "simplify-layer-norm",
-           "remove-dead-code", "restore-float16-weights"],
-}
+_O1 = ["fold-float16-weights", "fold-constants", "remove-identity", "fuse-activations", "fold-affine", "fold-pad",
+       "cancel-transposes", "simplify-layer-norm", "remove-dead-code", "restore-float16-weights"]
+
+
+@dataclass(frozen=True)
+class Level:
+    """An optimization level: its passes, whether the latency guard runs by default, what it is for."""
+
+    name: str
+    passes: tuple[str, ...]
+    latency_guard: bool
+    help: str
+
+
+#: The levels, in order. ``tflc passes`` and ``tflc optimize --help`` are generated from these.
+LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (
+    Level("O0", (), False, "no passes: a pure, lossless rewrite (structure and outputs identical)"),
+    Level("O1", tuple(_O1), False, "safe float simplifications (folding, identity removal, activation/affine/pad "
+          "fusion, layout clean-up, layer norms rewritten; within 1e-5 where not bit-identical)"),
+    Level("O2", tuple(_O1[:1] + ["specialize-shapes"] + _O1[1:]), True, "-O1 plus shape specialization "
+          "(--input-shape) and the latency guard: the result is timed against IN in LiteRT and passes that slow "
+          "it down are dropped"),
+)}
+#: level name -> pass names (kept for callers that only need the names)
+PIPELINES: dict[str, list[str]] = {name: list(lvl.passes) for name, lvl in LEVELS.items()}
+
+
+def get_level(level: str) -> Level:
+    if level not in LEVELS:
+        raise UsageError(f"unknown optimization level {level!r} (choose from {', '.join(LEVELS)})")
+    return LEVELS[level]
 
 
 def pipeline_passes(level: str) -> list[Pass]:
-    from .passes_api import all_passes
-    if level not in PIPELINES:
-        raise UsageError(f"unknown optimization level {level!r} (choose from {', '.join(PIPELINES)})")
-    known = all_passes()
-    return [get_pass(n)() for n in PIPELINES[level] if n in known]
+    """The configured passes of ``level``; a level naming an unregistered pass is an error."""
+    return [get_pass(n)() for n in get_level(level).passes]
 
 
 @dataclass
@@ -80,22 +102,22 @@ class PassRecord:
     after: dict[str, int]
     notes: list[str] = field(default_factory=list)
     max_rel_error: float | None = None       # with verify_each
+    invalidated: list[str] = field(default_factory=list)   # analyses dropped after the pass
 
 
 def run_pipeline(model: Model, passes: Sequence[Pass], ctx: PassContext, *, verify_each: bool = False,
                  on_pass: Callable[[PassRecord], None] | None = None) -> list[PassRecord]:
+    """Run ``passes`` once each, in order (the top-level manager), with a record per pass."""
+    for p in passes:                       # before any work: a missing analysis or data fails fast
+        check_needs(p, ctx)
     records = []
     for p in passes:
-        missing = [n for n in p.needs if n == "calibration" and ctx.input_source is None]
-        if missing:
-            raise UsageError(f"pass '{p.name}' needs calibration data: give --inputs DATA.npz or an image folder")
         before = model.stats()
         n_msgs = len(ctx.messages)
         t0 = time.perf_counter()
-        changed = bool(p.run(model, ctx))
+        changed, invalidated = run_pass(p, model, ctx)
         dt = time.perf_counter() - t0
-        verify(model, after=p.name)
-        rec = PassRecord(p.name, changed, dt, before, model.stats(), ctx.messages[n_msgs:])
+        rec = PassRecord(p.name, changed, dt, before, model.stats(), ctx.messages[n_msgs:], invalidated=invalidated)
         if verify_each and ctx.reference is not None:
             rec.max_rel_error = _numeric_check(model, p, ctx)
         records.append(rec)

@@ -27,17 +27,21 @@ class Analysis:
     name: str
     description: str
     compute: Callable[[Any, Any], Any]
+    #: needs the user's inputs (``--inputs``), e.g. calibration ranges; generated data will not do
+    needs_inputs: bool = False
 
 
 _REGISTRY: dict[str, Analysis] = {}
 
 
-def analysis(name: str, description: str) -> Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]]:
+def analysis(name: str, description: str, *, needs_inputs: bool = False,
+             ) -> Callable[[Callable[[Any, Any], Any]], Callable[[Any, Any], Any]]:
     """Decorator registering ``compute(model, ctx)`` as the analysis ``name``."""
     def wrap(fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-        if name in _REGISTRY and _REGISTRY[name].compute is not fn:
+        old = _REGISTRY.get(name)
+        if old is not None and old.compute.__qualname__ != fn.__qualname__:
             raise ValueError(f"two analyses named {name!r}")
-        _REGISTRY[name] = Analysis(name, description, fn)
+        _REGISTRY[name] = Analysis(name, description, fn, needs_inputs)
         return fn
     return wrap
 

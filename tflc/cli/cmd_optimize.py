@@ -5,9 +5,30 @@ import argparse
 import sys
 
 from ..optimize import DEFAULT_TOLERANCE, optimize_file
+from ..passmanager import LEVELS
 from ..summary import human_bytes
 from .common import (add_json_flag, tolerance, add_run_args, check_report_path, print_json, run_options, shapes,
                      write_report)
+
+
+DEFAULT_LEVEL = "O2"
+
+
+def _levels_epilog() -> str:
+    """The levels as LEVELS defines them (one place decides what a level runs)."""
+    lines = ["levels:"]
+    for lvl in LEVELS.values():
+        words, cur = lvl.help.split(), ""
+        first = True
+        for w in words + ([] if lvl.name != DEFAULT_LEVEL else ["(default)"]):
+            if len(cur) + len(w) + 1 > 84:
+                lines.append(f"  {'-' + lvl.name if first else '':<4} {cur}")
+                cur, first = w, False
+            else:
+                cur = f"{cur} {w}".strip()
+        lines.append(f"  {'-' + lvl.name if first else '':<4} {cur}")
+    lines.append("'tflc passes' lists the passes of each level and their options.")
+    return "\n".join(lines)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,18 +40,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "outputs for lossless pipelines (-O0 also checks the structure), else within the tolerance\n"
         f"(default {DEFAULT_TOLERANCE:g} relative for float passes). IN is never overwritten, and OUT\n"
         "is replaced atomically: on any failure nothing is written.",
-        epilog="levels:\n  -O0  no passes: a pure, lossless rewrite (structure and outputs identical)\n"
-               "  -O1  safe float simplifications (folding, identity removal, activation/affine/pad fusion,\n"
-               "       layout clean-up, layer norms rewritten; within 1e-5 where not bit-identical)\n"
-               "  -O2  -O1 plus shape specialization (--input-shape) and the latency guard: the result\n"
-               "       is timed against IN in LiteRT and passes that slow it down are dropped (default)\n"
-               "'tflc passes' lists the passes of each level and their options.")
+        epilog=_levels_epilog())
     p.add_argument("input", metavar="IN", help="the .tflite model to optimize (never modified)")
     p.add_argument("-o", "--output", metavar="OUT", required=True, help="where to write the optimized model")
     lv = p.add_mutually_exclusive_group()
-    for lvl, what in (("O0", "no passes (lossless rewrite)"), ("O1", "safe float simplifications"),
-                      ("O2", "-O1 + shape specialization + latency guard (default)")):
-        lv.add_argument(f"-{lvl}", dest="level", action="store_const", const=lvl, help=what)
+    for lvl in LEVELS.values():
+        lv.add_argument(f"-{lvl.name}", dest="level", action="store_const", const=lvl.name,
+                        help=lvl.help.split(" (")[0] + (" (default)" if lvl.name == DEFAULT_LEVEL else ""))
     lv.add_argument("--passes", metavar="LIST",
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
@@ -49,7 +65,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="FILE.json", help="write the full report (passes, timings, sizes, check) as JSON")
     add_run_args(p)
     add_json_flag(p)
-    p.set_defaults(level="O2")
+    p.set_defaults(level=DEFAULT_LEVEL)
     return p
 
 

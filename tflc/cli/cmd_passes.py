@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..passes_api import all_passes, describe_options, origin
-from ..passmanager import PIPELINES
+from ..passmanager import LEVELS
 from .common import add_json_flag, print_json
 
 
@@ -29,13 +29,15 @@ def _value(v: object) -> str:
 
 def run(args: argparse.Namespace) -> int:
     passes = all_passes()
-    levels = {name: [lvl for lvl, names in PIPELINES.items() if name in names] for name in passes}
+    levels = {name: [lvl.name for lvl in LEVELS.values() if name in lvl.passes] for name in passes}
     rows = [{"name": n, "description": c.description, "options": describe_options(c),
-             "needs": sorted(c.needs), "tolerance": c.tolerance, "in": levels[n], "origin": origin(n)}
+             "needs": sorted(c.needs), "preserves": sorted(c.preserves), "tolerance": c.tolerance,
+             "in": levels[n], "origin": origin(n)}
             for n, c in passes.items()]
-    pipelines = {lvl: [n for n in names if n in passes] for lvl, names in PIPELINES.items()}
+    pipelines = {lvl.name: list(lvl.passes) for lvl in LEVELS.values()}
+    guard = {lvl.name: lvl.latency_guard for lvl in LEVELS.values()}
     if args.json:
-        print_json({"passes": rows, "pipelines": pipelines})
+        print_json({"passes": rows, "pipelines": pipelines, "latency_guard": guard})
         return 0
     width = max((len(r["name"]) for r in rows), default=10)
     for r in rows:
@@ -52,5 +54,6 @@ def run(args: argparse.Namespace) -> int:
                   f"{': ' + o['help'] if o['help'] else ''}")
     print()
     for lvl, names in pipelines.items():
-        print(f"  -{lvl}: {', '.join(names) or '(no passes: a lossless rewrite)'}")
+        print(f"  -{lvl}: {', '.join(names) or '(no passes: a lossless rewrite)'}"
+              + ("; then the latency guard" if guard[lvl] else ""))
     return 0
