@@ -17,10 +17,9 @@ from .io import read_model, write_model
 from .ir.canonical import diff as structural_diff
 from .ir.core import Model
 from .ir.verify import verify
-from .passes_api import Pass, parse_pipeline
+from .passes_api import Pass
 from .paths import check_output_path, temporary_sibling
-from .passmanager import (PassContext, PassRecord, get_level, guard_latency, pipeline_passes, records_json,
-                          run_pipeline)
+from .passmanager import PassContext, PassRecord, guard_latency, plan_pipeline, records_json, run_pipeline
 from .runtime import RunOptions, compare_models
 from .runtime.inputs import check_shape_overrides
 
@@ -85,23 +84,11 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     if shapes:
         check_shape_overrides(shapes, model.main.inputs)
     before = model.stats()
-    if isinstance(passes, str):
-        pipeline = parse_pipeline(passes)
-        level = None
-    elif passes is not None:
-        pipeline, level = list(passes), None
-    else:
-        pipeline = pipeline_passes(level or "O0")
-    skipped = []
-    if level is not None and tolerance is not None:     # a level adapts to the tolerance asked for
-        skipped = [p for p in pipeline if p.tolerance > tolerance]
-        pipeline = [p for p in pipeline if p.tolerance <= tolerance]
-    lossless = all(p.tolerance == 0.0 for p in pipeline)
-    budget = tolerance if tolerance is not None else (
-        0.0 if lossless else max([DEFAULT_TOLERANCE] + [p.tolerance for p in pipeline]))
+    plan = plan_pipeline(level=level, passes=passes, tolerance=tolerance, latency_guard=latency_guard,
+                         default_tolerance=DEFAULT_TOLERANCE)
+    pipeline, level, skipped, budget, guard = plan.passes, plan.level, plan.skipped, plan.tolerance, plan.latency_guard
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
                       shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget)
-    guard = latency_guard if latency_guard is not None else (level is not None and get_level(level).latency_guard)
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
     latency = None

@@ -68,6 +68,46 @@ def pipeline_passes(level: str) -> list[Pass]:
 
 
 @dataclass
+class Plan:
+    """What ``tflc optimize`` will run: the passes, those a level left out for the tolerance asked
+    for, the output tolerance the result is checked against, and whether the latency guard runs."""
+
+    passes: list[Pass]
+    level: str | None
+    skipped: list[Pass]
+    tolerance: float
+    latency_guard: bool
+
+
+def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | None" = None,
+                  tolerance: float | None = None, latency_guard: bool | None = None,
+                  default_tolerance: float = 1e-5) -> Plan:
+    """The one place that turns a level (or an explicit pass list) and the user's options into a plan.
+
+    A level adapts to ``tolerance``: its passes that may change outputs by more are skipped (an
+    explicit list is taken as asked). The check tolerance is ``tolerance`` if given, else 0 for a
+    lossless pipeline, else the largest of ``default_tolerance`` and what the passes declare. The
+    latency guard runs if asked, else as the level says (never for an explicit list).
+    """
+    from .passes_api import parse_pipeline
+    if isinstance(passes, str):
+        pipeline, level = parse_pipeline(passes), None
+    elif passes is not None:
+        pipeline, level = list(passes), None
+    else:
+        pipeline = pipeline_passes(level or "O0")
+    skipped: list[Pass] = []
+    if level is not None and tolerance is not None:
+        skipped = [p for p in pipeline if p.tolerance > tolerance]
+        pipeline = [p for p in pipeline if p.tolerance <= tolerance]
+    lossless = all(p.tolerance == 0.0 for p in pipeline)
+    budget = tolerance if tolerance is not None else (
+        0.0 if lossless else max([default_tolerance] + [p.tolerance for p in pipeline]))
+    guard = latency_guard if latency_guard is not None else (level is not None and get_level(level).latency_guard)
+    return Plan(pipeline, level, skipped, budget, guard)
+
+
+@dataclass
 class PassContext:
     """What a pass may use besides the model: runtime settings, inputs, analyses, a log."""
 
