@@ -26,6 +26,8 @@ __all__ = [
     "MOBILENET_VARIANTS",
     "TRANSFORMER_VARIANTS",
     "ZOO_VERSION",
+    "mobilenet_v3_small",
+    "transformer_encoder_3x192",
     "build",
     "default_cache_dir",
     "mobilenet_tiny",
@@ -305,6 +307,54 @@ def transformer_encoder_tfkeras(variant: str = "float32") -> bytes:
     return bytes(converter.convert())
 
 
+MOBILENETV3_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+ENCODER_VARIANTS = ("float32", "float16", "dynamic_int8", "int8")
+
+
+def mobilenet_v3_small(variant: str = "float32") -> bytes:
+    """Keras' MobileNetV3-Small (random weights, BatchNorm statistics randomised) on a fixed
+    1x160x160x3 input: HARD_SWISH and squeeze-excite everywhere, the model whose converter int8
+    runs slower than float because XNNPACK leaves int8 HARD_SWISH out. ``variant`` is one of
+    :data:`MOBILENETV3_VARIANTS`."""
+    if variant not in MOBILENETV3_VARIANTS:
+        raise ValueError(f"unknown mobilenet_v3_small variant {variant!r}; expected one of {MOBILENETV3_VARIANTS}")
+    tf = _import_tf()
+    _seed_everything(tf)
+    model = tf.keras.applications.MobileNetV3Small(input_shape=(160, 160, 3), weights=None, classes=1000,
+                                                   include_preprocessing=False)
+    bns = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    for bn in bns:
+        bn.momentum = 0.0
+    rng = np.random.default_rng(_SEED)
+    _randomize_batchnorm(model, rng.uniform(-1.0, 1.0, (8, 160, 160, 3)).astype(np.float32), rng)
+    spec = tf.TensorSpec([1, 160, 160, 3], tf.float32, name="image")
+    return _convert(_keras_concrete_function(model, spec), variant, _representative_images((1, 160, 160, 3), 16))
+
+
+def transformer_encoder_3x192(variant: str = "float32") -> bytes:
+    """Three Keras transformer blocks of width 192 (3 heads of 64, GELU FFN 192->768->192) over a
+    static ``[1, 64, 192]`` float32 input: the encoder whose converter int8 runs 1.81x slower than
+    float (XNNPACK leaves the int8 BATCH_MATMULs, SOFTMAX, GELU and layer-norm arithmetic out).
+    ``variant`` is one of :data:`ENCODER_VARIANTS`."""
+    if variant not in ENCODER_VARIANTS:
+        raise ValueError(f"unknown transformer_encoder_3x192 variant {variant!r}; expected one of {ENCODER_VARIANTS}")
+    tf = _import_tf()
+    _seed_everything(tf)
+    layers = tf.keras.layers
+    seq_len, dim, heads, ffn = 64, 192, 3, 768
+    inputs = tf.keras.Input(shape=(seq_len, dim), batch_size=1, name="embeddings")
+    x = inputs
+    for i in range(3):
+        attn = layers.MultiHeadAttention(heads, dim // heads, name=f"layer{i}_mha")(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6, name=f"layer{i}_ln1")(layers.Add(name=f"layer{i}_add1")([x, attn]))
+        h = layers.Dense(ffn, activation="gelu", name=f"layer{i}_ffn1")(x)
+        h = layers.Dense(dim, name=f"layer{i}_ffn2")(h)
+        x = layers.LayerNormalization(epsilon=1e-6, name=f"layer{i}_ln2")(layers.Add(name=f"layer{i}_add2")([x, h]))
+    model = tf.keras.Model(inputs, x, name="transformer_encoder_3x192")
+    spec = tf.TensorSpec([1, seq_len, dim], tf.float32, name="embeddings")
+    return _convert(_keras_concrete_function(model, spec), variant, _representative_images((1, seq_len, dim), 16))
+
+
 def tiny_mlp() -> bytes:
     """Three Dense layers (16->32->32->4, ReLU, softmax) on a 1x16 input; ~6 KB."""
     tf = _import_tf()
@@ -386,6 +436,10 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "transformer_encoder_tfkeras_fp16": _transformer_tfkeras("float16"),
     "tiny_mlp": tiny_mlp,
     "stateful_counter": stateful_counter,
+    **{f"mobilenet_v3_small{'' if v == 'float32' else '_' + v.replace('float16', 'fp16')}":
+       (lambda v=v: mobilenet_v3_small(v)) for v in MOBILENETV3_VARIANTS},
+    **{f"transformer_encoder_3x192{'' if v == 'float32' else '_' + v.replace('float16', 'fp16')}":
+       (lambda v=v: transformer_encoder_3x192(v)) for v in ENCODER_VARIANTS},
 }
 
 
