@@ -14,15 +14,16 @@ import itertools
 
 import numpy as np
 
+from tflc.ir.constants import const_ints
 from tflc.ir.core import Operator, Subgraph, Tensor
+from tflc.ir.opinfo import ARITHMETIC_REDUCTIONS as REDUCTIONS
+from tflc.ir.opinfo import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
+from tflc.ir.quant import is_per_channel, is_quantized, same_quantization
 from tflc.rewrite import Match, Rule, builtin_opcode
 from tflc.schema import TYPE_CODES
 
-from ._layout import (BINARY, I32, UNARY, _per_tensor, _perm, _pinned, _qparams, _reshape_ok, _sole_use,
-                      _static)
+from ._layout import I32, _perm, _reshape_ok, _sole_use, _static
 
-
-REDUCTIONS = frozenset({"MEAN", "SUM", "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD"})
 _REDUCE_TYPES = frozenset({TYPE_CODES["FLOAT32"], TYPE_CODES["FLOAT16"]})
 _MAX_REGION = 256
 
@@ -54,12 +55,6 @@ def _through_layout(op: Operator, labels: Labels) -> Labels:
 
 def _order(labels: Labels) -> list:
     return [lab for lab in labels if lab is not None]
-
-
-def _const_ints(t: Tensor | None) -> list[int] | None:
-    if t is None or not t.is_constant or t.np_dtype is None or t.np_dtype.kind not in "iu":
-        return None
-    return [int(v) for v in np.asarray(t.data).reshape(-1)]
 
 
 def _merged(shape, axes: set[int], drop_units: bool) -> tuple:
@@ -128,7 +123,7 @@ class ThroughReductions(Rule):
             chain.insert(0, p)
         r = _Region()
         r.chain, r.x, r.t = chain, chain[0].inputs[0], op.outputs[0]
-        if not _static(r.x) or r.x.is_constant or not _per_tensor(r.x) or _pinned(sg, r.t):
+        if not _static(r.x) or r.x.is_constant or is_per_channel(r.x) or sg.is_pinned(r.t):
             return None                          # (a constant x: fold-constants' job)
         # the region: every reader of a region tensor is an elementwise op, a reduction or an exit
         ops: dict[int, Operator] = {}
@@ -142,7 +137,7 @@ class ThroughReductions(Rule):
                 if c.type in ("TRANSPOSE", "RESHAPE") and idx == 0:
                     exits[id(c)] = c
                     continue
-                if c.type not in UNARY and c.type not in BINARY and c.type not in REDUCTIONS:
+                if c.type not in ELEMENTWISE_UNARY and c.type not in ELEMENTWISE_BINARY and c.type not in REDUCTIONS:
                     return None
                 if len(c.outputs) != 1 or c.outputs[0] is None or len(ops) >= _MAX_REGION:
                     return None
@@ -171,7 +166,7 @@ class ThroughReductions(Rule):
         reductions = []
         for op in r.ops:
             out = op.outputs[0]
-            if not _static(out) or not _per_tensor(out) or _pinned(sg, out):
+            if not _static(out) or is_per_channel(out) or sg.is_pinned(out):
                 return False, ""
             if op.type in REDUCTIONS:
                 lab = self._reduction_labels(op, r.labels, full)
@@ -193,7 +188,7 @@ class ThroughReductions(Rule):
             z = e.outputs[0]
             if lab is None or z is None or not _layout_op(e) or frozenset(_order(lab)) != full:
                 return False, ""
-            if _order(_through_layout(e, lab)) != sorted(full) or z.dtype != u.dtype or _qparams(z) != _qparams(u):
+            if _order(_through_layout(e, lab)) != sorted(full) or z.dtype != u.dtype or not same_quantization(z, u):
                 return False, ""                 # not back to x's memory order: not an exit
         r.reduced = frozenset(reduced or ())
         # layouts: a full-size tensor is computed in x's layout (A) when it leaves through an exit,
@@ -229,7 +224,7 @@ class ThroughReductions(Rule):
         for op in r.ops:
             for t in op.inputs:
                 if t is not None and id(t) not in r.labels and not (op.type in REDUCTIONS and t is op.inputs[1]):
-                    if not _per_tensor(t):
+                    if is_per_channel(t):
                         return False, "per-channel quantized constant"
         # cost: the entry chain goes, exits back to x's shape go (or fold into the RESHAPEs after
         # them), one TRANSPOSE (or RESHAPE) of x feeds the reductions
@@ -239,7 +234,7 @@ class ThroughReductions(Rule):
         for e in r.exits:
             z, u = e.outputs[0], e.inputs[0]
             transposes += e.type == "TRANSPOSE"
-            if not _pinned(sg, z):
+            if not sg.is_pinned(z):
                 removed += tuple(z.shape) == tuple(x.shape) or bool(z.uses) and all(
                     c.type == "RESHAPE" and i == 0 for c, i in z.uses)
             elif tuple(z.shape) == tuple(x.shape) and u is not r.t and id(u) not in bypassed:
@@ -258,9 +253,9 @@ class ThroughReductions(Rule):
         inp = op.inputs[0]
         if len(op.inputs) != 2 or id(inp) not in labels or op.inputs[1] is None or id(op.inputs[1]) in labels:
             return None
-        if inp.dtype not in _REDUCE_TYPES or inp.quantization is not None and _qparams(inp) is not None:
+        if inp.dtype not in _REDUCE_TYPES or is_quantized(inp):
             return None
-        raw = _const_ints(op.inputs[1])
+        raw = const_ints(op.inputs[1])
         rank = len(inp.shape)
         if raw is None or not raw or any(not -rank <= a < rank for a in raw) or op.options is None:
             return None
@@ -284,9 +279,9 @@ class ThroughReductions(Rule):
     def _broadcast_labels(op: Operator, labels: dict) -> Labels | None:
         """Labels of an elementwise op's output (numpy broadcasting); None if not expressible."""
         out = op.outputs[0]
-        if op.type in UNARY and len(op.inputs) != 1:
+        if op.type in ELEMENTWISE_UNARY and len(op.inputs) != 1:
             return None
-        if op.type in BINARY and len(op.inputs) != 2:
+        if op.type in ELEMENTWISE_BINARY and len(op.inputs) != 2:
             return None
         if op.type == "PRELU" and (id(op.inputs[0]) not in labels or id(op.inputs[1]) in labels):
             return None
@@ -329,7 +324,7 @@ class ThroughReductions(Rule):
         for i, lab in enumerate(t_order):
             if lab in r.reduced and i > 0 and t_order[i - 1] in r.reduced:
                 return False, "two reduced axes are adjacent in memory (would need a merged dimension)"
-        old = [_reduce_class(op.type, op.inputs[0].shape, _const_ints(op.inputs[1]), bool(op.options.keepDims))
+        old = [_reduce_class(op.type, op.inputs[0].shape, const_ints(op.inputs[1]), bool(op.options.keepDims))
                for op in reductions]
 
         def placements(i: int, prev: int, acc: dict):
@@ -413,7 +408,7 @@ class ThroughReductions(Rule):
             if order == sorted(order) and tuple(new.shape) == tuple(arr.shape):
                 return                           # already laid out like that
         new = np.ascontiguousarray(new)
-        if len(c.uses) == 1 and not _pinned(sg, c):
+        if len(c.uses) == 1 and not sg.is_pinned(c):
             sg.set_constant(c, new, c.dtype)     # same tensor: float16 restoration still sees it
         else:
             sg.set_input(op, j, sg.new_constant(c.name, new, c.dtype, quantization=copy.deepcopy(c.quantization)))
@@ -446,9 +441,7 @@ class ThroughReductions(Rule):
             if op.type in REDUCTIONS:
                 axes = r.v_axes
                 sg.set_input(op, 1, sg.new_constant(f"{out.name}/axes", np.asarray(axes, np.int32), I32))
-                opts = copy.copy(op.options)
-                opts.keepDims = True
-                op.options = opts
+                sg.update_options(op, keepDims=True)
                 shape = self._shape(r, r.labels[id(out)], "A")
             else:
                 shape = self._shape(r, r.labels[id(out)], "A" if lay == "S" else lay)
@@ -457,18 +450,18 @@ class ThroughReductions(Rule):
             u = e.inputs[0]                      # (a graph output already, if an earlier exit took u)
             src = x if u is t else u
             z = e.outputs[0]
-            pos = e.index
-            sg.remove_op(e)
             same = tuple(z.shape) == tuple(x.shape)
-            if same and not _pinned(sg, z):
+            if same and not sg.is_pinned(z):
                 sg.replace_all_uses(z, src)
-            elif same and src is u and not _pinned(sg, u):
+                sg.remove_op(e)
+            elif same and src is u and not sg.is_pinned(u):
                 producer = u.producer            # keep the graph output's tensor: it is written directly
+                sg.remove_op(e, detach=True)
                 sg.replace_all_uses(u, z)
                 sg.set_output(producer, producer.outputs.index(u), z)
             else:
                 shp = sg.new_constant(f"{z.name}/shape", np.asarray(z.shape, np.int32), I32)
-                sg.add_op(Operator(builtin_opcode("RESHAPE"), [src, shp], [z]), index=pos)
+                sg.replace_op(e, Operator(builtin_opcode("RESHAPE"), [src, shp], [z]))
         for op in reversed(r.chain):
             sg.remove_op(op)
         if t_v is not x:

@@ -57,12 +57,13 @@ import copy
 import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.opinfo import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
+from tflc.ir.quant import is_per_channel, is_quantized, same_quantization
 from tflc.passes_api import Pass, PassManager, register
 from tflc.rewrite import Match, Rule, apply_rules, builtin_opcode
 from tflc.schema import TYPE_CODES
 
-from ._layout import (BINARY, I32, UNARY, _inverse, _per_tensor, _perm, _permute_shape, _pinned, _qparams,
-                      _reshape_ok, _sole_use, _static)
+from ._layout import I32, _inverse, _perm, _permute_shape, _reshape_ok, _sole_use, _static
 from ._layout_reductions import ThroughReductions
 
 
@@ -71,16 +72,16 @@ def _elementwise_step(op: Operator, idx: int, cur: Tensor) -> int | None:
     not enlarging ``cur``, the index of that constant (-1 when none); else None."""
     if len(op.outputs) != 1 or op.outputs[0] is None or op.outputs[0].shape != cur.shape:
         return None
-    if not _per_tensor(op.outputs[0]):
+    if is_per_channel(op.outputs[0]):
         return None
-    if op.type in UNARY:
-        return -1 if len(op.inputs) == 1 and _per_tensor(cur) else None
-    if op.type in BINARY and len(op.inputs) == 2:
+    if op.type in ELEMENTWISE_UNARY:
+        return -1 if len(op.inputs) == 1 and not is_per_channel(cur) else None
+    if op.type in ELEMENTWISE_BINARY and len(op.inputs) == 2:
         j = 1 - idx
         c = op.inputs[j]
         if op.type == "PRELU" and idx != 0:
             return None
-        if c is None or not c.is_constant or c.shape is None or len(c.shape) > len(cur.shape) or not _per_tensor(c):
+        if c is None or not c.is_constant or c.shape is None or len(c.shape) > len(cur.shape) or is_per_channel(c):
             return None
         return j
     return None
@@ -143,34 +144,34 @@ class CancelPair(Rule):
         y = second.outputs[0]
         if m.data["identity"]:
             x = first.inputs[0]
-            if _pinned(m.sg, y) and (x.producer is None or _pinned(m.sg, x)):
+            if m.sg.is_pinned(y) and (x.producer is None or m.sg.is_pinned(x)):
                 return False, (f"the {second.type} pair cancels but its result is a graph output and its input "
                                "is a graph input or output: both names must stay")
             if x.dtype != y.dtype:
                 return False, "types differ"
             return True, ""
-        if len(first.outputs[0].uses) != 1 or _pinned(m.sg, first.outputs[0]):
+        if len(first.outputs[0].uses) != 1 or m.sg.is_pinned(first.outputs[0]):
             return False, f"merging the two {second.type} ops would not remove one: the first has other readers"
         return True, ""
 
     def apply(self, m: Match) -> None:
         sg, first, second = m.sg, m.ops["first"], m.ops["second"]
         x, mid, y = first.inputs[0], first.outputs[0], second.outputs[0]
-        if m.data["identity"] and _pinned(sg, y):
+        if m.data["identity"] and sg.is_pinned(y):
             # keep the graph output tensor: x's producer now writes it, x's readers read it
-            sg.remove_op(second)
+            sg.remove_op(second, detach=True)
             producer = x.producer
             sg.replace_all_uses(x, y)
             sg.set_output(producer, producer.outputs.index(x), y)
         elif m.data["identity"]:
-            sg.remove_op(second)
             sg.replace_all_uses(y, x)
+            sg.remove_op(second)
         elif second.type == "TRANSPOSE":
             q = sg.new_constant(f"{y.name}/perm", np.asarray(m.data["q"], dtype=np.int32), I32)
             sg.set_inputs(second, [x, q])
         else:
             sg.set_input(second, 0, x)
-        if not mid.uses and not _pinned(sg, mid):
+        if not mid.uses and not sg.is_pinned(mid):
             sg.remove_op(first)
 
 
@@ -247,14 +248,13 @@ class SinkThroughElementwise(Rule):
                 sg.set_input(e, j, sg.new_constant(c.name, arr, c.dtype, quantization=copy.deepcopy(c.quantization)))
             out = e.outputs[0]
             if inv is not None:
-                out.shape = _permute_shape(out.shape, inv)
-                out.shape_signature = _permute_shape(out.shape_signature, inv)
+                sg.set_shape(out, _permute_shape(out.shape, inv), _permute_shape(out.shape_signature, inv))
             else:
-                out.shape, out.shape_signature = in_shape, in_sig
+                sg.set_shape(out, in_shape, in_sig)
         last = chain[-1][0]
         if m.data["identity"]:
             y = second.outputs[0]
-            sg.remove_op(second)
+            sg.remove_op(second, detach=True)          # y keeps its name: the last E_i writes it
             sg.set_output(last, 0, y)
         elif first.type == "TRANSPOSE":
             q = sg.new_constant(f"{second.outputs[0].name}/perm", np.asarray(m.data["q"], dtype=np.int32), I32)
@@ -266,7 +266,7 @@ class MergeFanIn(Rule):
     """E(TRANSPOSE(a, p), TRANSPOSE(b, p)) -> TRANSPOSE(E(a, b), p)."""
 
     name = "cancel-transposes"
-    roots = tuple(BINARY - {"PRELU"})
+    roots = tuple(ELEMENTWISE_BINARY - {"PRELU"})
 
     def match(self, op: Operator, sg: Subgraph) -> Match | None:
         if len(op.inputs) != 2 or len(op.outputs) != 1 or op.outputs[0] is None:
@@ -283,14 +283,14 @@ class MergeFanIn(Rule):
         e, ta, tb = m.ops["e"], m.ops["ta"], m.ops["tb"]
         for t in {id(ta): ta, id(tb): tb}.values():
             out = t.outputs[0]
-            if _pinned(m.sg, out) or any(o is not e for o, _ in out.uses):
+            if m.sg.is_pinned(out) or any(o is not e for o, _ in out.uses):
                 return False, "a TRANSPOSE input has other readers"
         a, b, y = ta.inputs[0], tb.inputs[0], e.outputs[0]
         if a.shape is None or b.shape is None or tuple(a.shape) != tuple(b.shape) or y.shape is None:
             return False, "the transposed inputs differ in shape (broadcasting)"
         if tuple(ta.outputs[0].shape or ()) != tuple(y.shape):
             return False, "the op changes the shape"
-        if not (_per_tensor(a) and _per_tensor(b) and _per_tensor(y)):
+        if is_per_channel(a) or is_per_channel(b) or is_per_channel(y):
             return False, "per-channel quantization"
         return True, ""
 
@@ -329,21 +329,19 @@ class TransposeAsReshape(Rule):
     def check(self, m: Match) -> tuple[bool, str]:
         op = m.root
         x, y = op.inputs[0], op.outputs[0]
-        if x.dtype != y.dtype or not _per_tensor(x) or _qparams(x) != _qparams(y):
+        if x.dtype != y.dtype or is_per_channel(x) or not same_quantization(x, y):
             return False, "types or quantization differ"
         return True, ""
 
     def apply(self, m: Match) -> None:
         sg, op = m.sg, m.root
         x, y = op.inputs[0], op.outputs[0]
-        index = op.index
-        if m.data["identity"] and not _pinned(sg, y):
-            sg.remove_op(op)
+        if m.data["identity"] and not sg.is_pinned(y):
             sg.replace_all_uses(y, x)
+            sg.remove_op(op)
             return
         shape = sg.new_constant(f"{y.name}/shape", np.asarray(y.shape, dtype=np.int32), I32)
-        sg.remove_op(op)
-        sg.add_op(Operator(builtin_opcode("RESHAPE"), [x, shape], [y]), index=index)
+        sg.replace_op(op, Operator(builtin_opcode("RESHAPE"), [x, shape], [y]))
 
 
 class SwapBatchMatmul(Rule):
@@ -380,8 +378,7 @@ class SwapBatchMatmul(Rule):
             return False, ""
         if not (len(a.shape) == len(b.shape) == len(s.shape) == len(pa) == len(pb)):
             return False, ""
-        if any(t.dtype != TYPE_CODES["FLOAT32"] or t.quantization is not None and _qparams(t) is not None
-               for t in (a, b, s, z)):
+        if any(t.dtype != TYPE_CODES["FLOAT32"] or is_quantized(t) for t in (a, b, s, z)):
             return False, ""
         if _sole_use(sg, s) is None or _sole_use(sg, a) is None or _sole_use(sg, b) is None:
             return False, ""
@@ -402,7 +399,7 @@ class SwapBatchMatmul(Rule):
             sg.set_shape(y, _permute_shape(y.shape, swap),
                          _permute_shape(y.shape_signature, swap) if y.shape_signature is not None else None)
         a, b = bmm.inputs
-        sg.remove_op(op)
+        sg.remove_op(op, detach=True)                  # z keeps its name: the BATCH_MATMUL writes it
         sg.set_inputs(bmm, [b, a])
         sg.set_output(bmm, 0, z)
 

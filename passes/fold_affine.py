@@ -36,11 +36,11 @@ could not store them as float16 again and the file would grow for the sake of on
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.opinfo import LAYOUT_OPS, LINEAR_OPS
+from tflc.ir.quant import is_quantized
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules, fused_activation, plain_float32
 from tflc.schema import TYPE_CODES, fb
@@ -49,9 +49,7 @@ from .fold_float16_weights import FACT as FLOAT16_FACT
 
 F32 = TYPE_CODES["FLOAT32"]
 NONE = fb.ActivationFunctionType.NONE
-LINEAR_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 AFFINE_OPS = ("MUL", "ADD", "SUB")
-
 
 
 def _split_affine(op: Operator) -> tuple[int, Tensor, Tensor] | None:
@@ -98,7 +96,7 @@ def _check_weights(op: Operator) -> tuple[bool, str]:
             return False, f"{op.type} weights are float16/quantized behind DEQUANTIZE (run fold-float16-weights first)"
         return False, f"{op.type} weights are not constant"
     if not plain_float32(w):
-        return False, f"{op.type} weights are {w.type_name}{' (quantized)' if w.quantization else ''}, not float32"
+        return False, f"{op.type} weights are {w.type_name}{' (quantized)' if is_quantized(w) else ''}, not float32"
     b = op.inputs[2] if len(op.inputs) > 2 else None
     if b is not None and not (b.is_constant and plain_float32(b)):
         return False, f"{op.type} bias is not a float32 constant"
@@ -216,10 +214,8 @@ class FoldAffineAfter(Rule):
         sg, aff, lin, out = m.sg, m.ops["affine"], m.ops["linear"], m.tensors["out"]
         w, b = m.data["wb"]
         _set_weights(sg, lin, w, b)
-        options = copy.copy(lin.options)
-        options.fusedActivationFunction = fused_activation(aff)
-        lin.options = options
-        sg.remove_op(aff)
+        sg.update_options(lin, fusedActivationFunction=fused_activation(aff))
+        sg.remove_op(aff, detach=True)                 # out keeps its name: the linear op writes it
         sg.set_output(lin, 0, out)
 
 
@@ -299,7 +295,6 @@ class FoldAffineBefore(Rule):
         sg.remove_op(aff)
 
 
-MOVE_OPS = ("RESHAPE", "TRANSPOSE")          # only move values: a scale passes through them unchanged
 RELU = fb.ActivationFunctionType.RELU
 TINY = float(np.finfo(np.float32).tiny)
 
@@ -323,7 +318,7 @@ def _chain_to_fc(t: Tensor, sg: Subgraph) -> tuple[Operator, list[Tensor]] | Non
     while (p := t.producer) is not None and p.subgraph is sg and p.inputs and p.inputs[0] is not None:
         if p.type == "FULLY_CONNECTED":
             return p, path[::-1]
-        if p.type not in MOVE_OPS:
+        if p.type not in LAYOUT_OPS:                # (they only move values: the scale passes through)
             return None
         t = p.inputs[0]
         path.append(t)
@@ -365,7 +360,7 @@ class FoldScaleIntoMatmul(Rule):
     roots = ("MUL",)
 
     def __init__(self, float16_weights: frozenset[int] = frozenset()):
-        #: ids of the weights that are float16 in the file (unpacked by fold-float16-weights)
+        #: uids of the weights that are float16 in the file (unpacked by fold-float16-weights)
         self.float16_weights = float16_weights
 
     def match(self, op: Operator, sg: Subgraph) -> Match | None:
@@ -411,7 +406,7 @@ class FoldScaleIntoMatmul(Rule):
     def _stays_float16(self, fc: Operator, c: float) -> bool:
         """restore-float16-weights can store the scaled weights as float16 again (exactly)."""
         for t in fc.inputs[1:3]:
-            if t is not None and id(t) in self.float16_weights:
+            if t is not None and t.uid in self.float16_weights:
                 scaled = (np.asarray(t.data, np.float64) * c).astype(np.float32)
                 if not np.array_equal(scaled.astype(np.float16).astype(np.float32), scaled):
                     return False
@@ -425,10 +420,10 @@ class FoldScaleIntoMatmul(Rule):
                 continue
             scaled = (np.asarray(t.data, dtype=np.float64) * c).astype(np.float32)
             if len(t.uses) == 1:                # ours alone: keep the tensor (restore-float16-weights
-                sg.set_constant(t, scaled, F32)  # knows it by identity), give it new data
+                sg.set_constant(t, scaled, F32)  # knows it by uid), give it new data
             else:                               # read by other ops too: a new constant for this one
                 sg.set_input(fc, i, sg.new_constant(t.name, scaled, F32))
-        sg.remove_op(m.ops["mul"])
+        sg.remove_op(m.ops["mul"], detach=True)        # out keeps its name: the BATCH_MATMUL writes it
         sg.set_output(m.ops["bmm"], 0, m.tensors["out"])
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph
+from tflc.ir.quant import is_quantized
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules
 from tflc.schema import TYPE_CODES
@@ -30,8 +31,9 @@ def _foldable(sg: Subgraph, op: Operator) -> bool:
             and op.outputs[0] is not None and op.outputs[0].dtype == F32 and not sg.is_pinned(op.outputs[0]))
 
 
-#: ctx.facts key: {id(float32 tensor): DEQUANTIZE version} of the weights this pass unpacked,
-#: so that ``restore-float16-weights`` can store the unchanged ones as float16 again.
+#: ctx.facts key: {uid of the float32 tensor: DEQUANTIZE version} of the weights this pass
+#: unpacked, so that ``restore-float16-weights`` can store the unchanged ones as float16 again.
+#: Keyed by uid (not id()): the -O2 latency guard replays the passes on clones of the model.
 FACT = "float16_weights"
 
 
@@ -60,7 +62,7 @@ class FoldFloat16Dequantize(Rule):
             return False, "the float16 constant is sparse"
         if c.expected_nbytes() is None or c.nbytes != c.expected_nbytes():
             return False, "the float16 constant's buffer does not match its shape"
-        if c.quantization is not None and c.quantization.scale:
+        if is_quantized(c):
             return False, "the float16 constant carries quantization parameters"
         return True, ""
 
@@ -72,17 +74,17 @@ class FoldFloat16Dequantize(Rule):
             # every reader is a DEQUANTIZE: convert the constant itself, fold all of them
             version = m.root.opcode.version
             sg.set_constant(c, values.reshape(c.shape) if c.shape is not None else values, F32)
-            self.record[id(c)] = version
+            self.record[c.uid] = version
             for deq in readers:
                 out = deq.outputs[0]
-                sg.remove_op(deq)
                 sg.replace_all_uses(out, c)
+                sg.remove_op(deq)
             return
         deq, out = m.root, m.tensors["out"]
         new = sg.new_constant(out.name, values, F32, shape_signature=c.shape_signature)
-        self.record[id(new)] = deq.opcode.version
-        sg.remove_op(deq)
+        self.record[new.uid] = deq.opcode.version
         sg.replace_all_uses(out, new)
+        sg.remove_op(deq)
 
 
 @register

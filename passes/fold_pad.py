@@ -16,11 +16,10 @@ unknown spatial sizes, a conv that is already SAME) is refused with a note sayin
 """
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.quant import is_per_channel, quant_params, same_quantization
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules
 from tflc.schema import TYPE_NAMES, fb
@@ -35,13 +34,6 @@ def same_padding(n: int, k: int, stride: int, dilation: int) -> tuple[int, int]:
     out = -(-n // stride)
     total = max((out - 1) * stride + eff - n, 0)
     return total // 2, total - total // 2
-
-
-def _quant(t: Tensor):
-    q = t.quantization
-    if q is None or not q.scale:
-        return None
-    return (tuple(float(s) for s in q.scale), tuple(int(z) for z in (q.zeroPoint if q.zeroPoint is not None else [])))
 
 
 class FoldPadIntoConv(Rule):
@@ -92,10 +84,9 @@ class FoldPadIntoConv(Rule):
 
     @staticmethod
     def _zero_value(pad: Operator, x: Tensor, padded: Tensor) -> tuple[bool, str]:
-        qx, qp = _quant(x), _quant(padded)
-        if qx != qp:
+        if not same_quantization(x, padded):
             return False, "PAD's input and output have different quantization"
-        if qx is not None and len(qx[0]) != 1:
+        if is_per_channel(x):
             return False, "per-channel quantized activations"
         if pad.type == "PAD":
             return True, ""
@@ -106,8 +97,9 @@ class FoldPadIntoConv(Rule):
             return False, "the PADV2 value is not a constant scalar"
         raw = np.asarray(value.data).reshape(-1)[:1]
         v = raw[0]
+        qx = quant_params(x)
         if qx is not None:
-            zp = qx[1][0] if qx[1] else 0
+            zp = qx.zero_point[0]
             return (int(v) == zp, f"the PADV2 value {int(v)} is not the zero point {zp}")
         if TYPE_NAMES.get(x.dtype, "").startswith("FLOAT") or TYPE_NAMES.get(x.dtype) == "BFLOAT16":
             return (not raw.view(np.uint8).any(), f"the PADV2 value {float(v)!r} is not +0.0")
@@ -115,9 +107,7 @@ class FoldPadIntoConv(Rule):
 
     def apply(self, m: Match) -> None:
         sg, conv, pad, x, padded = m.sg, m.ops["conv"], m.ops["pad"], m.tensors["x"], m.tensors["padded"]
-        options = copy.copy(conv.options)
-        options.padding = SAME
-        conv.options = options
+        sg.update_options(conv, padding=SAME)
         sg.set_input(conv, 0, x)
         if not padded.uses and not sg.is_pinned(padded):
             sg.remove_op(pad)

@@ -19,55 +19,21 @@ addition: an older runtime should refuse the model rather than silently skip the
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-
-from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.core import Model, Operator, Subgraph
+from tflc.ir.opinfo import (APPLIES_FUSED_ACTIVATION, FUSABLE_ACTIVATIONS, FUSED_ACTIVATION_IGNORED,
+                             FUSED_ACTIVATION_MIN_VERSION, FUSED_ACTIVATION_REJECTED)
+from tflc.ir.quant import is_quantized, same_quantization
 from tflc.passes_api import Pass, register
-from tflc.rewrite import Match, Rule, apply_rules
+from tflc.rewrite import Match, Rule, apply_rules, fused_activation
 from tflc.schema import TYPE_NAMES, fb
 
-_ACT = {k: v for k, v in vars(fb.ActivationFunctionType).items() if not k.startswith("_")}
-
-#: separate activation op -> ActivationFunctionType it becomes (when the schema has it)
-FUSABLE: dict[str, int] = {name: _ACT[name] for name in ("RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1")
-                           if name in _ACT}
-#: activations that the schema can express but LiteRT does not apply when fused
-NOT_APPLIED: dict[str, str] = {
-    "TANH": "LiteRT's kernels ignore a fused TANH on {op} (only the RELU family is applied)",
-}
-#: producers whose fused activation LiteRT (builtin kernels and XNNPACK) applies
-PRODUCERS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "ADD", "SUB",
-                       "MUL", "DIV", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
-#: producers with the field that must not get one
-REJECTS = {"CONCATENATION": "LiteRT's CONCATENATION kernel rejects a fused activation "
-                            "(and XNNPACK would silently ignore it)"}
+NONE = fb.ActivationFunctionType.NONE
 _FLOAT_TYPES = {"FLOAT32", "FLOAT16", "BFLOAT16", "FLOAT64"}
-
-
-def _pinned(sg: Subgraph, t: Tensor) -> bool:
-    """A graph output or a signature tensor: its identity must be kept."""
-    if sg.is_graph_output(t):
-        return True
-    model = sg.model
-    if model is not None:
-        for sd in model.signature_defs:
-            if sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs)):
-                return True
-    return False
-
-
-def _quant_key(t: Tensor):
-    q = t.quantization
-    if q is None or not q.scale:
-        return None
-    zp = list(q.zeroPoint) if q.zeroPoint is not None else []
-    return (tuple(float(s) for s in q.scale), tuple(int(z) for z in zp), int(q.quantizedDimension))
 
 
 class FuseActivation(Rule):
     name = "fuse-activations"
-    roots = tuple(FUSABLE) + tuple(NOT_APPLIED)
+    roots = tuple(FUSABLE_ACTIVATIONS) + tuple(FUSED_ACTIVATION_IGNORED)
 
     def match(self, op: Operator, sg: Subgraph) -> Match | None:
         if len(op.inputs) != 1 or len(op.outputs) != 1 or op.inputs[0] is None or op.outputs[0] is None:
@@ -76,7 +42,7 @@ class FuseActivation(Rule):
         prod = x.producer
         if prod is None or prod.subgraph is not sg:
             return None
-        if prod.type not in PRODUCERS and prod.type not in REJECTS:
+        if prod.type not in APPLIES_FUSED_ACTIVATION and prod.type not in FUSED_ACTIVATION_REJECTED:
             return None
         if prod.options is None or not hasattr(prod.options, "fusedActivationFunction"):
             return None
@@ -84,15 +50,15 @@ class FuseActivation(Rule):
 
     def check(self, m: Match) -> tuple[bool, str]:
         act, prod, x, y = m.ops["act"], m.ops["prod"], m.tensors["x"], m.tensors["y"]
-        if prod.type in REJECTS:
-            return False, REJECTS[prod.type]
-        if act.type in NOT_APPLIED:
-            return False, NOT_APPLIED[act.type].format(op=prod.type)
-        if prod.options.fusedActivationFunction != _ACT["NONE"]:
+        if prod.type in FUSED_ACTIVATION_REJECTED:
+            return False, FUSED_ACTIVATION_REJECTED[prod.type]
+        if act.type in FUSED_ACTIVATION_IGNORED:
+            return False, FUSED_ACTIVATION_IGNORED[act.type].format(op=prod.type)
+        if fused_activation(prod) != NONE:
             return False, f"{prod.type} already has a fused activation"
         if len(prod.outputs) != 1 or prod.outputs[0] is not x:
             return False, f"{prod.type} has several outputs"
-        if _pinned(m.sg, x):
+        if m.sg.is_pinned(x):
             return False, f"the {prod.type} result is a graph output"
         if len(x.uses) != 1:
             return False, f"the {prod.type} result is also read by {len(x.uses) - 1} other operator(s)"
@@ -101,20 +67,18 @@ class FuseActivation(Rule):
         if x.shape != y.shape and x.shape is not None and y.shape is not None:
             return False, "the activation changes the tensor shape"
         if TYPE_NAMES.get(x.dtype) not in _FLOAT_TYPES:
-            if _quant_key(x) is None or _quant_key(x) != _quant_key(y):
+            if not is_quantized(x) or not same_quantization(x, y):
                 return False, "quantized and the activation's output has other quantization parameters"
-        elif _quant_key(x) is not None or _quant_key(y) is not None:
+        elif is_quantized(x) or is_quantized(y):
             return False, "float tensors carry quantization parameters"
         return True, ""
 
     def apply(self, m: Match) -> None:
         sg, act, prod, y = m.sg, m.ops["act"], m.ops["prod"], m.tensors["y"]
-        options = copy.copy(prod.options)
-        options.fusedActivationFunction = FUSABLE[act.type]
-        prod.options = options
-        if prod.type == "TRANSPOSE_CONV" and prod.opcode.version < 4:
-            prod.opcode = dataclasses.replace(prod.opcode, version=4)
-        sg.remove_op(act)
+        sg.update_options(prod, fusedActivationFunction=FUSABLE_ACTIVATIONS[act.type])
+        if prod.type in FUSED_ACTIVATION_MIN_VERSION:
+            sg.require_version(prod, FUSED_ACTIVATION_MIN_VERSION[prod.type])
+        sg.remove_op(act, detach=True)                 # y keeps its name: the producer writes it
         sg.set_output(prod, 0, y)
 
 

@@ -30,13 +30,12 @@ if the input is itself a graph input or output (or constant), the op is kept (a 
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
-
 import numpy as np
 
+from tflc.ir.constants import const_ints
 from tflc.ir.core import Operator, Subgraph, Tensor
-from tflc.rewrite import Match, Rule, RulePass, sole_consumer
+from tflc.ir.quant import is_quantized, same_quantization
+from tflc.rewrite import Match, Rule, RulePass, fused_activation, sole_consumer
 from tflc.passes_api import register
 
 
@@ -48,39 +47,15 @@ def _static(t: Tensor | None) -> bool:
             and all(d >= 0 for d in t.shape))
 
 
-def _quant_key(t: Tensor):
-    q = t.quantization
-    if q is None or q.scale is None or len(q.scale) == 0:
-        return None
-    zp = q.zeroPoint if q.zeroPoint is not None else []
-    return (tuple(np.asarray(q.scale, dtype=np.float64).tolist()), tuple(int(z) for z in zp),
-            int(q.quantizedDimension))
-
-
-def _same_quant(a: Tensor, b: Tensor) -> bool:
-    return _quant_key(a) == _quant_key(b)
-
-
-def _boundary(sg: Subgraph, t: Tensor) -> bool:
-    """A tensor the outside world sees: graph input/output or signature entry."""
-    return any(x is t for x in sg.inputs) or sg.is_pinned(t)
-
-
-def _const_ints(t: Tensor | None) -> list[int] | None:
-    if t is None or not t.is_constant or t.np_dtype is None or t.np_dtype.kind not in "iu":
-        return None
-    return [int(v) for v in np.asarray(t.data).reshape(-1)]
-
-
 def bypass_check(sg: Subgraph, src: Tensor, dst: Tensor) -> tuple[bool, str]:
     """Can ``dst`` (an op's output equal to ``src``) be replaced by ``src``?"""
     if src.dtype != dst.dtype:
         return False, "input and output types differ"
-    if not _same_quant(src, dst):
+    if not same_quantization(src, dst):
         return False, "input and output quantization differ"
-    if not _boundary(sg, dst):
+    if not sg.is_boundary(dst):
         return True, ""
-    if _boundary(sg, src) or src.producer is None or src.is_constant:
+    if sg.is_boundary(src) or src.producer is None or src.is_constant:
         return False, ("its output is a graph output and its input is a graph input/output or constant "
                        "(both names must stay)")
     if src.shape != dst.shape or src.shape_signature != dst.shape_signature:
@@ -90,14 +65,14 @@ def bypass_check(sg: Subgraph, src: Tensor, dst: Tensor) -> tuple[bool, str]:
 
 def bypass(sg: Subgraph, op: Operator, src: Tensor, dst: Tensor) -> None:
     """Delete ``op`` whose output ``dst`` equals ``src`` (checked by ``bypass_check``)."""
-    if not _boundary(sg, dst):
-        sg.remove_op(op)
+    if not sg.is_boundary(dst):
         sg.replace_all_uses(dst, src)
+        sg.remove_op(op)
         return
     # dst must keep its name: src's producer writes dst instead, and src's readers read dst
     producer = src.producer
     k = next(i for i, t in enumerate(producer.outputs) if t is src)
-    sg.remove_op(op)
+    sg.remove_op(op, detach=True)
     sg.replace_all_uses(src, dst)
     sg.set_output(producer, k, dst)
 
@@ -126,11 +101,11 @@ class ReshapeSameShape(_Bypass):
             return Match(op, sg, tensors={"x": x, "y": y})
         # dynamic dimensions: the constant new shape spells out x's signature, with at most one
         # -1 (inferred from the element count, so it is x's own dimension)
-        new_shape = _const_ints(op.inputs[1] if len(op.inputs) > 1 else None)
+        new_shape = const_ints(op.inputs[1] if len(op.inputs) > 1 else None)
         sig = x.shape_signature
-        if (new_shape is not None and sig is not None and list(sig) == new_shape and new_shape.count(-1) <= 1
+        if (new_shape is not None and sig is not None and tuple(sig) == new_shape and new_shape.count(-1) <= 1
                 and all(d == -1 or d >= 0 for d in new_shape)
-                and (y.shape_signature is None or list(y.shape_signature) == new_shape)):
+                and (y.shape_signature is None or tuple(y.shape_signature) == new_shape)):
             return Match(op, sg, tensors={"x": x, "y": y})
         return None
 
@@ -150,7 +125,7 @@ class ReshapeChain(Rule):
         x, mid, y = m.tensors["x"], m.tensors["mid"], m.root.outputs[0]
         if sole_consumer(mid, m.sg) is not m.root or m.sg.is_pinned(mid):
             return False, "the inner RESHAPE's result has other readers"
-        if not (_same_quant(x, mid) and _same_quant(mid, y)):
+        if not (same_quantization(x, mid) and same_quantization(mid, y)):
             return False, "quantization changes along the chain"
         return True, ""
 
@@ -164,9 +139,9 @@ class TransposeIdentity(_Bypass):
     roots = ("TRANSPOSE",)
 
     def match(self, op, sg):
-        perm = _const_ints(op.inputs[1] if len(op.inputs) > 1 else None)
+        perm = const_ints(op.inputs[1] if len(op.inputs) > 1 else None)
         x, y = op.inputs[0], op.outputs[0]
-        if perm is None or x is None or y is None or perm != list(range(len(perm))):
+        if perm is None or x is None or y is None or perm != tuple(range(len(perm))):
             return None
         return Match(op, sg, tensors={"x": x, "y": y})
 
@@ -180,8 +155,8 @@ class TransposePair(Rule):
         inner = mid.producer if mid is not None else None
         if inner is None or inner.type != "TRANSPOSE" or inner.inputs[0] is None:
             return None
-        p1 = _const_ints(inner.inputs[1] if len(inner.inputs) > 1 else None)
-        p2 = _const_ints(op.inputs[1] if len(op.inputs) > 1 else None)
+        p1 = const_ints(inner.inputs[1] if len(inner.inputs) > 1 else None)
+        p2 = const_ints(op.inputs[1] if len(op.inputs) > 1 else None)
         if p1 is None or p2 is None or len(p1) != len(p2) or sorted(p2) != list(range(len(p2))):
             return None
         if [p1[i] for i in p2] != list(range(len(p1))):
@@ -190,14 +165,14 @@ class TransposePair(Rule):
 
     def check(self, m):
         x, mid, y = m.tensors["x"], m.tensors["mid"], m.tensors["y"]
-        if not (_same_quant(x, mid) and _same_quant(mid, y)):
+        if not (same_quantization(x, mid) and same_quantization(mid, y)):
             return False, "quantization changes along the pair"
         return bypass_check(m.sg, x, y)
 
     def apply(self, m):
         sg, inner, mid = m.sg, m.ops["inner"], m.tensors["mid"]
         bypass(sg, m.root, m.tensors["x"], m.tensors["y"])
-        if not mid.uses and not _boundary(sg, mid):
+        if not mid.uses and not sg.is_boundary(mid):
             sg.remove_op(inner)
 
 
@@ -211,7 +186,7 @@ class QuantizeDequantize(Rule):
             return None
         if f.producer is not None and f.producer.type == "DEQUANTIZE" and f.producer.inputs[0] is not None:
             return Match(op, sg, ops={"dequantize": f.producer}, tensors={"q": f.producer.inputs[0], "f": f, "y": y})
-        if f.dtype == y.dtype and _quant_key(f) is not None:   # requantize to the same parameters
+        if f.dtype == y.dtype and is_quantized(f):   # requantize to the same parameters
             return Match(op, sg, tensors={"q": f, "y": y})
         return None
 
@@ -219,14 +194,14 @@ class QuantizeDequantize(Rule):
         q, y = m.tensors["q"], m.tensors["y"]
         if q.type_name not in ("INT8", "UINT8", "INT16") or q.dtype != y.dtype:
             return False, f"{q.type_name} -> {y.type_name} is not an exact round trip"
-        if _quant_key(q) is None or not _same_quant(q, y):
+        if not is_quantized(q) or not same_quantization(q, y):
             return False, "the quantization parameters differ, so the round trip rescales"
         return bypass_check(m.sg, q, y)
 
     def apply(self, m):
         bypass(m.sg, m.root, m.tensors["q"], m.tensors["y"])
         f = m.tensors.get("f")
-        if f is not None and not f.uses and not _boundary(m.sg, f):
+        if f is not None and not f.uses and not m.sg.is_boundary(f):
             m.sg.remove_op(m.ops["dequantize"])         # now dead
 
 
@@ -267,9 +242,9 @@ class ArithIdentity(_Bypass):
 
     def check(self, m):
         x, y = m.tensors["x"], m.tensors["y"]
-        if getattr(m.root.options, "fusedActivationFunction", 0):
+        if fused_activation(m.root):
             return False, "it has a fused activation"
-        if _quant_key(x) is not None or _quant_key(y) is not None:
+        if is_quantized(x) or is_quantized(y):
             return False, "quantized arithmetic is not an identity (requantization)"
         if not (_static(x) and _static(y)) or x.shape != y.shape:
             return False, "the constant broadcasts the input to another shape"
@@ -303,9 +278,9 @@ class ReshapeIntoFullyConnected(Rule):
 
     def check(self, m):
         x, y = m.tensors["x"], m.tensors["y"]
-        if _boundary(m.sg, y):
+        if m.sg.is_boundary(y):
             return False, "its output is a graph output"
-        if not _same_quant(x, y):
+        if not same_quantization(x, y):
             return False, "input and output quantization differ"
         return True, ""
 
@@ -339,18 +314,15 @@ class FullyConnectedKeepDims(Rule):
         z, w = m.tensors["z"], m.tensors["w"]
         if m.sg.is_pinned(z):
             return False, "the FULLY_CONNECTED result is a signature tensor"
-        if not _same_quant(z, w):
+        if not same_quantization(z, w):
             return False, "the RESHAPE changes the quantization"
         return True, ""
 
     def apply(self, m):
         sg, fc, r = m.sg, m.root, m.ops["reshape"]
-        sg.remove_op(r)
-        opts = copy.copy(fc.options)
-        opts.keepNumDims = True
-        fc.options = opts
-        if fc.opcode.version < 5:      # keep_num_dims arrived with FULLY_CONNECTED version 5
-            fc.opcode = dataclasses.replace(fc.opcode, version=5)
+        sg.remove_op(r, detach=True)   # w keeps its name: the FULLY_CONNECTED writes it
+        sg.update_options(fc, keepNumDims=True)
+        sg.require_version(fc, 5)      # keep_num_dims arrived with FULLY_CONNECTED version 5
         sg.set_output(fc, 0, m.tensors["w"])
 
 

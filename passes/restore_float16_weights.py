@@ -32,15 +32,15 @@ class _Restore(StoreFloat16):
 
     def match(self, op: Operator, sg: Subgraph) -> Match | None:
         m = super().match(op, sg)
-        while m is not None and id(m.tensors["c"]) not in self.wanted:
-            self.decided.add(id(m.tensors["c"]))          # not one of ours: skip silently
+        while m is not None and m.tensors["c"].uid not in self.wanted:
+            self.decided.add(m.tensors["c"].uid)          # not one of ours: skip silently
             m = super().match(op, sg)
         return m
 
     def check(self, m: Match) -> tuple[bool, str]:
         data = np.asarray(m.tensors["c"].data, dtype=np.float32)
         if not np.array_equal(data.astype(np.float16).astype(np.float32), data):
-            self.decided.add(id(m.tensors["c"]))          # changed by a pass: stays float32
+            self.decided.add(m.tensors["c"].uid)          # changed by a pass: stays float32
             return False, ""
         return super().check(m)
 
@@ -58,7 +58,7 @@ class RestoreFloat16Weights(Pass):
         op_types = sorted({op.type for op in model.operators()})
         changed = False
         for version in sorted(set(record.values())):
-            wanted = {tid for tid, v in record.items() if v == version}
+            wanted = {uid for uid, v in record.items() if v == version}
             rule = _Restore(StoreOptions(ops=op_types, dequantize_version=version), wanted)
             while True:
                 seen = len(rule.decided)

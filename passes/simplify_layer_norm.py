@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tflc.ir.constants import const_ints, permutation
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules, builtin_opcode, fused_activation, plain_float32
@@ -72,10 +73,8 @@ def _only_reader(t: Tensor) -> Operator | None:
 
 
 def _axes(op: Operator, rank: int) -> tuple[int, ...] | None:
-    a = _const(op.inputs[1]) if len(op.inputs) > 1 else None
-    if a is None or a.dtype.kind not in "iu":
-        return None
-    return tuple(sorted({int(v) % rank for v in a.ravel()}))
+    a = const_ints(op.inputs[1]) if len(op.inputs) > 1 else None
+    return None if a is None else tuple(sorted({v % rank for v in a}))
 
 
 def _keeps_dims(op: Operator) -> bool:
@@ -205,10 +204,9 @@ class LayerNorm(Rule):
             return False, "the two MEANs do not both keep dimensions over the same constant axes"
         stats = tuple(1 if i in axes else d for i, d in enumerate(xs.shape))
         if "transpose" in ops:
-            perm = _const(ops["transpose"].inputs[1])
-            if perm is None or sorted(int(p) for p in perm.ravel()) != list(range(rank)):
+            perm = permutation(ops["transpose"].inputs[1])
+            if perm is None or len(perm) != rank:
                 return False, ""
-            perm = [int(p) for p in perm.ravel()]
             # the dimensions that stay (not reduced, not 1) must keep their order through the perm
             kept = [perm[i] for i in range(rank) if i not in axes and xs.shape[i] != 1]
             if kept != sorted(kept):
@@ -284,7 +282,7 @@ class LayerNorm(Rule):
         for o in old:
             if o is ops.get("transpose") and shared_transpose:
                 continue
-            sg.remove_op(o)
+            sg.remove_op(o, detach=o is ops["out"])   # y stays: the new tail writes it
         sg.set_output(tail.producer, 0, y)     # the normalization's result keeps its tensor (and name)
 
 

@@ -27,43 +27,11 @@ import numpy as np
 
 from tflc.evaluate import fold, fold_refusal, make_constant
 from tflc.ir.core import Model, Operator, Subgraph, Tensor
-from tflc.ir.opinfo import has_side_effects
+from tflc.ir.opinfo import VALUE_SHAPE_INPUTS, has_side_effects
 from tflc.passes_api import Pass, register
 
-#: Ops whose output shapes are a function of their input shapes and options only.
-SHAPE_ONLY_OPS = frozenset({
-    "ABS", "NEG", "EXP", "LOG", "SQRT", "RSQRT", "SQUARE", "SIN", "COS", "TANH", "LOGISTIC", "RELU",
-    "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "ELU", "GELU", "HARD_SWISH", "FLOOR", "CEIL",
-    "ROUND", "SIGN", "LOGICAL_NOT", "CAST", "QUANTIZE", "DEQUANTIZE", "ZEROS_LIKE", "ONES_LIKE",
-    "SOFTMAX", "LOG_SOFTMAX", "L2_NORMALIZATION", "LOCAL_RESPONSE_NORMALIZATION", "FAKE_QUANT",
-    "ADD", "SUB", "MUL", "DIV", "POW", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "FLOOR_DIV",
-    "FLOOR_MOD", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL", "EQUAL", "NOT_EQUAL", "LOGICAL_AND",
-    "LOGICAL_OR", "SELECT", "SELECT_V2", "PRELU", "ATAN2", "ADD_N", "RIGHT_SHIFT", "BITWISE_XOR",
-    "CONV_2D", "DEPTHWISE_CONV_2D", "CONV_3D", "FULLY_CONNECTED", "BATCH_MATMUL", "AVERAGE_POOL_2D",
-    "MAX_POOL_2D", "L2_POOL_2D", "CONCATENATION", "PACK", "UNPACK", "GATHER", "GATHER_ND",
-    "EMBEDDING_LOOKUP", "SQUEEZE", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "CUMSUM", "REVERSE_V2",
-    "MATRIX_DIAG", "MATRIX_SET_DIAG", "DYNAMIC_UPDATE_SLICE", "SHAPE", "RANK",
-})
-
-#: Ops whose output shapes also depend on the *values* of some inputs (their indices).
-VALUE_SHAPE_INPUTS: dict[str, frozenset[int]] = {
-    "RESHAPE": frozenset({1}), "FILL": frozenset({0}), "BROADCAST_TO": frozenset({1}),
-    "SLICE": frozenset({1, 2}), "STRIDED_SLICE": frozenset({1, 2, 3}), "TILE": frozenset({1}),
-    "PAD": frozenset({1}), "PADV2": frozenset({1}), "MIRROR_PAD": frozenset({1}),
-    "RESIZE_BILINEAR": frozenset({1}), "RESIZE_NEAREST_NEIGHBOR": frozenset({1}),
-    "TRANSPOSE": frozenset({1}), "EXPAND_DIMS": frozenset({1}), "MEAN": frozenset({1}),
-    "SUM": frozenset({1}), "REDUCE_PROD": frozenset({1}), "REDUCE_MAX": frozenset({1}),
-    "REDUCE_MIN": frozenset({1}), "REDUCE_ANY": frozenset({1}), "REDUCE_ALL": frozenset({1}),
-    "SPLIT": frozenset({0}), "SPLIT_V": frozenset({1, 2}), "ARG_MAX": frozenset({1}),
-    "ARG_MIN": frozenset({1}), "ONE_HOT": frozenset({1}), "TRANSPOSE_CONV": frozenset({0}),
-    "SPACE_TO_BATCH_ND": frozenset({1, 2}), "BATCH_TO_SPACE_ND": frozenset({1, 2}),
-    "TOPK_V2": frozenset({1}), "SCATTER_ND": frozenset({2}), "SPARSE_TO_DENSE": frozenset({1}),
-    "RANGE": frozenset({0, 1, 2}), "UNSORTED_SEGMENT_SUM": frozenset({2}),
-    "UNSORTED_SEGMENT_PROD": frozenset({2}), "UNSORTED_SEGMENT_MAX": frozenset({2}),
-    "UNSORTED_SEGMENT_MIN": frozenset({2}), "SEGMENT_SUM": frozenset({1}),
-    "BROADCAST_ARGS": frozenset({0, 1}),
-    **{name: frozenset() for name in SHAPE_ONLY_OPS},
-}
+# Which ops' output shapes follow from their input shapes alone (and which inputs' values also
+# count) is a fact of the ops: ``tflc.ir.opinfo.VALUE_SHAPE_INPUTS``.
 
 
 @dataclass
@@ -151,7 +119,7 @@ class SpecializeShapes(Pass):
         for t, got in plan:
             sig = got if t.shape_signature is not None or _dynamic(t) else None
             if t.shape != got or t.shape_signature != sig:
-                t.shape, t.shape_signature = got, sig
+                sg.set_shape(t, got, sig)
                 changed = True
         if kept_dynamic:
             ctx.note(f"specialize-shapes: {kept_dynamic} tensor(s) keep a dynamic shape (it depends on input values)")
@@ -209,8 +177,8 @@ class SpecializeShapes(Pass):
             value = np.asarray(x.shape if op.type == "SHAPE" else len(x.shape), dtype=out.np_dtype)
             if out.shape is not None and not _dynamic(out) and int(np.prod(out.shape)) == value.size:
                 value = value.reshape(out.shape)  # RANK is a scalar, but some files say [1]
-            sg.remove_op(op)
-            make_constant(out, value)
+            sg.remove_op(op, detach=True)     # its output stays, as a constant
+            make_constant(sg, out, value)
             n += 1
 
         def derived(op: Operator) -> bool:

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tflc.ir.core import Buffer, Model, Operator, Subgraph, Tensor
+from tflc.ir.core import Buffer, Model, Operator, Subgraph
+from tflc.ir.quant import is_quantized
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules, builtin_opcode
 from tflc.schema import TYPE_CODES
@@ -61,14 +62,6 @@ class Options:
             raise ValueError("suffix must not be empty (the DEQUANTIZE outputs need names of their own)")
 
 
-def _pinned(sg: Subgraph, t: Tensor) -> bool:
-    if sg.is_graph_output(t) or any(x is t for x in sg.inputs):
-        return True
-    model = sg.model
-    return model is not None and any(
-        sd.subgraph is sg and any(x is t for _, x in (*sd.inputs, *sd.outputs)) for sd in model.signature_defs)
-
-
 class StoreFloat16(Rule):
     """Anchored on a reader op; each match is one of its float32 constant inputs."""
 
@@ -77,16 +70,16 @@ class StoreFloat16(Rule):
     def __init__(self, options: Options):
         self.options = options
         self.ops = frozenset(options.ops)
-        self.decided: set[int] = set()       # ids of tensors refused (noted once) or skipped
+        self.decided: set[int] = set()       # uids of tensors refused (noted once) or skipped
 
     def match(self, op: Operator, sg: Subgraph) -> Match | None:
         if op.type not in self.ops:
             return None
         for t in op.inputs:
-            if t is None or id(t) in self.decided or t.dtype != F32 or not t.is_constant:
+            if t is None or t.uid in self.decided or t.dtype != F32 or not t.is_constant:
                 continue
             if t.num_elements is not None and t.num_elements < self.options.min_elements:
-                self.decided.add(id(t))      # the user's choice: no note
+                self.decided.add(t.uid)      # the user's choice: no note
                 continue
             return Match(op, sg, tensors={"c": t})
         return None
@@ -94,7 +87,7 @@ class StoreFloat16(Rule):
     def check(self, m: Match) -> tuple[bool, str]:
         ok, reason = self._check(m)
         if not ok:
-            self.decided.add(id(m.tensors["c"]))
+            self.decided.add(m.tensors["c"].uid)
             reason = f"constant '{m.tensors['c'].name}' stays float32: {reason}"
         return ok, reason
 
@@ -102,9 +95,9 @@ class StoreFloat16(Rule):
         c = m.tensors["c"]
         if c.is_variable or c.sparsity is not None:
             return False, "it is a variable or sparse"
-        if c.quantization is not None and c.quantization.scale:
+        if is_quantized(c):
             return False, "it carries quantization parameters"
-        if _pinned(m.sg, c):
+        if m.sg.is_boundary(c):
             return False, "it is a graph input or output"
         if c.expected_nbytes() is None or c.nbytes != c.expected_nbytes():
             return False, "its buffer does not match its shape"
@@ -125,11 +118,11 @@ class StoreFloat16(Rule):
         out = sg.new_tensor(c.name + self.options.suffix, F32, c.shape, shape_signature=c.shape_signature,
                             quantization=copy.deepcopy(c.quantization))   # empty or None, as the constant's
         sg.replace_all_uses(c, out)
-        c.dtype = F16                                 # the constant itself becomes the float16 one
-        c.buffer = Buffer(half.reshape(-1).view(np.uint8).copy())
+        # the constant itself becomes the float16 one (same tensor: same name and uid)
+        sg.set_buffer(c, Buffer(half.reshape(-1).view(np.uint8).copy()), dtype=F16)
         sg.add_op(Operator(builtin_opcode("DEQUANTIZE", self.options.dequantize_version), [c], [out]),
                   before=first)
-        self.decided.add(id(c))
+        self.decided.add(c.uid)
 
 
 @register

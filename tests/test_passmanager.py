@@ -226,3 +226,105 @@ def test_verify_each_blames_the_lossy_pass_not_the_exact_one_after_it(zoo, tmp_p
 def test_bad_pass_options_are_usage_errors(spec, needle):
     with pytest.raises(UsageError, match=needle):
         parse_pipeline(spec)
+
+
+# --- the -O2 latency guard keeps what one pass tells a later one -------------------------------
+
+def _float16_fc_model(n: int = 256):
+    """y = FULLY_CONNECTED(x, DEQUANTIZE(w16), DEQUANTIZE(b16)): weights stored as float16, as the
+    TF converter writes them with ``supported_types=[tf.float16]``."""
+    from tflc.ir.build import add_op, builtin_opcode, new_model
+    from tflc.ir.core import Operator
+    from tflc.schema import TYPE_CODES, fb
+    f32 = TYPE_CODES["FLOAT32"]
+    model, sg = new_model("float16 fully-connected")
+    rng = np.random.default_rng(0)
+    x = sg.new_tensor("x", f32, (1, n))
+    w16 = sg.new_constant("w", rng.standard_normal((n, n)).astype(np.float16))
+    b16 = sg.new_constant("b", rng.standard_normal(n).astype(np.float16))
+    w, b, y = sg.new_tensor("w_dequantize", f32, (n, n)), sg.new_tensor("b_dequantize", f32, (n,)), \
+        sg.new_tensor("y", f32, (1, n))
+    for src, dst in ((w16, w), (b16, b)):
+        sg.add_op(Operator(builtin_opcode("DEQUANTIZE", 3), [src], [dst]))      # (version 3, as TF writes)
+    add_op(sg, "FULLY_CONNECTED", [x, w, b], [y], fb.FullyConnectedOptionsT(),
+           fb.BuiltinOptions.FullyConnectedOptions)
+    sg.set_graph_inputs([x])
+    sg.set_graph_outputs([y])
+    return model
+
+
+class _Timing:
+    def __init__(self, us: float):
+        self.p50_us = us
+
+
+class _Comparison:
+    def __init__(self, slower: bool):
+        self.ratio = 1.5 if slower else 1.0
+        self.ci_low = self.ci_high = self.ratio
+        self.a, self.b, self.rounds = _Timing(100.0), _Timing(100.0 * self.ratio), 10
+        self._slower = slower
+
+    def slower(self, margin=0.0):
+        return self._slower
+
+
+class _SlowerOnlyAsAWhole:
+    """``compare`` stub: the pipeline's result is slower than its input, but no single pass is
+    slower than the model before it -- so the guard replays every pass and keeps each one."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, a, b):
+        self.calls += 1
+        return _Comparison(slower=self.calls == 1)
+
+
+def test_latency_guard_replay_keeps_float16_weights_float16():
+    """Regression: the guard replays the passes on clones of the model; fold-float16-weights tells
+    restore-float16-weights (through ctx.facts) which weights were float16, and that must survive
+    the clones, else the guard's result carries the weights as float32 (262 KB instead of 131 KB)."""
+    from tflc.passmanager import guard_latency
+    original = _float16_fc_model(256)
+    o1 = original.clone()
+    run_pipeline(o1, pipeline_passes("O1"), PassContext())
+    f16_bytes = 256 * 256 * 2 + 256 * 2
+    assert o1.stats()["constant_bytes"] == f16_bytes          # -O1 stores the weights as float16 again
+    stub = _SlowerOnlyAsAWhole()
+    kept, report = guard_latency(original, o1, pipeline_passes("O1"), PassContext(), compare=stub)
+    assert stub.calls > 2 and report.dropped == []               # every pass was replayed and kept
+    assert kept is not o1
+    assert kept.stats()["constant_bytes"] == o1.stats()["constant_bytes"]
+    assert sorted(op.type for op in kept.operators()) == sorted(op.type for op in o1.operators())
+
+
+def test_latency_guard_forgets_what_a_dropped_pass_recorded(example_model):
+    """A pass the guard drops takes its facts with it, also those it changed in place."""
+    from tflc.passmanager import guard_latency
+    busy = _busywork_pass()
+    seen: list[dict] = []
+
+    @function_pass("note-fact", "record a fact (no change to the model)")
+    def note(model, ctx, options):
+        ctx.facts.setdefault("test-fact", {})["note"] = True
+        return False
+
+    @function_pass("busy-and-note", "slow the model down and add to the fact")
+    def busy_and_note(model, ctx, options):
+        ctx.facts["test-fact"]["busy"] = True
+        return busy().run(model, ctx)
+
+    @function_pass("read-fact", "see what the earlier passes recorded")
+    def read(model, ctx, options):
+        seen.append(dict(ctx.facts.get("test-fact", {})))
+        return False
+
+    passes = [note(), busy_and_note(), read()]
+    original = read_model(example_model)
+    model = original.clone()
+    run_pipeline(model, passes, PassContext())
+    more_ops_is_slower = lambda a, b: _Comparison(len(b.main.operators) > len(a.main.operators))  # noqa: E731
+    _, report = guard_latency(original, model, passes, PassContext(), compare=more_ops_is_slower)
+    assert [d["pass"] for d in report.dropped] == ["busy-and-note"]
+    assert seen[-1] == {"note": True}

@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import RuntimeFailure, TflcError
 from .ir.core import Buffer, Model, Operator, Subgraph, Tensor
-from .ir.opinfo import has_side_effects
+from .ir.opinfo import CLAMP_ACTIVATIONS, DATA_MOVEMENT_OPS, FLOAT_EXACT_OPS, has_side_effects
+from .ir.quant import is_quantized, same_quantization
 from .ir.verify import subgraph_refs
 from .schema import TYPE_NAMES
 
@@ -124,41 +125,8 @@ def run_ops(ops: Sequence[Operator], values: dict[int, np.ndarray] | None = None
 
 # --------------------------------------------------------------------------- exactness
 
-#: Ops that only move, select or compare values (and shape queries): their result is the same
-#: whichever kernels compute it, as long as no requantization happens (one set of quant params).
-DATA_MOVEMENT_OPS = frozenset({
-    "RESHAPE", "TRANSPOSE", "GATHER", "GATHER_ND", "CONCATENATION", "PACK", "UNPACK", "SLICE",
-    "STRIDED_SLICE", "SPLIT", "SPLIT_V", "SQUEEZE", "EXPAND_DIMS", "TILE", "BROADCAST_TO", "PAD",
-    "PADV2", "MIRROR_PAD", "REVERSE_V2", "FILL", "ZEROS_LIKE", "ONES_LIKE", "SHAPE", "RANK", "SELECT",
-    "SELECT_V2", "DEPTH_TO_SPACE", "SPACE_TO_DEPTH", "BATCH_TO_SPACE_ND", "SPACE_TO_BATCH_ND",
-    "EMBEDDING_LOOKUP", "BROADCAST_ARGS", "ONE_HOT", "MATRIX_DIAG", "MATRIX_SET_DIAG",
-    "REVERSE_SEQUENCE", "DYNAMIC_UPDATE_SLICE", "LESS", "LESS_EQUAL", "GREATER", "GREATER_EQUAL",
-    "EQUAL", "NOT_EQUAL", "LOGICAL_AND", "LOGICAL_OR", "LOGICAL_NOT", "ARG_MAX", "ARG_MIN", "WHERE",
-})
-
-#: float32 ops that every LiteRT kernel (builtin or XNNPACK) computes with the same IEEE
-#: roundings -- as long as no value is subnormal, infinite, NaN or overflows (XNNPACK flushes
-#: subnormals to zero; the builtin kernels clamp overflows to FLT_MAX). Checked on the values.
-FLOAT_EXACT_OPS = frozenset({
-    "ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE", "NEG", "ABS", "SQUARE",
-    "FLOOR", "CEIL", "ROUND", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LEAKY_RELU", "PRELU",
-    "CAST",
-})
-
-_EXACT_ACTIVATIONS = {0, 1, 2, 3}      # NONE, RELU, RELU_N1_TO_1, RELU6 (clamps)
+# (The op sets -- DATA_MOVEMENT_OPS, FLOAT_EXACT_OPS, CLAMP_ACTIVATIONS -- are facts of ``tflc.ir.opinfo``.)
 _INT_TYPES = {"INT8", "UINT8", "INT16", "UINT16", "INT32", "UINT32", "INT64", "UINT64", "BOOL"}
-
-
-def _quant_key(t: Tensor):
-    q = t.quantization
-    if q is None or q.scale is None or len(q.scale) == 0:
-        return None
-    zp = q.zeroPoint if q.zeroPoint is not None else []
-    return (tuple(float(s) for s in q.scale), tuple(int(z) for z in zp), int(q.quantizedDimension))
-
-
-def is_quantized(t: Tensor) -> bool:
-    return _quant_key(t) is not None
 
 
 def exactness(op: Operator) -> str:
@@ -166,9 +134,9 @@ def exactness(op: Operator) -> str:
     are normal and finite (checked on the values); ``"inexact"``: the value depends on the kernel
     (transcendental functions, reductions and accumulations, quantized arithmetic...)."""
     tensors = [t for t in (*op.inputs, *op.outputs) if t is not None]
-    quants = {k for t in tensors if (k := _quant_key(t)) is not None}
+    quantized = any(is_quantized(t) for t in tensors)
     activation = getattr(op.options, "fusedActivationFunction", 0)
-    if activation not in _EXACT_ACTIVATIONS:
+    if activation not in CLAMP_ACTIVATIONS:
         return "inexact"
     if op.type in DATA_MOVEMENT_OPS:
         outs = [t for t in op.outputs if t is not None]
@@ -177,16 +145,16 @@ def exactness(op: Operator) -> str:
             if t is None:
                 continue
             if t.dtype in out_types:
-                if any(_quant_key(t) != _quant_key(o) for o in outs if o.dtype == t.dtype):
+                if any(not same_quantization(t, o) for o in outs if o.dtype == t.dtype):
                     return "inexact"
-            elif _quant_key(t) is not None:
+            elif is_quantized(t):
                 return "inexact"        # e.g. a hybrid lookup that dequantizes on the way
         return "exact"
-    if not quants and all(TYPE_NAMES.get(t.dtype) in _INT_TYPES for t in tensors):
+    if not quantized and all(TYPE_NAMES.get(t.dtype) in _INT_TYPES for t in tensors):
         return "exact"                  # plain integer/bool arithmetic
     if op.type == "DEQUANTIZE" and all(TYPE_NAMES.get(t.dtype) in ("FLOAT16", "FLOAT32") for t in tensors):
         return "exact"                  # float16 -> float32 is a lossless conversion
-    if op.type in FLOAT_EXACT_OPS and not quants and all(
+    if op.type in FLOAT_EXACT_OPS and not quantized and all(
             TYPE_NAMES.get(t.dtype) == "FLOAT32" or (op.type == "CAST" and TYPE_NAMES.get(t.dtype) in _INT_TYPES)
             for t in tensors):
         if op.type == "CAST" and any(TYPE_NAMES.get(t.dtype) != "FLOAT32" for t in op.outputs if t is not None):
@@ -313,13 +281,10 @@ def _result_fits(t: Tensor, arr: np.ndarray) -> str | None:
     return None
 
 
-def make_constant(t: Tensor, arr: np.ndarray) -> None:
-    """Give the (producer-less) tensor ``t`` the value ``arr``; name, dtype, quantization stay."""
-    arr = np.ascontiguousarray(arr, dtype=t.np_dtype)
-    t.buffer = Buffer(arr.reshape(-1).view(np.uint8).copy())
-    t.shape = tuple(int(d) for d in arr.shape)
-    if t.shape_signature is not None:
-        t.shape_signature = t.shape
+def make_constant(sg: Subgraph, t: Tensor, arr: np.ndarray) -> None:
+    """Give the (producer-less) tensor ``t`` of ``sg`` the value ``arr`` (and its shape); name,
+    dtype and quantization stay."""
+    sg.set_constant(t, np.ascontiguousarray(arr, dtype=t.np_dtype), t.dtype)
 
 
 def fold(model: Model, ctx, *, max_bytes: int = 1 << 20, fold_dequantize: bool = False,
@@ -379,9 +344,9 @@ def fold(model: Model, ctx, *, max_bytes: int = 1 << 20, fold_dequantize: bool =
             to_fold.append((op, outs))
             now_constant.update(id(t) for t, _ in outs)
         for op, outs in to_fold:
-            sg.remove_op(op)
+            sg.remove_op(op, detach=True)           # its outputs stay, as constants
             for t, a in outs:
-                make_constant(t, a)
+                make_constant(sg, t, a)
             folded += 1
         if to_fold:
             sg.remove_unused_tensors()

@@ -241,12 +241,14 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
     report = GuardReport(whole.ratio, (whole.ci_low, whole.ci_high), whole.a.p50_us, whole.b.p50_us)
     if not whole.slower(margin):
         return optimized, report
+    import copy
     current = original.clone()
     replay = PassContext(run_options=ctx.run_options, input_source=ctx.input_source, steps=ctx.steps,
                          seed=ctx.seed, shapes=ctx.shapes, reference=ctx.reference)
     for p in passes:
         candidate = current.clone()
-        facts = dict(replay.facts)
+        facts = copy.deepcopy(replay.facts)   # if the pass is dropped, so is what it recorded (also in
+                                              # place); facts are keyed by uid, which clones keep
         if not p.run(candidate, replay):
             continue
         verify(candidate, after=p.name)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Iterable
 
 from .ir.build import builtin_opcode  # noqa: F401  (re-exported: passes build ops with it)
 from .ir.core import Model, Operator, Subgraph, Tensor
+from .ir.quant import is_quantized
 from .passes_api import Pass
 from .schema import TYPE_CODES
 
@@ -109,4 +110,4 @@ def fused_activation(op: Operator) -> int:
 
 def plain_float32(t: Tensor | None) -> bool:
     """A float32 tensor without quantization parameters."""
-    return t is not None and t.dtype == TYPE_CODES["FLOAT32"] and (t.quantization is None or not t.quantization.scale)
+    return t is not None and t.dtype == TYPE_CODES["FLOAT32"] and not is_quantized(t)

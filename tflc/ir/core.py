@@ -4,11 +4,19 @@ Indices of the flatbuffer (tensor, buffer, opcode indices) exist only in the rea
 writer; inside the IR an operator holds its Tensor objects and a tensor holds its Buffer. The
 use-def information (producer, uses) is kept by the Subgraph's mutation methods, so passes never
 edit lists by hand: they call ``add_op``, ``remove_op``, ``set_input``, ``replace_all_uses``...
-Every mutation bumps ``Subgraph.version``, which invalidates the cached networkx view.
+Every mutation bumps ``Subgraph.version``, which invalidates the cached networkx view and the
+pass manager's analyses: so fields (shape, dtype, buffer, quantization, name, options, opcode) are
+changed only through the Subgraph's ``set_*`` methods too, never by assignment.
+
+Every tensor and operator gets a ``uid`` when it joins a subgraph: an int unique within its Model,
+kept by ``Model.clone()``. What one pass tells a later one (``ctx.facts``) is keyed by uid, so it
+survives clones (the -O2 latency guard replays passes on clones); ``id()`` does not.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import itertools
 import math
 from typing import Any, Iterable, Iterator
 
@@ -45,6 +53,28 @@ class OpCode:
 
     def stored_code(self) -> int:
         return self.builtin_code if self.stored_builtin_code is None else self.stored_builtin_code
+
+
+#: The fields of a Tensor and of an Operator that change only through Subgraph methods (each
+#: bumps the version); use-def lists and uids are private and the Subgraph's own.
+TENSOR_FIELDS = frozenset({"name", "dtype", "shape", "shape_signature", "buffer", "quantization", "is_variable",
+                           "sparsity", "has_rank", "variant_tensors", "external_buffer"})
+OP_FIELDS = frozenset({"opcode", "options", "options_type", "options2", "options2_type", "custom_options",
+                       "custom_options_format", "mutating_variable_inputs", "debug_metadata_index"})
+
+
+class UidCounter:
+    """Hands out the uids of one model. A clone starts its own counter where the original's is,
+    so that the clone's new tensors and ops do not collide with the uids it copied."""
+
+    __slots__ = ("next",)
+
+    def __init__(self, start: int = 0):
+        self.next = start
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next - 1
 
 
 class Buffer:
@@ -89,6 +119,13 @@ class Tensor:
         self.external_buffer = external_buffer
         self._producer: Operator | None = None
         self._uses: list[tuple[Operator, int]] = []
+        self._uid: int | None = None            # set when the tensor joins a subgraph
+        self._uid_owner: UidCounter | None = None
+
+    @property
+    def uid(self) -> int | None:
+        """Stable identity: unique within the model, kept by ``Model.clone()`` (None: in no subgraph)."""
+        return self._uid
 
     # --- use-def (read-only views; the Subgraph maintains them) ---
     @property
@@ -177,6 +214,13 @@ class Operator:
         self.mutating_variable_inputs = mutating_variable_inputs
         self.debug_metadata_index = debug_metadata_index
         self.subgraph: Subgraph | None = None
+        self._uid: int | None = None            # set when the op joins a subgraph
+        self._uid_owner: UidCounter | None = None
+
+    @property
+    def uid(self) -> int | None:
+        """Stable identity: unique within the model, kept by ``Model.clone()`` (None: in no subgraph)."""
+        return self._uid
 
     @property
     def inputs(self) -> tuple[Tensor | None, ...]:
@@ -211,7 +255,8 @@ class Subgraph:
     def __init__(self, name: str = "", model: "Model | None" = None):
         self.name = name
         self.model = model
-        self.tensors: list[Tensor] = []         # order is kept for lossless writing
+        self._own_uids = UidCounter()           # used only while the subgraph belongs to no model
+        self._tensors: list[Tensor] = []        # order is kept for lossless writing
         self._ops: list[Operator] = []
         self._inputs: list[Tensor] = []
         self._outputs: list[Tensor] = []
@@ -221,6 +266,18 @@ class Subgraph:
         self._pos_cache: tuple[int, dict[int, int]] | None = None
 
     # --- read access ---
+    @property
+    def tensors(self) -> list[Tensor]:
+        return self._tensors
+
+    @tensors.setter
+    def tensors(self, tensors: Iterable[Tensor]) -> None:
+        """Replace the tensor list (the reader and ``clone`` fill it at once); each tensor joins."""
+        self._tensors = list(tensors)
+        for t in self._tensors:
+            self._adopt(t)
+        self._touch()
+
     @property
     def operators(self) -> tuple[Operator, ...]:
         return tuple(self._ops)
@@ -250,12 +307,23 @@ class Subgraph:
     def ops_of_type(self, *types: str) -> list[Operator]:
         return [op for op in self._ops if op.type in types]
 
-    # --- mutation: every structural change goes through these ---
+    # --- identity ---
+    def _uids(self) -> UidCounter:
+        return self.model._uids if self.model is not None else self._own_uids
+
+    def _adopt(self, x: "Tensor | Operator") -> None:
+        """Give ``x`` a uid of this model, unless it has one already (a clone's copies do)."""
+        counter = self._uids()
+        if x._uid_owner is not counter:
+            x._uid, x._uid_owner = counter.take(), counter
+
+    # --- mutation: every change goes through these, and each bumps ``version`` ---
     def _touch(self) -> None:
         self.version += 1
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
-        self.tensors.append(tensor)
+        self._tensors.append(tensor)
+        self._adopt(tensor)
         self._touch()
         return tensor
 
@@ -280,10 +348,60 @@ class Subgraph:
             t.shape_signature = t.shape
         self._touch()
 
-    def set_shape(self, t: Tensor, shape: Iterable[int], signature: Iterable[int] | None = None) -> None:
-        t.shape = tuple(int(d) for d in shape)
+    def set_buffer(self, t: Tensor, buffer: Buffer | None, dtype: int | None = None) -> None:
+        """Give ``t`` these constant bytes (None: no data), optionally with another dtype; the
+        shape stays (the bytes must fit it: the verifier checks)."""
+        t.buffer = buffer
+        if dtype is not None:
+            t.dtype = dtype
+        self._touch()
+
+    def set_dtype(self, t: Tensor, dtype: int) -> None:
+        t.dtype = dtype
+        self._touch()
+
+    def set_quantization(self, t: Tensor, quantization: Any) -> None:
+        """``quantization`` is an ``fb.QuantizationParametersT`` (or None); it is not copied."""
+        t.quantization = quantization
+        self._touch()
+
+    def set_shape(self, t: Tensor, shape: Iterable[int] | None, signature: Iterable[int] | None = None) -> None:
+        t.shape = tuple(int(d) for d in shape) if shape is not None else None
         t.shape_signature = tuple(int(d) for d in signature) if signature is not None else None
         self._touch()
+
+    def rename(self, t: Tensor, name: str) -> None:
+        """Rename ``t`` as given (not made unique: a graph output's name is part of the interface)."""
+        t.name = name
+        self._touch()
+
+    def set_options(self, op: Operator, options: Any, options_type: int | None = None) -> None:
+        """Give ``op`` an options object (its BuiltinOptions tag too, if given)."""
+        op.options = options
+        if options_type is not None:
+            op.options_type = options_type
+        self._touch()
+
+    def update_options(self, op: Operator, **fields: Any) -> None:
+        """Set option fields (``fusedActivationFunction=...``) on a copy of ``op``'s options: an
+        options object may be shared by several ops (``Operator(..., options=other.options)``)."""
+        if op.options is None:
+            raise ValueError(f"{op} has no options to update")
+        options = copy.copy(op.options)
+        for name, value in fields.items():
+            if not hasattr(options, name):
+                raise AttributeError(f"{type(options).__name__} has no field {name!r}")
+            setattr(options, name, value)
+        self.set_options(op, options)
+
+    def set_opcode(self, op: Operator, opcode: OpCode) -> None:
+        op.opcode = opcode
+        self._touch()
+
+    def require_version(self, op: Operator, version: int) -> None:
+        """Raise ``op``'s operator version to at least ``version`` (a feature it now uses)."""
+        if op.opcode.version < version:
+            self.set_opcode(op, dataclasses.replace(op.opcode, version=version))
 
     def unique_name(self, base: str) -> str:
         names = {t.name for t in self.tensors}
@@ -295,6 +413,8 @@ class Subgraph:
         return f"{base}_{i}"
 
     def _link(self, op: Operator) -> None:
+        """Enter ``op`` into the use-def lists (and give it a uid: the reader joins ops this way)."""
+        self._adopt(op)
         for i, t in enumerate(op._inputs):
             if t is not None:
                 t._uses.append((op, i))
@@ -330,11 +450,46 @@ class Subgraph:
         self._touch()
         return op
 
-    def remove_op(self, op: Operator) -> None:
+    def still_needed(self, op: Operator) -> list[str]:
+        """Why removing ``op`` would leave a reader without a value: one line per needed output."""
+        out = []
+        for t in op._outputs:
+            if t is None:
+                continue
+            readers = [o for o in t.consumers if o is not op]
+            if readers:
+                more = f" and {len(readers) - 1} more" if len(readers) > 1 else ""
+                out.append(f"its output {t.name!r} is still read by {readers[0]}{more}")
+            if self.is_graph_output(t):
+                out.append(f"its output {t.name!r} is a graph output")
+        return out
+
+    def remove_op(self, op: Operator, *, detach: bool = False) -> None:
+        """Remove ``op``. Refused (ValueError) while another op reads one of its outputs or one is a
+        graph output: make the readers read something else first (``replace_all_uses``). With
+        ``detach=True`` the outputs are left without a producer, for the caller to give them a new
+        one at once (``set_output``): the verifier rejects a read of a tensor nothing produces."""
+        if not detach:
+            needed = self.still_needed(op)
+            if needed:
+                raise ValueError(f"cannot remove {op}: {'; '.join(needed)} (replace its uses first, or "
+                                 "remove it with detach=True and give the output a new producer)")
         self._unlink(op)
         del self._ops[self._index_of(op)]
         op.subgraph = None
         self._touch()
+
+    def replace_op(self, old: Operator, new: Operator) -> Operator:
+        """Put ``new`` in ``old``'s place; every output of ``old`` still needed must be one of
+        ``new``'s outputs (``new`` writes those tensors from now on)."""
+        keep = {id(t) for t in new._outputs if t is not None}
+        lost = [t.name for t in old._outputs if t is not None and id(t) not in keep
+                and ([o for o in t.consumers if o is not old] or self.is_graph_output(t))]
+        if lost:
+            raise ValueError(f"cannot replace {old} by {new}: {', '.join(map(repr, lost))} would have no producer")
+        index = self._index_of(old)
+        self.remove_op(old, detach=True)
+        return self.add_op(new, index=index)
 
     def set_input(self, op: Operator, index: int, tensor: Tensor | None) -> None:
         old = op._inputs[index]
@@ -392,11 +547,11 @@ class Subgraph:
 
     def remove_unused_tensors(self) -> int:
         keep = self.referenced_tensors()
-        before = len(self.tensors)
-        self.tensors = [t for t in self.tensors if id(t) in keep]
-        if len(self.tensors) != before:
+        before = len(self._tensors)
+        self._tensors = [t for t in self._tensors if id(t) in keep]
+        if len(self._tensors) != before:
             self._touch()
-        return before - len(self.tensors)
+        return before - len(self._tensors)
 
     def referenced_tensors(self) -> set[int]:
         """ids of the tensors something refers to: ops, graph inputs/outputs, signatures."""
@@ -414,6 +569,9 @@ class Subgraph:
         return keep
 
     # --- analyses ---
+    def is_graph_input(self, t: Tensor) -> bool:
+        return any(i is t for i in self._inputs)
+
     def is_graph_output(self, t: Tensor) -> bool:
         return any(o is t for o in self._outputs)
 
@@ -424,6 +582,10 @@ class Subgraph:
         return self.model is not None and any(
             sd.subgraph is self and any(x is t for _, x in (*sd.inputs, *sd.outputs))
             for sd in self.model.signature_defs)
+
+    def is_boundary(self, t: Tensor) -> bool:
+        """Pinned, or a graph input: the outside world feeds or reads it (it must stay as it is)."""
+        return self.is_graph_input(t) or self.is_pinned(t)
 
     def topological_sort(self) -> bool:
         """Reorder ops so producers come first, stable w.r.t. the current order. True if changed."""
@@ -458,6 +620,9 @@ class SignatureDef:
     outputs: list[tuple[str, Tensor]]
 
 
+_MODEL_SERIALS = itertools.count()
+
+
 class Model:
     """A whole .tflite model."""
 
@@ -472,6 +637,8 @@ class Model:
         self.external_buffers: Any = None
         self.extra_buffers: list[Buffer] = []              # buffers nothing refers to (dropped on write)
         self.source_path: str | None = None
+        self._uids = UidCounter()                          # uids of its tensors and operators
+        self._serial = next(_MODEL_SERIALS)                # unlike id(), never reused by another model
 
     @property
     def main(self) -> Subgraph:
@@ -492,7 +659,7 @@ class Model:
     @property
     def version_stamp(self) -> tuple[int, ...]:
         """Changes whenever any subgraph is mutated: a cheap key for cached analyses."""
-        return tuple(sg.version for sg in self.subgraphs) + (len(self.subgraphs), id(self))
+        return tuple(sg.version for sg in self.subgraphs) + (len(self.subgraphs), self._serial)
 
     def stats(self) -> dict[str, int]:
         """Ops, tensors and constant bytes (each distinct buffer counted once)."""
@@ -510,12 +677,11 @@ class Model:
 
 
 def clone_model(model: Model) -> Model:
-    """A deep copy of the IR that shares the (read-only) constant buffers.
+    """A deep copy of the IR that shares the (read-only) constant buffers and keeps every uid.
 
     Built op by op (not with ``copy.deepcopy``, which would recurse along the use-def links
     and overflow the stack on real graphs).
     """
-    import copy
     new = Model(model.version, model.description)
     new.metadata = list(model.metadata)
     new.metadata_buffer = list(model.metadata_buffer) if model.metadata_buffer is not None else None
@@ -523,14 +689,16 @@ def clone_model(model: Model) -> Model:
     new.external_buffers = copy.deepcopy(model.external_buffers)
     new.extra_buffers = list(model.extra_buffers)
     new.source_path = model.source_path
+    new._uids = UidCounter(model._uids.next)
     tmaps: dict[int, dict[int, Tensor]] = {}
     for sg in model.subgraphs:
         nsg = new.add_subgraph(sg.name)
         nsg.debug_metadata_index = sg.debug_metadata_index
         tmap: dict[int, Tensor] = {}
         for t in sg.tensors:
-            nt = copy.copy(t)
+            nt = copy.copy(t)                  # (uid included: the copy is the same tensor)
             nt._producer, nt._uses = None, []
+            nt._uid_owner = new._uids if t._uid is not None else None
             nt.quantization = copy.deepcopy(t.quantization)
             nt.sparsity = copy.deepcopy(t.sparsity)
             nt.variant_tensors = copy.deepcopy(t.variant_tensors)
@@ -540,6 +708,7 @@ def clone_model(model: Model) -> Model:
         for op in sg.operators:
             nop = copy.copy(op)
             nop.subgraph = None
+            nop._uid_owner = new._uids if op._uid is not None else None
             nop._inputs = [get(t) for t in op._inputs]
             nop._outputs = [get(t) for t in op._outputs]
             nop._intermediates = [get(t) for t in op._intermediates]

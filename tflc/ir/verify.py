@@ -90,12 +90,23 @@ def _check_subgraph(model: Model, si: int, sg: Subgraph) -> list[str]:
             p = produced_at.get(id(t))
             if p is not None and p >= i:
                 out.append(f"{d}: input {k} {_t(t)} is produced later, by op #{p} (not in topological order)")
+            elif p is None and not _has_value_without_producer(t, graph_inputs):
+                out.append(f"{d}: input {k} {_t(t)} has no value: no op produces it and it is not a constant, "
+                           "a graph input or a variable (was its producer removed?)")
         for t in op.intermediates:
             if id(t) not in members:
                 out.append(f"{d}: intermediate {_t(t)} is not in the subgraph")
     for t in sg.tensors:
         out += [f"subgraph {si} {_t(t)}: {msg}" for msg in _check_tensor(t)]
     return out
+
+
+def _has_value_without_producer(t: Tensor, graph_inputs: set[int]) -> bool:
+    """A tensor an op may read although no op writes it. (Resource tensors of variables are
+    written by VAR_HANDLE ops, so they are not listed here.)"""
+    return (t.is_constant or id(t) in graph_inputs or t.is_variable
+            or t.external_buffer != 0               # constant data kept outside the file's buffers
+            or t.num_elements == 0)                 # an empty tensor: there is no value to miss
 
 
 def _check_tensor(t: Tensor) -> list[str]:
