@@ -1,5 +1,26 @@
-"""tflc's custom kernels (Numba-JIT), one kernel family per module. Installed as ``tflc.kernels``.
+"""Kernels for custom ops, installed as ``tflc.kernels``: the registry and what a kernel is.
 
-Empty for now: kernels arrive with the custom-kernel issue. Each will declare the constraints
-(shapes, dtypes, options) under which it is valid as predicates returning ``(ok, reason)``.
+A model may hold custom ops (an op code ``CUSTOM`` with a custom code string) that LiteRT has no
+kernel for. Register one and every tflc command runs the model (``tflc.runtime`` supplies the
+kernels to LiteRT through its kernel delegate when it opens a model)::
+
+    import tflc.kernels
+
+    def my_op(inputs, options):          # numpy arrays in, numpy arrays out
+        x, y = inputs
+        return [x * 2 + y]
+
+    tflc.kernels.register("MyOp", my_op)
+
+Packages add kernels with an entry point in the ``tflc.kernels`` group (name: the custom code).
+tflc's own kernels (custom codes ``TFLC_*``) arrive with the custom-kernel issue; each will
+declare the constraints (shapes, dtypes, options) under which it is valid as predicates
+returning ``(ok, reason)``.
+
+This package sits below ``tflc.runtime``: it never imports the runtime or LiteRT.
 """
+from .kernel import Kernel, NativeKernel, PythonKernel, as_kernel
+from .registry import ENTRY_POINT_GROUP, lookup, register, registered, unregister
+
+__all__ = ["ENTRY_POINT_GROUP", "Kernel", "NativeKernel", "PythonKernel", "as_kernel", "lookup", "register",
+           "registered", "unregister"]
