@@ -550,6 +550,24 @@ class CompiledModel:
         self.close()
 
 
+def compiled_model(model: str | os.PathLike | bytes, *, threads: int = 1, kernel_mode: str = "delegate",
+                   profiling: bool = True, name: str = "") -> CompiledModel:
+    """The one way to open a model through the C API (the profiler uses it; see CompiledModel).
+
+    A model whose custom ops run on kernels from ``tflc.kernels`` is refused (CApiError): those
+    kernels reach LiteRT through the interpreter's kernel delegate (``tflc.runtime.Session``); the
+    C API's own custom-op kernel option is a route for later. The profiler then times each op alone,
+    in sessions, where the kernels run."""
+    from .custom_ops import registered_kernels
+    from .modelinfo import custom_op_counts, model_buffer
+    with_kernels = sorted(registered_kernels(custom_op_counts(model_buffer(model))))
+    if with_kernels:
+        label = name or (str(model) if not isinstance(model, (bytes, bytearray, memoryview)) else "the model")
+        raise CApiError(f"{label}: the LiteRT C API does not run custom ops on tflc.kernels kernels "
+                        f"({', '.join(with_kernels)}); the interpreter does")
+    return CompiledModel(model, threads=threads, kernel_mode=kernel_mode, profiling=profiling)
+
+
 def validate_events(events: Sequence[Event]) -> None:
     """Refuse events that a mismatched struct layout would produce (garbage types, sources, tags)."""
     for e in events[:256]:

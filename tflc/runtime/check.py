@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import RuntimeFailure, UsageError, VerificationError
 from ..metrics import OutputDiff, diff_output
 from .inputs import Step, convert_inputs, load_inputs
-from .interpreter import RunOptions, Session
+from . import custom_ops, modelinfo
+from .interpreter import RunOptions, Session, find_missing
 from .isolate import run_isolated
 
 
@@ -32,8 +33,9 @@ def _lite(details: Sequence[dict]) -> list[dict]:
 
 
 def _run(model: Any, options: RunOptions, inputs: list[Step] | None, source: str | None,
-         steps: int, seed: int, shapes: dict | None, convert_from: list[dict] | None = None) -> RunResult:
-    s = Session(model, options)
+         steps: int, seed: int, shapes: dict | None, convert_from: list[dict] | None = None,
+         name: str = "") -> RunResult:
+    s = Session(model, options, name=name)
     if inputs is None:
         inputs = load_inputs(source, s.input_details, steps=steps, seed=seed, shapes=shapes)
     elif convert_from is not None:
@@ -45,12 +47,13 @@ def _run(model: Any, options: RunOptions, inputs: list[Step] | None, source: str
 def run_model(model: str | os.PathLike | bytes, *, options: RunOptions = RunOptions(),
               inputs: list[Step] | None = None, source: str | None = None, steps: int = 1, seed: int = 0,
               shapes: dict | None = None, what: str | None = None,
-              convert_from: list[dict] | None = None) -> RunResult:
+              convert_from: list[dict] | None = None, name: str = "") -> RunResult:
     """Run ``model`` (isolated) on given, loaded or generated inputs. With ``convert_from`` (the
-    input details of the model the inputs were made for), inputs are (de)quantized to fit."""
-    label = what or (f"LiteRT on {model}" if not isinstance(model, bytes) else "LiteRT")
+    input details of the model the inputs were made for), inputs are (de)quantized to fit.
+    ``name`` names the model in errors (default: its path)."""
+    label = what or (f"LiteRT on {name or model}" if not isinstance(model, bytes) or name else "LiteRT")
     return run_isolated(_run, model if isinstance(model, bytes) else str(model), options, inputs,
-                        source, steps, seed, shapes, convert_from, what=label)
+                        source, steps, seed, shapes, convert_from, name, what=label)
 
 
 @dataclass
@@ -121,3 +124,14 @@ def compare_models(ref: Any, cand: Any, *, options: RunOptions = RunOptions(), s
 
 def _label(model: Any) -> str:
     return "the second model" if isinstance(model, (bytes, bytearray)) else str(model)
+
+
+def check_kernels(model: str | os.PathLike | bytes, options: RunOptions = RunOptions(), *,
+                  name: str = "") -> dict[str, int]:
+    """The custom ops of ``model`` that LiteRT cannot run with ``options`` and no kernel is
+    registered for: code -> ops ({} when every op can run). LiteRT is asked (isolated) only when
+    some custom op has no registered kernel."""
+    if not custom_ops.unregistered(modelinfo.model_buffer(model)):
+        return {}
+    data = model if isinstance(model, (bytes, bytearray)) else str(model)
+    return run_isolated(find_missing, data, options, what=f"LiteRT on {name or _label(model)}")

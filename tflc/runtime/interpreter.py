@@ -1,28 +1,48 @@
 """Running a model in the stock LiteRT interpreter, for tflc's needs.
 
-``Session`` loads a model (path or bytes), fixes dynamic input shapes to the inputs it is given,
-and runs one or several steps (stateful models keep their variables between steps). LiteRT's
-native log lines are captured, so a failure becomes one readable error, not a wall of C++ text.
+``Session`` is the one door to LiteRT's interpreter: it loads a model (path or bytes), supplies
+the kernels of its custom ops (``custom_ops``: tflc's and registered ones, through tflc's kernel
+delegate), fixes dynamic input shapes to the inputs it is given, and runs one or several steps
+(stateful models keep their variables between steps). Options choose XNNPACK or the builtin
+kernels only, threads, extra delegates, and keeping every intermediate tensor (calibration, the
+profiler's op-alone fallback). LiteRT's native log lines are captured, so a failure becomes one
+readable error naming the file, not a wall of C++ text.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import RuntimeFailure
+from . import custom_ops, modelinfo
+from .delegate import KernelDelegate
+
+#: pause when switching between two runtimes of one process that use several threads: one
+#: runtime's idle worker threads spin for a while after their last job
+SWITCH_PAUSE_S = 0.05
 
 
 @dataclass(frozen=True)
 class RunOptions:
     threads: int = 1
     xnnpack: bool = True          # False: builtin kernels only (LiteRT's reference path)
-    delegates: tuple = ()         # extra delegate objects (e.g. tflc's kernel delegate)
+    delegates: tuple = ()         # extra delegate objects (tflc's kernel delegate is added by itself)
+    preserve_all_tensors: bool = False   # keep every intermediate tensor's value (``Session.tensor_values``)
+
+
+class SessionError(RuntimeFailure):
+    """LiteRT refused or failed a model; ``reason`` is LiteRT's own first line, without the file."""
+
+    def __init__(self, message: str, *, reason: str = ""):
+        super().__init__(message)
+        self.reason = reason or message
 
 
 @contextlib.contextmanager
@@ -55,28 +75,69 @@ def failure_reason(exc: BaseException, log: list[str]) -> str:
     return first.replace("ERROR: ", "").replace("Node number", "; node number").strip()
 
 
-class Session:
-    """One LiteRT interpreter over one model."""
+def preload() -> None:
+    """Load LiteRT's libraries now (e.g. before measuring memory: they are not the model's)."""
+    import ai_edge_litert.interpreter  # noqa: F401
 
-    def __init__(self, model: str | os.PathLike | bytes, options: RunOptions = RunOptions(), name: str = ""):
+
+class Session:
+    """One LiteRT interpreter over one model.
+
+    ``name`` names the model in errors (default: its path); give it for bytes read from a file.
+    ``extra_kernels`` adds kernels for this session only (custom code -> kernel).
+    """
+
+    def __init__(self, model: str | os.PathLike | bytes, options: RunOptions = RunOptions(), name: str = "", *,
+                 extra_kernels: Mapping[str, Any] | None = None, _probe: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
-        self.name = name or (str(model) if not isinstance(model, (bytes, bytearray)) else "<model>")
-        kw = dict(num_threads=options.threads,
-                  experimental_delegates=list(options.delegates) or None,
-                  experimental_op_resolver_type=(OpResolverType.AUTO if options.xnnpack
-                                                 else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
-        if isinstance(model, (bytes, bytearray)):
-            kw["model_content"] = bytes(model)
-        else:
-            kw["model_path"] = str(Path(model))
-        with native_stderr() as log:
+        in_memory = isinstance(model, (bytes, bytearray, memoryview))
+        self.name = name or (str(model) if not in_memory else "the in-memory model")
+        self.options = options
+        self._model, self._probe = (bytes(model) if in_memory else str(Path(model))), _probe
+        buf = modelinfo.model_buffer(self._model)
+        given = [d for d in options.delegates if isinstance(d, KernelDelegate)]       # one made by the caller
+        plan = (custom_ops.kernel_plan(buf, extra_kernels) if not given else
+                custom_ops.KernelPlan(modelinfo.custom_op_counts(buf), dict(given[0].kernels), given[0]))
+        self.custom_ops: dict[str, int] = plan.custom        # custom code -> ops, as the file holds them
+        self.kernel_delegate = plan.delegate                   # claims the ops with a registered kernel
+        # tflc's kernel delegate goes first: the others (and XNNPACK, applied last) take what is left
+        delegates = [plan.delegate] if plan.delegate else []
+        delegates += [d for d in options.delegates if d is not plan.delegate]
+        kw: dict[str, Any] = dict(num_threads=options.threads, experimental_delegates=delegates or None,
+                                  experimental_preserve_all_tensors=options.preserve_all_tensors,
+                                  experimental_op_resolver_type=(
+                                      OpResolverType.AUTO if options.xnnpack
+                                      else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
+        kw["model_content" if in_memory else "model_path"] = self._model
+        with native_stderr() as log, warnings.catch_warnings():
+            warnings.simplefilter("ignore")          # preserve_all_tensors with XNNPACK: asked for on purpose
             try:
                 self.interp = Interpreter(**kw)
             except Exception as e:  # LiteRT raises ValueError/RuntimeError with multi-line text
-                raise RuntimeFailure(f"LiteRT cannot load {self.name}: {failure_reason(e, log)}") from None
+                err = e
+            else:
+                err = None
+        if err is not None:
+            raise self._failure("cannot load", err, log)
         self.input_details = self.interp.get_input_details()
         self.output_details = self.interp.get_output_details()
         self._allocated_shapes: list[tuple[int, ...]] | None = None
+
+    def _failure(self, doing: str, exc: BaseException, log: list[str]) -> RuntimeFailure:
+        """One error for a LiteRT failure: a kernel's own error first, and a custom op no kernel
+        runs as the list of every such op (MissingKernelError)."""
+        d = self.kernel_delegate
+        reason = (d.error if d is not None and d.error else None) or failure_reason(exc, log)
+        code = custom_ops.unresolved_code(reason)
+        if code is not None and not self._probe:
+            missing = find_missing(self._model, self.options, first=code) or {code: 1}
+            return custom_ops.MissingKernelError(
+                custom_ops.missing_message(self.name, missing, xnnpack=self.options.xnnpack), codes=missing)
+        return SessionError(f"LiteRT {doing} {self.name}: {reason}", reason=reason)
+
+    def _clear_kernel_error(self) -> None:
+        if self.kernel_delegate is not None:
+            self.kernel_delegate.error = None
 
     @property
     def input_names(self) -> list[str]:
@@ -90,6 +151,7 @@ class Session:
         shapes = [tuple(a.shape) for a in arrays]
         if shapes == self._allocated_shapes:
             return
+        self._clear_kernel_error()
         with native_stderr() as log:
             try:
                 for d, shape in zip(self.input_details, shapes):
@@ -97,8 +159,17 @@ class Session:
                         self.interp.resize_tensor_input(d["index"], list(shape), strict=False)
                 self.interp.allocate_tensors()
             except Exception as e:
-                raise RuntimeFailure(f"LiteRT cannot prepare {self.name}: {failure_reason(e, log)}") from None
+                err = e
+            else:
+                err = None
+        if err is not None:
+            raise self._failure("cannot prepare", err, log)
         self._allocated_shapes = shapes
+
+    def allocate(self, shapes: Sequence[Sequence[int]] | None = None) -> None:
+        """Prepare the model for inputs of ``shapes`` (default: the model's own input shapes)."""
+        shapes = shapes if shapes is not None else [d["shape"] for d in self.input_details]
+        self._prepare([np.empty(tuple(int(x) for x in s), d["dtype"]) for s, d in zip(shapes, self.input_details)])
 
     def run(self, inputs: Sequence[np.ndarray], *, copy: bool = True) -> list[np.ndarray]:
         """One invocation; inputs in the model's input order.
@@ -111,24 +182,41 @@ class Session:
             raise RuntimeFailure(f"{self.name}: {len(self.input_details)} inputs expected, got {len(inputs)}")
         arrays = [np.asarray(a, dtype=d["dtype"]) for a, d in zip(inputs, self.input_details)]
         self._prepare(arrays)
+        self._clear_kernel_error()
         with native_stderr() as log:
             try:
                 for d, a in zip(self.input_details, arrays):
                     self.interp.set_tensor(d["index"], a)
                 self.interp.invoke()
             except Exception as e:
-                raise RuntimeFailure(f"LiteRT failed running {self.name}: {failure_reason(e, log)}") from None
+                err = e
+            else:
+                err = None
+        if err is not None:
+            raise self._failure("failed running", err, log)
         if not copy:
             return [self.interp.tensor(d["index"])() for d in self.output_details]
         return [self.interp.get_tensor(d["index"]) for d in self.output_details]
 
+    def tensor_values(self, inputs: Sequence[np.ndarray] | None = None) -> dict[int, np.ndarray]:
+        """Every readable tensor of the main subgraph after a run (on ``inputs``, else the last
+        one), by tensor index. Intermediate tensors hold their values only with
+        ``RunOptions(preserve_all_tensors=True)``."""
+        if inputs is not None:
+            self.run(inputs)
+        values = {}
+        for td in self.interp.get_tensor_details():
+            try:
+                values[int(td["index"])] = np.array(self.interp.get_tensor(td["index"]))
+            except (ValueError, RuntimeError):   # no data (a delegate's internal tensor, a resource)
+                pass
+        return values
+
     def input_views(self, shapes: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
         """Writable zero-copy views of the input buffers (after sizing them to ``shapes``): fill
         them in place, drop them, then ``invoke()``."""
-        if shapes is not None:
-            self._prepare([np.empty(tuple(s), d["dtype"]) for s, d in zip(shapes, self.input_details)])
-        elif self._allocated_shapes is None:
-            self._prepare([np.empty(tuple(d["shape"]), d["dtype"]) for d in self.input_details])
+        if shapes is not None or self._allocated_shapes is None:
+            self.allocate(shapes)
         return [self.interp.tensor(d["index"])() for d in self.input_details]
 
     def tensor_details(self) -> list[dict]:
@@ -142,3 +230,25 @@ class Session:
     def run_steps(self, steps: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         """Several invocations in a row on the same interpreter (state carries over)."""
         return [self.run(s) for s in steps]
+
+
+def find_missing(model: str | os.PathLike | bytes, options: RunOptions, first: str | None = None) -> dict[str, int]:
+    """The custom codes of ``model`` that LiteRT cannot run with ``options`` and no kernel is
+    registered for: code -> ops, in the file's order. ``first``: one LiteRT already named.
+
+    LiteRT names one unresolved op per attempt; each named code gets a stand-in kernel (claiming
+    its ops) and the model is prepared again, until it prepares or fails otherwise."""
+    custom = modelinfo.custom_op_counts(modelinfo.model_buffer(model))
+    candidates = custom_ops.unregistered(modelinfo.model_buffer(model))
+    missing: list[str] = [first] if first in candidates else []
+    for _ in range(len(candidates) + 1):
+        try:
+            Session(model, options, name="probe", extra_kernels=dict.fromkeys(missing, custom_ops.stand_in),
+                    _probe=True).allocate()
+            break
+        except RuntimeFailure as e:
+            code = custom_ops.unresolved_code(getattr(e, "reason", str(e)))
+            if code is None or code in missing or code not in candidates:
+                break                       # another failure: not a missing kernel
+            missing.append(code)
+    return {c: custom[c] for c in custom if c in missing}
