@@ -97,18 +97,16 @@ def build_model(ops: Sequence[Operator], values: dict[int, np.ndarray] | None = 
 
 
 def _invoke(data: bytes) -> list[np.ndarray]:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    from .runtime.interpreter import failure_reason, native_stderr
-    with native_stderr() as log:
-        try:
-            interp = Interpreter(model_content=data, num_threads=1,
-                                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-            interp.allocate_tensors()
-            interp.invoke()
-            return [np.array(interp.get_tensor(d["index"])) for d in interp.get_output_details()]
-        except Exception as e:  # LiteRT raises ValueError/RuntimeError with multi-line text
-            raise EvaluationError(failure_reason(e, log)) from None
+    """Run the evaluation model once with the builtin kernels, through the runtime's door
+    (``tflc.runtime.Session``: a registered kernel runs a custom op here as everywhere)."""
+    from .runtime.interpreter import RunOptions, Session
+    try:
+        session = Session(data, RunOptions(threads=1, xnnpack=False), name="the constant-evaluation model")
+        return [np.array(a) for a in session.run([])]
+    except RuntimeFailure as e:    # LiteRT's own first line, as the fold notes quote it
+        raise EvaluationError(getattr(e, "reason", str(e))) from None
+    except Exception as e:  # noqa: BLE001 - e.g. an output numpy cannot hold
+        raise EvaluationError(f"{type(e).__name__}: {e}") from None
 
 
 def run_ops(ops: Sequence[Operator], values: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:

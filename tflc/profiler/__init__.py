@@ -102,7 +102,7 @@ def get_profile(model: str | os.PathLike | bytes, *, threads: int = 1, cache: bo
             pass        # an unreadable or older artifact: measure again
     raw = run_isolated(_collect_kw, data, dict(threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds,
                                                views=views, input_source=input_source, shapes=shapes, seed=seed,
-                                               method=method), timeout=timeout, what=f"profiling {label}")
+                                               method=method, name=label), timeout=timeout, what=f"profiling {label}")
     prof = build_profile(raw, model_name=label, data=data)
     # a fallback forced by this environment (C API refused, TFLC_NO_CAPI) is not the model's profile
     # for good: measure again next time rather than serve it from the cache

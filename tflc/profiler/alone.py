@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TflcError
-from ..runtime.interpreter import RunOptions, Session, native_stderr
+from ..runtime.interpreter import SWITCH_PAUSE_S, RunOptions, Session, native_stderr
 
 #: ops that cannot be cut out of their model
 NOT_ALONE = {"CALL_ONCE", "WHILE", "IF", "CALL", "VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE",
@@ -24,28 +24,13 @@ NOT_ALONE = {"CALL_ONCE", "WHILE", "IF", "CALL", "VAR_HANDLE", "READ_VARIABLE", 
 
 
 def _capture(model_bytes: bytes, inputs: list[np.ndarray]) -> dict[int, np.ndarray]:
-    """Values of the main subgraph's tensors in one run (builtin kernels keep them all)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    for resolver in (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.AUTO):
+    """Values of the main subgraph's tensors in one run (builtin kernels keep them all; XNNPACK
+    if the builtin kernels cannot run the model)."""
+    for xnnpack in (False, True):
         try:
             with native_stderr():
-                it = Interpreter(model_content=model_bytes, experimental_preserve_all_tensors=True,
-                                 experimental_op_resolver_type=resolver)
-                det = it.get_input_details()
-                for d, a in zip(det, inputs):
-                    if tuple(d["shape"]) != tuple(a.shape):
-                        it.resize_tensor_input(d["index"], list(a.shape), strict=False)
-                it.allocate_tensors()
-                for d, a in zip(det, inputs):
-                    it.set_tensor(d["index"], np.asarray(a, dtype=d["dtype"]))
-                it.invoke()
-                values = {}
-                for td in it.get_tensor_details():
-                    try:
-                        values[int(td["index"])] = np.array(it.get_tensor(td["index"]))
-                    except (ValueError, RuntimeError):
-                        pass
-                return values
+                s = Session(model_bytes, RunOptions(xnnpack=xnnpack, preserve_all_tensors=True), name="the model")
+                return s.tensor_values(inputs)
         except Exception:
             continue
     return {}
@@ -160,7 +145,6 @@ def time_ops_alone(model: Any, model_bytes: bytes, inputs: list[np.ndarray], *, 
     values = _capture(model_bytes, inputs)
     shapes = {k: tuple(v.shape) for k, v in values.items()}
     rng = np.random.default_rng(0)
-    from .collect import SWITCH_PAUSE_S
     pause = SWITCH_PAUSE_S if threads > 1 else 0.0
     rv.method = "op-alone"
     rv.baseline_us = _baseline(xnnpack, threads, runs)

@@ -137,28 +137,18 @@ def _reset_peak() -> bool:
 # --------------------------------------------------------------------------- one measurement (child)
 
 def _tflc_delegate_factory(data: bytes) -> tuple[Callable[[], Any] | None, str]:
-    """tflc's delegate for a model holding tflc kernels: (factory, "") or (None, why not)."""
-    from ..io import read_model_bytes
-    model = read_model_bytes(data)
-    codes = {op.type for op in model.operators() if op.opcode.is_custom}
-    tflc_codes = sorted(c for c in codes if c.upper().startswith("TFLC"))
-    if not tflc_codes:
-        return None, "no tflc kernels in this model"
-    try:
-        import tflc.kernels as k
-    except ImportError as e:
-        return None, f"tflc.kernels cannot be imported ({e})"
-    make = getattr(k, "make_delegate", None)
-    if make is None:
-        return None, f"model holds tflc kernels ({', '.join(tflc_codes)}) but tflc.kernels has no make_delegate()"
-    return (lambda: make(data)), ""
+    """tflc's delegate for a model holding tflc kernels: (factory, "") or (None, why not). Found by
+    the runtime (``tflc.runtime.tflc_delegate_factory``), which adds it to every session of such a
+    model by itself: the "tflc" configuration runs the model as every other command does."""
+    from ..runtime import tflc_delegate_factory
+    return tflc_delegate_factory(data)
 
 
 def _measure_child(model: Any, threads: int, runs: int, warmup: int, xnnpack: bool, use_tflc: bool,
                    input_source: str | None, shapes: dict | None, max_seconds: float,
                    min_seconds: float = 0.0, min_runs: int = 5) -> tuple[LatencyStats, int | None]:
-    import ai_edge_litert.interpreter as _preload  # the runtime's own libraries are not the model's memory
-    del _preload
+    from ..runtime.interpreter import preload
+    preload()  # the runtime's own libraries are not the model's memory
     reset = _reset_peak()
     before = _proc_status().get("VmRSS")
     delegates: tuple = ()

@@ -91,7 +91,7 @@ def per_event_from_rounds(stock_short: Sequence[float], stock_long: Sequence[flo
 
 def _measure(threads: int) -> dict:
     from ..runtime.interpreter import RunOptions, Session, native_stderr
-    from ..runtime.capi import EV_OPERATOR, CompiledModel
+    from ..runtime.capi import EV_OPERATOR, compiled_model
     x = [np.ones((1,), np.float32)]
     models = {n: calibration_model(n) for n in (N_SHORT, N_LONG)}
     stock, prof = {}, {}
@@ -100,7 +100,8 @@ def _measure(threads: int) -> dict:
             s = Session(data, RunOptions(threads=threads, xnnpack=False), name="the calibration model")
             s.run(x)
             stock[n] = s.interp
-            cm = CompiledModel(data, threads=threads, kernel_mode="builtin", profiling=True)
+            cm = compiled_model(data, threads=threads, kernel_mode="builtin", profiling=True,
+                                name="the calibration model")
             cm.set_inputs(x)
             cm.run()
             prof[n] = cm

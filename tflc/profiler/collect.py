@@ -18,13 +18,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import TflcError
+from ..runtime.custom_ops import MissingKernelError
 from ..runtime.inputs import load_inputs
-from ..runtime.interpreter import RunOptions, Session, native_stderr
+from ..runtime.interpreter import SWITCH_PAUSE_S, RunOptions, Session, native_stderr
 
 VIEWS = ("xnnpack", "builtin")
-
-#: pause when switching between two runtimes of one process that use several threads
-SWITCH_PAUSE_S = 0.05
 
 #: rounds per view (as ``tflc bench --rounds``): stock and profiled runs alternate round by round
 ROUNDS = 5
@@ -169,12 +167,12 @@ def _with_reason(e: TflcError, log: list[str]) -> TflcError:
 
 def _profile_view_capi(view: str, model_bytes: bytes, inputs: list[np.ndarray], input_names: list[str],
                        session: Session | None, threads: int, runs: int, warmup: int, max_seconds: float,
-                       rv: RawView, rounds: int = ROUNDS) -> None:
-    from ..runtime.capi import CompiledModel
+                       rv: RawView, rounds: int = ROUNDS, name: str = "the model") -> None:
+    from ..runtime.capi import compiled_model
     mode = "delegate" if view == "xnnpack" else "builtin"
     try:
         with native_stderr() as log:
-            cm = CompiledModel(model_bytes, threads=threads, kernel_mode=mode, profiling=True)
+            cm = compiled_model(model_bytes, threads=threads, kernel_mode=mode, profiling=True, name=name)
     except TflcError as e:
         raise _with_reason(e, log) from None
     except Exception as e:  # pragma: no cover - ctypes failure
@@ -235,9 +233,9 @@ def _profile_view_capi(view: str, model_bytes: bytes, inputs: list[np.ndarray], 
 
 def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int = 10,
             max_seconds: float = 20.0, views: tuple[str, ...] = VIEWS, input_source: str | None = None,
-            shapes: dict | None = None, seed: int = 0, method: str = "auto") -> RawProfile:
+            shapes: dict | None = None, seed: int = 0, method: str = "auto", name: str = "the model") -> RawProfile:
     """Measure ``model_bytes``; run this in a child (``run_isolated``). ``method``: "auto" (the C API
-    profiler, else op-alone), "capi" (no fallback) or "alone"."""
+    profiler, else op-alone), "capi" (no fallback) or "alone". ``name`` names the model in errors."""
     from ..io import read_model_bytes
     from ..runtime import capi
     model = read_model_bytes(model_bytes)
@@ -247,21 +245,25 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
     for view in views:
         try:
             sessions[view] = Session(model_bytes, RunOptions(threads=threads, xnnpack=(view == "xnnpack")),
-                                     name="the model")
+                                     name=name)
         except TflcError as e:
             sessions[view], errors[view] = None, str(e)
     ref = next((s for s in sessions.values() if s is not None), None)
     if ref is None:
-        ref = Session(model_bytes, RunOptions(threads=threads), name="the model")  # raises the real error
+        ref = Session(model_bytes, RunOptions(threads=threads), name=name)  # raises the real error
     inputs = load_inputs(input_source, ref.input_details, steps=1, seed=seed, shapes=shapes)[0]
     input_names = [d["name"] for d in ref.input_details]
     runtime_shapes: dict[int, tuple] = {}
     partitions: list[list[int]] = []
+    missing: MissingKernelError | None = None
     for view, s in list(sessions.items()):
         if s is None:
             continue
         try:
             s.run(inputs)
+        except MissingKernelError as e:
+            sessions[view], errors[view], missing = None, str(e), missing or e
+            continue
         except TflcError as e:
             sessions[view], errors[view] = None, str(e)
             continue
@@ -270,9 +272,13 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
                 runtime_shapes[int(d["index"])] = tuple(int(x) for x in d["shape"])
         if view == "xnnpack":
             try:
-                partitions = delegate_partitions(s.interp)
+                # XNNPACK's partitions: the nodes tflc's kernel delegate took are ops of their own
+                mine = set(s.kernel_delegate.claimed.get(0, [])) if s.kernel_delegate is not None else set()
+                partitions = [p for p in delegate_partitions(s.interp) if not set(p) <= mine]
             except Exception as e:  # the op details API is experimental
                 notes.append(f"could not read XNNPACK's partitions: {e}")
+    if missing is not None and all(s is None for s in sessions.values()):
+        raise missing           # no view runs it: a kernel is missing, there is nothing to measure
     ops = model_ops(model, runtime_shapes)
     use_capi = method in ("auto", "capi")
     capi_reason = ""
@@ -297,7 +303,7 @@ def collect(model_bytes: bytes, *, threads: int = 1, runs: int = 50, warmup: int
         if use_capi:
             try:
                 _profile_view_capi(view, model_bytes, inputs, input_names, sessions.get(view), threads, runs,
-                                   warmup, max_seconds, rv)
+                                   warmup, max_seconds, rv, name=name)
                 done = True
             except capi.CApiUnavailable as e:
                 if method == "capi":
