@@ -20,7 +20,8 @@ from .ir.verify import verify
 from .passes_api import Pass
 from .paths import check_output_path, temporary_sibling
 from .passmanager import PassContext, PassRecord, guard_latency, plan_pipeline, records_json, run_pipeline
-from .runtime import RunOptions, compare_models
+from .runtime import MissingKernelError, RunOptions, check_kernels, compare_models
+from .runtime.custom_ops import missing_message
 from .runtime.inputs import check_shape_overrides
 
 #: Largest relative output error accepted for float rewrites unless a pass or the user says more.
@@ -63,6 +64,15 @@ class OptimizeResult:
                 "skipped": self.skipped}
 
 
+def _structure_only(missing: dict[str, int], budget: float) -> dict[str, Any]:
+    """The check of a model LiteRT cannot run: its structure was verified, its outputs not compared."""
+    ops = ", ".join(f"'{c}' ({n} op{'s' if n != 1 else ''})" for c, n in missing.items())
+    return {"compared": False, "identical": None, "structure_verified": True, "steps": 0, "outputs": [],
+            "notes": [], "tolerance": budget, "missing_kernels": dict(missing),
+            "reason": f"outputs not compared: LiteRT has no kernel for custom op{'s' if len(missing) > 1 else ''} "
+                      f"{ops}; structure verified"}
+
+
 def _lossy(pipeline: Sequence[Pass]) -> str:
     """Names the pipeline's passes that declare they may change outputs (for a failed check)."""
     lossy = [f"{p.name} (up to {p.tolerance:g})" for p in pipeline if p.tolerance > 0]
@@ -87,6 +97,12 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     plan = plan_pipeline(level=level, passes=passes, tolerance=tolerance, latency_guard=latency_guard,
                          default_tolerance=DEFAULT_TOLERANCE)
     pipeline, level, skipped, budget, guard = plan.passes, plan.level, plan.skipped, plan.tolerance, plan.latency_guard
+    # custom ops that LiteRT cannot run and no kernel is registered for: -O0 still writes the model
+    # (checked by structure); a pipeline cannot be checked at all, so it stops here, before any work
+    missing = check_kernels(src_p, run_options)
+    if missing and pipeline:
+        raise MissingKernelError(missing_message(str(src_p), missing, xnnpack=run_options.xnnpack)
+                                 + "; -O0 writes it unchanged (checked by structure)", codes=missing)
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
                       shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget)
     original = model.clone() if guard else None
@@ -108,6 +124,11 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
             d = structural_diff(model, written)
             if d:
                 raise VerificationError(f"-O0 rewrite is not lossless: {'; '.join(d)}")
+        if missing:                                     # -O0 of a model LiteRT cannot run
+            os.replace(tmp, dst_p)
+            return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
+                                  src_p.stat().st_size, size_after, _structure_only(missing, budget),
+                                  time.perf_counter() - t0, notes + ctx.messages, latency, [p.name for p in skipped])
         cmp, _ = compare_models(str(src_p), tmp, options=run_options, source=input_source, steps=steps,
                                 seed=ctx.seed, shapes=ctx.shapes, ref_result=ctx._ref_result)
         check = cmp.to_json()
