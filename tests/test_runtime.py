@@ -142,3 +142,38 @@ def test_convert_inputs_quantizes_for_int8_models():
     assert y.dtype == np.float32 and y.tolist() == [0.0, 1.0, -1.0, 65.0]
     with pytest.raises(UsageError, match="not comparable"):
         convert_inputs(steps, ref, [dict(q[0], shape=[5])])
+
+
+def test_preserve_all_tensors_keeps_every_intermediate(zoo):
+    """The profiler's op-alone capture and calibration read every tensor of one run."""
+    from tflc.runtime import RunOptions
+    s = Session(str(zoo("tiny_mlp")), RunOptions(xnnpack=False, preserve_all_tensors=True))
+    x = np.random.default_rng(2).normal(size=(1, 16)).astype(np.float32)
+    values = s.tensor_values([x])
+    details = s.tensor_details()
+    assert len(values) >= len(details) - 1 and np.array_equal(values[s.input_details[0]["index"]], x)
+    assert np.array_equal(values[s.output_details[0]["index"]], s.run([x])[0])
+    # each FULLY_CONNECTED's output is kept (not overwritten by later ops): recompute the first
+    from tflc.io import read_model
+    m = read_model(zoo("tiny_mlp"))
+    fc = m.main.ops_of_type("FULLY_CONNECTED")[0]
+    w, b = fc.inputs[1].data, fc.inputs[2].data if len(fc.inputs) > 2 and fc.inputs[2] is not None else 0
+    idx = m.main.tensors.index(fc.outputs[0])
+    y = x @ w.T + b
+    y = np.maximum(y, 0) if fc.options.fusedActivationFunction == 1 else y
+    assert np.allclose(values[idx], y, atol=1e-5)
+
+
+def test_errors_name_the_model_never_a_placeholder(tmp_path):
+    from tflc.errors import RuntimeFailure
+    bad = tmp_path / "broken.tflite"
+    bad.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 40)
+    with pytest.raises(RuntimeFailure) as e:
+        Session(str(bad))
+    assert str(bad) in str(e.value)
+    with pytest.raises(RuntimeFailure) as e:
+        Session(bad.read_bytes())
+    assert "the in-memory model" in str(e.value)
+    with pytest.raises(RuntimeFailure) as e:
+        Session(bad.read_bytes(), name="face.tflite")
+    assert "face.tflite" in str(e.value) and "<model>" not in str(e.value)
