@@ -8,7 +8,7 @@ from tflc.errors import VerificationError
 from tflc.io import read_model
 from tflc.ir import verify
 from tflc.ir.core import Buffer, Operator, Tensor
-from tflc.ir.graph import op_graph
+from tflc.ir.graph import networkx_view, op_graph, topological_sort
 from tflc.ir.verify import check
 from tflc.rewrite import builtin_opcode
 from tflc.schema import fb
@@ -64,7 +64,7 @@ def test_verifier_catches_topological_order_and_names_the_pass():
     with pytest.raises(VerificationError) as e:
         verify(m, after="my-pass")
     assert "after pass 'my-pass'" in str(e.value) and "op #0 RELU" in str(e.value) and "'y'" in str(e.value)
-    assert sg.topological_sort() is True
+    assert topological_sort(sg) is True
     verify(m)
 
 
@@ -86,17 +86,17 @@ def test_verifier_catches_bad_quantization_and_subgraph_refs():
 def test_networkx_view_and_cache(example_model):
     m = read_model(example_model)
     sg = m.main
-    g = sg.to_networkx()
+    g = networkx_view(sg)
     ops = [n for n, d in g.nodes(data=True) if d["kind"] == "op"]
     assert len(ops) == len(sg.operators)
-    assert sg.to_networkx() is g                 # cached while unchanged
+    assert networkx_view(sg) is g                 # cached while unchanged
     conv = sg.ops_of_type("CONV_2D")[0]
     node = ("op", conv.index)
     assert g.in_degree(node) == sum(1 for t in conv.inputs if t is not None)
     import networkx as nx
     assert nx.is_directed_acyclic_graph(op_graph(sg))
     sg.remove_op(sg.operators[-1], detach=True)
-    assert sg.to_networkx() is not g              # a mutation invalidates it
+    assert networkx_view(sg) is not g              # a mutation invalidates it
 
 
 def test_clone_is_deep_but_shares_constants(example_model):

@@ -6,6 +6,7 @@ import pytest
 
 from tflc.io import read_model, read_model_bytes, serialize
 from tflc.ir.core import Model, Operator
+from tflc.ir.graph import topological_sort
 from tflc.ir.verify import verify
 from tflc.passes_api import parse_pipeline
 from tflc.passmanager import PassContext, run_pipeline
@@ -255,7 +256,7 @@ def _insert_layout_round_trips(model: Model) -> int:
             cur, n = nxt, n + 1
         for reader, i in readers:
             sg.set_input(reader, i, cur)
-    sg.topological_sort()
+    topological_sort(sg)
     return n // 4
 
 

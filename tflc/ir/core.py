@@ -4,8 +4,8 @@ Indices of the flatbuffer (tensor, buffer, opcode indices) exist only in the rea
 writer; inside the IR an operator holds its Tensor objects and a tensor holds its Buffer. The
 use-def information (producer, uses) is kept by the Subgraph's mutation methods, so passes never
 edit lists by hand: they call ``add_op``, ``remove_op``, ``set_input``, ``replace_all_uses``...
-Every mutation bumps ``Subgraph.version``, which invalidates the cached networkx view and the
-pass manager's analyses: so fields (shape, dtype, buffer, quantization, name, options, opcode) are
+Every mutation bumps ``Subgraph.version``, which invalidates the cached networkx view
+(``ir.graph``, a view built on this module: core never imports it) and the pass manager's analyses: so fields (shape, dtype, buffer, quantization, name, options, opcode) are
 changed only through the Subgraph's ``set_*`` methods too, never by assignment.
 
 Every tensor and operator gets a ``uid`` when it joins a subgraph: an int unique within its Model,
@@ -262,7 +262,7 @@ class Subgraph:
         self._outputs: list[Tensor] = []
         self.debug_metadata_index = -1
         self.version = 0
-        self._nx_cache: tuple[int, Any] | None = None
+        self._nx_cache: tuple[int, Any] | None = None  # ir.graph.networkx_view's, per version
         self._pos_cache: tuple[int, dict[int, int]] | None = None
 
     # --- read access ---
@@ -586,22 +586,6 @@ class Subgraph:
     def is_boundary(self, t: Tensor) -> bool:
         """Pinned, or a graph input: the outside world feeds or reads it (it must stay as it is)."""
         return self.is_graph_input(t) or self.is_pinned(t)
-
-    def topological_sort(self) -> bool:
-        """Reorder ops so producers come first, stable w.r.t. the current order. True if changed."""
-        from .graph import topological_order
-        order = topological_order(self)
-        changed = any(a is not b for a, b in zip(order, self._ops))
-        if changed:
-            self.reorder(order)
-        return changed
-
-    def to_networkx(self):
-        """A networkx MultiDiGraph view (cached until the next mutation); see ``ir.graph``."""
-        from .graph import build_networkx
-        if self._nx_cache is None or self._nx_cache[0] != self.version:
-            self._nx_cache = (self.version, build_networkx(self))
-        return self._nx_cache[1]
 
     @property
     def index(self) -> int:

@@ -2,21 +2,36 @@
 
 The networkx graph is bipartite: nodes ``("op", i)`` for operators (attribute ``op``) and
 ``("tensor", name_index)`` for tensors (attribute ``tensor``). Edges run tensor -> op (attribute
-``index``: the input slot) and op -> tensor (the output slot). It is a view: rebuild it (the
-Subgraph caches it per version) after a mutation, and mutate through Subgraph methods.
+``index``: the input slot) and op -> tensor (the output slot). It is a view: ``networkx_view``
+rebuilds it after a mutation (it is cached per ``Subgraph.version``); mutate through Subgraph
+methods. This module builds on ``ir.core``, which never imports it.
 """
 from __future__ import annotations
 
 import heapq
-from typing import TYPE_CHECKING
 
 import networkx as nx
 
-if TYPE_CHECKING:
-    from .core import Operator, Subgraph
+from .core import Operator, Subgraph
 
 
-def build_networkx(sg: "Subgraph") -> nx.MultiDiGraph:
+def networkx_view(sg: Subgraph) -> nx.MultiDiGraph:
+    """``sg`` as a networkx MultiDiGraph, cached until the next mutation."""
+    if sg._nx_cache is None or sg._nx_cache[0] != sg.version:
+        sg._nx_cache = (sg.version, build_networkx(sg))
+    return sg._nx_cache[1]
+
+
+def topological_sort(sg: Subgraph) -> bool:
+    """Reorder ``sg``'s ops so producers come first, stable w.r.t. the current order. True if changed."""
+    order = topological_order(sg)
+    changed = any(a is not b for a, b in zip(order, sg.operators))
+    if changed:
+        sg.reorder(order)
+    return changed
+
+
+def build_networkx(sg: Subgraph) -> nx.MultiDiGraph:
     g = nx.MultiDiGraph(name=sg.name)
     tid = {id(t): i for i, t in enumerate(sg.tensors)}
     for i, t in enumerate(sg.tensors):
@@ -33,7 +48,7 @@ def build_networkx(sg: "Subgraph") -> nx.MultiDiGraph:
     return g
 
 
-def op_graph(sg: "Subgraph") -> nx.DiGraph:
+def op_graph(sg: Subgraph) -> nx.DiGraph:
     """Operators only: an edge producer -> consumer for every tensor flowing between them."""
     g = nx.DiGraph()
     ops = sg.operators
@@ -46,7 +61,7 @@ def op_graph(sg: "Subgraph") -> nx.DiGraph:
     return g
 
 
-def topological_order(sg: "Subgraph") -> list["Operator"]:
+def topological_order(sg: Subgraph) -> list[Operator]:
     """Kahn's algorithm, breaking ties by current position (so a sorted graph is unchanged).
 
     Raises ValueError on a cycle.
