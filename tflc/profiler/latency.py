@@ -33,6 +33,8 @@ class LatencyStats:
     p99_us: float
     samples: list[float] = field(default_factory=list, repr=False)
     round_sizes: list[int] = field(default_factory=list, repr=False)   # samples per round, in order (bench)
+    #: which round each entry of ``round_sizes`` was (a configuration may skip rounds: --max-time)
+    round_ids: list[int] = field(default_factory=list, repr=False)
 
     @property
     def cv(self) -> float:
@@ -44,8 +46,14 @@ class LatencyStats:
         if not samples:
             d.pop("samples")
             d.pop("round_sizes")
+            d.pop("round_ids")
         d["cv"] = self.cv
         return d
+
+    def by_round(self) -> dict[int, list[float]]:
+        """The samples split back into their rounds (round id -> runs); empty if unknown."""
+        from .paired import split_rounds
+        return split_rounds(self.samples, self.round_sizes, self.round_ids or None)
 
     @classmethod
     def from_samples(cls, samples: Sequence[float], *, warmup: int = 0, threads: int = 1,
@@ -111,7 +119,9 @@ def measure_latency(model: str | os.PathLike | bytes, threads: int = 1, runs: in
 
 @dataclass
 class LatencyComparison:
-    """``ratio`` = B's latency / A's (below 1: B is faster), with a 95% interval over rounds."""
+    """``ratio`` = B's latency / A's (below 1: B is faster): the median over the paired rounds of
+    the per-round ratio of medians, with its 95% bootstrap interval over the rounds
+    (``tflc.profiler.paired``). ``a`` and ``b`` hold the runs of those same rounds."""
     ratio: float
     ci_low: float
     ci_high: float
@@ -121,11 +131,16 @@ class LatencyComparison:
 
     @property
     def verdict(self) -> str:
-        if self.ci_high < 1.0:
-            return "faster"
-        if self.ci_low > 1.0:
-            return "slower"
-        return "same"
+        """"faster" / "slower" only when the whole interval lies beyond the ±2% noise band, else
+        "no difference beyond noise" (see ``tflc.profiler.paired.reading``)."""
+        from .paired import reading
+        return reading(self.ci_low, self.ci_high)
+
+    @property
+    def p50_ratio(self) -> float:
+        """The ratio of the two p50s over the same runs (printed beside ``ratio``: they agree to
+        within the rounds' spread, and a reader can check one against the other)."""
+        return self.b.p50_us / self.a.p50_us if self.a.p50_us else float("nan")
 
     def slower(self, margin: float = 0.0) -> bool:
         """B is slower than A by more than ``margin`` (relative), with 95% confidence."""
@@ -136,7 +151,26 @@ class LatencyComparison:
 
     def to_json(self) -> dict:
         return {"ratio": self.ratio, "ci_low": self.ci_low, "ci_high": self.ci_high, "rounds": self.rounds,
-                "verdict": self.verdict, "a": self.a.to_json(), "b": self.b.to_json()}
+                "verdict": self.verdict, "p50_ratio": self.p50_ratio, "a": self.a.to_json(), "b": self.b.to_json()}
+
+
+def comparison_from_rounds(ra: Sequence[Sequence[float]], rb: Sequence[Sequence[float]], *, warmup: int = 0,
+                           threads: int = 1, xnnpack: bool = True) -> LatencyComparison:
+    """The comparison of B's rounds against A's (round k of each was timed together): the
+    arithmetic of :func:`compare_latency`, apart from the measuring (a test gives made-up runs)."""
+    from .paired import paired_ratio
+    pr = paired_ratio(ra, rb)
+    if pr is None:
+        raise ValueError("no paired rounds")
+    lo = pr.ci_low if pr.ci_low is not None else pr.ratio     # one round: no interval, a point
+    hi = pr.ci_high if pr.ci_high is not None else pr.ratio
+
+    def stats(rounds: Sequence[Sequence[float]]) -> LatencyStats:
+        st = LatencyStats.from_samples([t for x in rounds for t in x], warmup=warmup, threads=threads,
+                                       xnnpack=xnnpack)
+        st.round_sizes, st.round_ids = [len(x) for x in rounds], list(range(len(rounds)))
+        return st
+    return LatencyComparison(pr.ratio, lo, hi, pr.rounds, stats(ra), stats(rb))
 
 
 def _compare(a: Any, b: Any, threads: int, rounds: int, per_round: int, warmup: int, xnnpack: bool,
@@ -165,15 +199,7 @@ def _compare(a: Any, b: Any, threads: int, rounds: int, per_round: int, warmup: 
         (rb if second is sb else ra).append(y)
         if r >= 5 and time.perf_counter() - t0 > max_seconds:
             break
-    ratios = np.array([np.median(y) / np.median(x) for x, y in zip(ra, rb)])
-    rng = np.random.default_rng(0)
-    boot = np.median(rng.choice(ratios, size=(2000, len(ratios)), replace=True), axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5])
-    sa_all = [t for x in ra for t in x]
-    sb_all = [t for y in rb for t in y]
-    return LatencyComparison(float(np.median(ratios)), float(lo), float(hi), len(ratios),
-                             LatencyStats.from_samples(sa_all, warmup=warmup, threads=threads, xnnpack=xnnpack),
-                             LatencyStats.from_samples(sb_all, warmup=warmup, threads=threads, xnnpack=xnnpack))
+    return comparison_from_rounds(ra, rb, warmup=warmup, threads=threads, xnnpack=xnnpack)
 
 
 def compare_latency(a: str | os.PathLike | bytes, b: str | os.PathLike | bytes, *, threads: int = 1,
