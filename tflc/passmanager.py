@@ -204,17 +204,43 @@ def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
 
 @dataclass
 class GuardReport:
-    """What the -O2 latency guard measured, and the passes it dropped."""
+    """What the -O2 latency guard measured, and the passes it dropped.
+
+    Every number comes from one comparison (the last one made: the result against the input):
+    ``ratio`` is its median per-round ratio, ``input_us`` / ``output_us`` the p50s of the same
+    runs, and ``p50_ratio`` their ratio, printed beside ``ratio`` so that the two can be checked
+    against each other (they agree to within the rounds' spread)."""
 
     ratio: float                              # optimized / input latency (median per-round ratio)
     ci: tuple[float, float]
-    input_us: float
-    output_us: float
+    input_us: float                           # p50 of the input's runs, in the same rounds
+    output_us: float                          # p50 of the result's runs, in the same rounds
     dropped: list[dict] = field(default_factory=list)
+    rounds: int = 0                           # paired rounds behind the ratio
+
+    @classmethod
+    def of(cls, c: Any) -> "GuardReport":
+        """The report of one ``LatencyComparison`` (b: the result, a: the input)."""
+        return cls(c.ratio, (c.ci_low, c.ci_high), c.a.p50_us, c.b.p50_us, rounds=getattr(c, "rounds", 0))
+
+    def measured(self, c: Any) -> None:
+        """Take every number from comparison ``c``, keeping the dropped passes."""
+        self.ratio, self.ci, self.rounds = c.ratio, (c.ci_low, c.ci_high), getattr(c, "rounds", 0)
+        self.input_us, self.output_us = c.a.p50_us, c.b.p50_us
+
+    @property
+    def p50_ratio(self) -> float | None:
+        return self.output_us / self.input_us if self.input_us else None
+
+    @property
+    def verdict(self) -> str:
+        from .profiler.paired import reading
+        return reading(*self.ci)
 
     def to_json(self) -> dict:
-        return {"ratio": self.ratio, "ci": list(self.ci), "input_us": self.input_us,
-                "output_us": self.output_us, "dropped": self.dropped}
+        return {"ratio": self.ratio, "ci": list(self.ci), "rounds": self.rounds, "input_us": self.input_us,
+                "output_us": self.output_us, "p50_ratio": self.p50_ratio, "verdict": self.verdict,
+                "dropped": self.dropped}
 
 
 def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx: PassContext,
@@ -238,7 +264,7 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
                                    shapes=ctx.shapes or None, seed=ctx.seed, max_seconds=10.0)
 
     whole = compare(original, optimized)
-    report = GuardReport(whole.ratio, (whole.ci_low, whole.ci_high), whole.a.p50_us, whole.b.p50_us)
+    report = GuardReport.of(whole)
     if not whole.slower(margin):
         return optimized, report
     import copy
@@ -261,7 +287,7 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
         else:
             current = candidate
     final = compare(original, current)
-    report.ratio, report.ci, report.output_us = final.ratio, (final.ci_low, final.ci_high), final.b.p50_us
+    report.measured(final)        # the ratio and both p50s from the same runs (input_us was the first's)
     return current, report
 
 

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..optimize import DEFAULT_TOLERANCE, optimize_file
 from ..passmanager import LEVELS
-from ..summary import human_bytes
 from .common import (add_json_flag, tolerance, add_run_args, check_report_path, print_json, run_options, shapes,
                      write_report)
 
@@ -63,57 +63,42 @@ def add_parser(sub) -> argparse.ArgumentParser:
     guard.add_argument("--no-latency-guard", dest="latency_guard", action="store_false",
                    help="skip the latency measurement at -O2")
     p.add_argument("--report", metavar="FILE.json", help="write the full report (passes, timings, sizes, check) as JSON")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="list the ops behind each note (notes are grouped by pass and reason; --json keeps every "
+                        "note as written)")
     add_run_args(p)
     add_json_flag(p)
     p.set_defaults(level=DEFAULT_LEVEL)
     return p
 
 
-def _print_text(res) -> None:
-    if res.skipped:
-        print(f"skipped {', '.join(res.skipped)}: they may change outputs by more than the --tolerance asked for")
-    if res.passes:
-        w = max(len(r.name) for r in res.passes)
-        checked = any(r.max_rel_error is not None for r in res.passes)       # --verify-each
-        print(f"  {'pass':<{w}}  {'changed':>7}  {'ms':>8}  {'ops':>11}  {'tensors':>11}  {'constant bytes':>21}"
-              + ("  max rel err (vs the model before it)" if checked else ""))
-        for r in res.passes:
-            b, a = r.before, r.after
-            err = ("  " + ("identical" if r.max_rel_error == 0 else f"{r.max_rel_error:.3g}")
-                   if r.max_rel_error is not None else "")
-            print(f"  {r.name:<{w}}  {'yes' if r.changed else '-':>7}  {r.seconds * 1e3:8.1f}  "
-                  f"{b['ops']:>5}→{a['ops']:<5}  {b['tensors']:>5}→{a['tensors']:<5}  "
-                  f"{human_bytes(b['constant_bytes']):>10}→{human_bytes(a['constant_bytes']):<10}{err}")
-            for n in r.notes:
-                print(f"  {'':<{w}}    note: {n}")
-    if res.latency and "skipped" in res.latency:
-        print(f"latency guard: skipped ({res.latency['skipped']})")
-    elif res.latency:
-        lat = res.latency
-        print(f"latency in LiteRT: ratio {lat['ratio']:.3f} (median over paired rounds, 95% interval "
-              f"{lat['ci'][0]:.3f}-{lat['ci'][1]:.3f}; p50 ≈ {lat['input_us']:.0f} → {lat['output_us']:.0f} µs)"
-              + (f"; dropped {', '.join(d['pass'] for d in lat['dropped'])} (slower)" if lat["dropped"] else ""))
-    b, a, c = res.before, res.after, res.check
-    verdict = ("bit-identical" if c["identical"] else
-               f"max relative error {max((d['max_rel'] or 0) for d in c['outputs']):.3g} (tolerance {c['tolerance']:g})")
-    print(f"wrote {res.output}: {b['ops']} → {a['ops']} ops, {human_bytes(res.size_before)} → "
-          f"{human_bytes(res.size_after)}; outputs {verdict} over {c['steps']} step(s) in LiteRT")
+def _print_text(data: dict, verbose: bool = False) -> None:
+    from ..report.optimize_text import optimize_lines
+    for line in optimize_lines(data, verbose=verbose):
+        print(line)
 
 
 def run(args: argparse.Namespace) -> int:
     level = None if args.passes is not None else args.level
     if args.report:
         check_report_path(args.report, not_same_as=[args.input, args.output])
-    res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
-                        input_source=args.inputs, steps=args.steps, shapes=shapes(args),
-                        tolerance=args.tolerance, verify_each=args.verify_each,
-                        latency_guard=args.latency_guard)
+    from ..report.progress import Progress
+    done: list[str] = []
+    name = os.path.basename(args.input)
+    with Progress(None, f"optimizing {name}: reading, then the passes", enabled=not args.json) as bar:
+        def on_pass(rec) -> None:        # the latency guard and the check in LiteRT follow the last pass
+            done.append(rec.name)
+            bar.stage(f"optimizing {name}: {len(done)} pass(es) done (last {rec.name}); then the guard and the check")
+        res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
+                            input_source=args.inputs, steps=args.steps, shapes=shapes(args),
+                            tolerance=args.tolerance, verify_each=args.verify_each,
+                            latency_guard=args.latency_guard, on_pass=on_pass)
     data = res.to_json()
     if args.report:
         write_report(args.report, data)
     if args.json:
         print_json(data)
     else:
-        _print_text(res)
+        _print_text(data, verbose=args.verbose)
     sys.stdout.flush()
     return 0
