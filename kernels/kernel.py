@@ -7,7 +7,7 @@ model whose custom code has a registered kernel:
   list of numpy arrays (read-only views of LiteRT's tensors, valid during the call only; None for
   an omitted optional input), ``options`` the op's custom options (bytes, as in the file; often a
   flexbuffer), and ``outputs`` one array per op output (or one array for a single output), of the
-  outputs' dtypes and shapes. Called through a ctypes callback: ~15 µs per call, for a first
+  outputs' dtypes and shapes. Called through a ctypes callback: ~10 µs per call, for a first
   version of a kernel or for ops that are rare in a model.
 * :class:`NativeKernel`: machine code called by LiteRT directly, with no Python per invocation
   (e.g. a Numba ``@cfunc``; its ``.address``). Its ``invoke(TfLiteContext*, TfLiteNode*)`` gets
