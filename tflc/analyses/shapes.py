@@ -37,7 +37,7 @@ def shapes(model: Any, ctx: Any) -> ShapesResult:
         if orig.name in overrides:
             sg.set_shape(t, overrides[orig.name], overrides[orig.name])
     try:
-        named = tensor_shapes(serialize(probe))
+        named = tensor_shapes(serialize(probe), name=model.source_path or "the model")
     except TflcError as e:
         return ShapesResult(error=str(e))
     out = {int(n[len(_PREFIX):]): s for n, s in named.items() if n.startswith(_PREFIX)}
