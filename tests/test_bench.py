@@ -107,21 +107,150 @@ def test_ratios_and_rows_by_position_not_name():
     res = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("o2/m.tflite", 990, 146.0)], [1], 10, 2, 0)
     r = res.ratios()
     assert [x["index"] for x in r] == [0, 1] and r[0]["size"] == 1.0 and r[0]["p50"] == 1.0
+    assert r[0]["verdict"] == "reference"
+    # no rounds known and no comparison: the ratio of the p50s, and no reading
     assert r[1]["size"] == pytest.approx(0.99) and r[1]["p50"] == pytest.approx(0.73)
+    assert r[1]["verdict"] == "undecided" and r[1]["p50_ci"] is None
     from tflc.report.render import bench_blocks
     table = bench_blocks(res)[0]
     assert [row[0] for row in table.rows] == ["m.tflite", "o2/m.tflite"]
-    assert table.rows[0][2] == "1.00x" and table.rows[0][4] == "1.00x" and table.rows[1][4] == "0.73x"
     assert table.rows[0][1] == "1000 B" and "KB" in bench_blocks(
         bench.BenchResult([_model("a", 4096, 1.0)], [1], 10, 2, 0))[0].rows[0][1]      # KB = 1024, as tflc
-    same = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("m.tflite", 990, 146.0)], [1], 10, 2, 0)
-    rows = bench_blocks(same)[0].rows                # even under one name, each row gets its own ratios
-    assert [r[4] for r in rows] == ["1.00x", "0.73x"] and [r[2] for r in rows] == ["1.00x", "0.99x"]
+    against = bench_blocks(res)[1]
+    assert against.title.startswith("Against the first model, m.tflite")
+    assert [row[0] for row in against.rows] == ["o2/m.tflite"] and against.rows[0][1] == "0.99x"
+    same = bench.BenchResult([_model("m.tflite", 1000, 200.0), _model("m.tflite", 990, 146.0),
+                              _model("m.tflite", 500, 100.0)], [1], 10, 2, 0)
+    rows = bench_blocks(same)[1].rows                # even under one name, each row gets its own ratios
+    assert [r[1] for r in rows] == ["0.99x", "0.50x"] and [r[2] for r in rows] == ["0.73x", "0.50x"]
+    assert len(bench_blocks(bench.BenchResult([_model("a", 1, 1.0)], [1], 10, 2, 0))) == 2   # one model: no ratios
     kernels = [b for b in bench_blocks(res) if getattr(b, "title", "").startswith("Kernels")][0]
     assert not any("tflc" in c for c in kernels.columns)            # no model holds tflc kernels
     res.models[1].configs["tflc"] = None
     kernels = [b for b in bench_blocks(res) if getattr(b, "title", "").startswith("Kernels")][0]
     assert "tflc delegate p50" in kernels.columns
+
+
+def _rounds(values_per_round, n=10, noise=None):
+    """LatencyStats whose rounds are known: round k holds n runs around values_per_round[k]."""
+    s = []
+    for v in values_per_round:
+        s += [v * (1 + (noise[j % len(noise)] if noise else 0.0)) for j in range(n)]
+    st = LatencyStats.from_samples(s)
+    st.round_sizes, st.round_ids = [n] * len(values_per_round), list(range(len(values_per_round)))
+    return st
+
+
+def _comparison(ratios_per_round, base=100.0):
+    from tflc.profiler.latency import comparison_from_rounds
+    return comparison_from_rounds([[base] * 10 for _ in ratios_per_round], [[base * q] * 10 for q in ratios_per_round])
+
+
+def test_every_ratio_against_the_first_has_an_interval_and_a_reading():
+    a, b, c = _model("a.tflite", 1000, 100.0), _model("b.tflite", 1000, 100.0), _model("c.tflite", 800, 70.0)
+    b.comparison = _comparison([1.01, 0.99, 1.0, 1.02, 0.98, 1.0, 1.01, 0.99, 1.0, 1.0])   # the same model
+    c.comparison = _comparison([0.70, 0.71, 0.69, 0.70, 0.72, 0.70, 0.68, 0.70, 0.71, 0.70])
+    res = bench.BenchResult([a, b, c], [1], 10, 2, 0, rounds=5)
+    r = res.ratios()
+    assert r[1]["verdict"] == "no difference beyond noise" and r[1]["paired"] == "one process"
+    assert r[1]["p50_ci"][0] <= 1.0 <= r[1]["p50_ci"][1] and r[1]["p50_rounds"] == 10
+    assert r[2]["verdict"] == "faster" and r[2]["p50_ci"][1] < 0.98
+    assert r[2]["p50_ratio"] == pytest.approx(r[2]["b_p50_us"] / r[2]["a_p50_us"])   # same runs
+    data = res.to_json()
+    assert data["ratios"][1]["verdict"] == "no difference beyond noise"
+    assert data["models"][2]["comparison"]["verdict"] == "faster"
+    from tflc.report.render import bench_blocks, print_blocks
+    rows = bench_blocks(res)[1].rows
+    assert rows[0][3] == "no difference beyond noise" and rows[1][3].startswith("faster")
+    assert "[" in rows[0][2] and "–" in rows[0][2]                # the ratio with its interval
+    assert rows[1][4] == "100 µs → 70 µs (0.700x)"                 # p50s of the comparison's own runs
+    import io
+    out = io.StringIO()
+    print_blocks(bench_blocks(res), out)
+    assert "no difference beyond noise" in out.getvalue() and "beyond ±2% of 1" in out.getvalue()
+
+
+def test_without_a_comparison_the_rounds_are_paired():
+    a, b = _model("a", 1, 100.0), _model("b", 1, 100.0)
+    a.latency, b.latency = _rounds([100, 130, 100, 160, 100]), _rounds([101, 131, 99, 162, 100])
+    r = bench.BenchResult([a, b], [1], 10, 2, 0, rounds=5).ratios()[1]
+    assert r["paired"] == "rounds" and r["p50_rounds"] == 5 and r["verdict"] == "no difference beyond noise"
+    b.latency = _rounds([120, 156, 120, 192, 120])                 # 20% slower in every round
+    r = bench.BenchResult([a, b], [1], 10, 2, 0, rounds=5).ratios()[1]
+    assert r["p50"] == pytest.approx(1.2) and r["verdict"] == "slower"
+
+
+def test_thread_and_kernel_ratios_are_paired_by_round():
+    m = _model("a", 1, 100.0)
+    one, two = _rounds([100, 150, 100, 100, 150]), _rounds([50, 75, 50, 50, 75])      # 2x in every round
+    m.threads = [bench.ThreadPoint(1, one), bench.ThreadPoint(2, two)]
+    m.latency = one
+    m.configs = {"xnnpack": one, "builtin": _rounds([500, 750, 500, 500, 750])}
+    sp = m.speedups()
+    assert sp[0]["speedup"].ratio == pytest.approx(1.0) and sp[1]["speedup"].ratio == pytest.approx(2.0)
+    assert sp[1]["speedup"].ci_low == pytest.approx(2.0)           # the slow rounds hit both counts
+    assert m.kernel_ratios()["builtin"].ratio == pytest.approx(5.0)
+    j = m.to_json()
+    assert j["thread_ratios"][1]["speedup"]["ratio"] == pytest.approx(2.0)
+    assert j["kernel_ratios"]["builtin"]["ci"] == [pytest.approx(5.0), pytest.approx(5.0)]
+    from tflc.report.render import bench_blocks
+    res = bench.BenchResult([m], [1, 2], 10, 2, 0, rounds=5)
+    threads = [b for b in bench_blocks(res) if getattr(b, "title", "").startswith("Threads")][0]
+    assert threads.rows[1][2] == "2.00x [2.00–2.00]"
+    kernels = [b for b in bench_blocks(res) if getattr(b, "title", "").startswith("Kernels")][0]
+    assert kernels.rows[0][3] == "5.00x [5.00–5.00]"
+
+
+def _fake_bench(monkeypatch, order=None):
+    """run_bench with made-up measurements: each call returns its runs at 100 µs (no LiteRT)."""
+    now = [0.0]
+
+    def fake_measure(model, *, runs, threads, xnnpack=True, **kw):
+        if order is not None:
+            order.append((Path(model).name, threads, xnnpack))
+        now[0] += 0.01
+        return LatencyStats.from_samples([100.0] * runs), 1000
+
+    compared = []
+
+    def fake_compare(first, other, **kw):
+        compared.append((first, other, kw))
+        return _comparison([1.0, 1.01, 0.99, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(bench, "_measure", fake_measure)
+    monkeypatch.setattr(bench, "_compare_models", fake_compare)
+    monkeypatch.setattr(bench, "_clock", lambda: now[0])
+    monkeypatch.setattr(bench, "_tflc_delegate_factory", lambda data: (None, "no tflc kernels"))
+    return compared
+
+
+def test_rounds_alternate_the_order_and_keep_their_ids(monkeypatch, tmp_path):
+    a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    a.write_bytes(b"a"), b.write_bytes(b"b")
+    order: list = []
+    compared = _fake_bench(monkeypatch, order)
+    res = bench.run_bench([str(a), str(b)], runs=40, rounds=4, xnnpack_variants=False, accuracy=False)
+    names = [o[0] for o in order]
+    assert names == ["a.tflite", "b.tflite", "b.tflite", "a.tflite"] * 2        # A B, B A, ...
+    m0, m1 = res.models
+    assert m0.latency.round_ids == [0, 1, 2, 3] and m0.latency.round_sizes == [10] * 4
+    assert sorted(m0.peak_rounds) == [0, 1, 2, 3] and m0.peak_memory_bytes == 1000
+    assert len(compared) == 1 and compared[0][2]["rounds"] == 16 and compared[0][2]["threads"] == 1
+    assert res.ratios()[1]["paired"] == "one process" and res.ratios()[1]["memory"] == pytest.approx(1.0)
+
+
+def test_a_failed_comparison_falls_back_to_the_rounds(monkeypatch, tmp_path):
+    from tflc.errors import RuntimeFailure
+    a, b = tmp_path / "a.tflite", tmp_path / "b.tflite"
+    a.write_bytes(b"a"), b.write_bytes(b"b")
+    _fake_bench(monkeypatch)
+
+    def broken(*a, **k):
+        raise RuntimeFailure("LiteRT cannot prepare b.tflite: no")
+    monkeypatch.setattr(bench, "_compare_models", broken)
+    res = bench.run_bench([str(a), str(b)], runs=20, rounds=2, xnnpack_variants=False, accuracy=False)
+    r = res.ratios()[1]
+    assert r["paired"] == "rounds" and r["p50"] == pytest.approx(1.0)
+    assert any("pairs the rounds" in n for n in res.models[1].notes)
 
 
 def test_tradeoff_plot_labels_each_model(tmp_path):
@@ -234,3 +363,45 @@ def test_cli_bench(zoo, tmp_path, capsys):
     rc = main(["bench", model, "--runs", "5", "--no-variants", "--no-accuracy"])
     out = capsys.readouterr().out
     assert rc == 0 and "p50" in out and "Kernels" not in out
+
+
+def test_cli_bench_input_shape_in_tflc_words(zoo, monkeypatch, capsys):
+    from tflc.cli.main import main
+    from tflc.errors import RuntimeFailure
+    dyn, static = str(zoo("transformer_encoder")), str(zoo("mobilenet_tiny"))
+    called = []
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: called.append(1))
+    for model, spec, words in [(dyn, "serving_default_token_ids:0:1x33", "does not fit the input's shape ?x32"),
+                               (static, "serving_default_image:0:1x32x32x3", "does not fit the input's shape"),
+                               (static, "nosuch:1x2", "the model has no such input")]:
+        assert main(["bench", model, "--input-shape", spec]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "XNNPack" not in err, err
+    assert not called                                    # refused before any measuring
+    # a shape that fits the signature but that LiteRT cannot prepare: tflc's words first
+
+    def refuse(*a, **k):
+        raise RuntimeFailure(f"LiteRT cannot prepare {dyn}: XNNPack delegate failed to reshape runtime; node number "
+                             "171 (TfLiteXNNPackDelegate) failed to prepare.")
+    monkeypatch.setattr(bench, "run_bench", refuse)
+    assert main(["bench", dyn, "--input-shape", "serving_default_token_ids:0:7x32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tflc bench: error: --input-shape serving_default_token_ids:0:7x32: the model cannot run "
+                          "with this shape") and err.count("\n") == 1
+
+
+def test_cli_report_checks_matplotlib_before_measuring(monkeypatch, tmp_path, capsys):
+    import sys
+    from tflc.cli.main import main
+    import tflc.profiler as profiler
+    monkeypatch.setitem(sys.modules, "matplotlib", None)          # not installed
+    called = []
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: called.append("bench"))
+    monkeypatch.setattr(profiler, "get_profile", lambda *a, **k: called.append("profile"))
+    model = str(Path(__file__).resolve().parents[1] / "examples" / "mobilenet_tiny.tflite")
+    for cmd in ("bench", "profile"):
+        for report in ("r.md", "r.html"):
+            assert main([cmd, model, "--report", str(tmp_path / report)]) == 2
+            err = capsys.readouterr().err
+            assert "needs matplotlib" in err and "pip install 'tflc[report]'" in err and err.count("\n") == 1
+    assert not called and list(tmp_path.iterdir()) == []          # nothing measured, nothing left behind

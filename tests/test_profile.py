@@ -152,22 +152,17 @@ def test_profile_both_views(mobilenet_profile):
     assert first.inputs[0].startswith("float32[1,") and first.where == "builtin"
 
 
-def test_sums_add_up_to_measured_latency(zoo, mobilenet_profile):
-    from tflc.profiler import get_profile
+def test_sums_add_up_to_measured_latency(mobilenet_profile):
+    """A smoke check on a real profile: the structure of the sums, never how fast the machine is
+    (the arithmetic of the check is tested on constructed runs below: on a loaded machine a real
+    profile may honestly read "off")."""
     prof = mobilenet_profile
-    for attempt in range(3):      # a busy CI machine may disturb one profile: the rule must hold in one of 3
-        if prof.views["builtin"].check() == "ok" and prof.views["xnnpack"].check() != "off":
-            break
-        prof = get_profile(zoo("mobilenet_tiny"), cache=False, **FAST)
     for view in prof.views.values():
         assert view.measured and view.measured["runs"] >= 5
         assert view.measured_us == view.measured["median_us"]          # the median, as tflc bench
-        assert view.check() in ("ok", "not checkable"), (view.name, view.raw_sum_us, view.measured_us)
-    # the builtin view's exact events resolve the total far finer than 10%: there the events less the
-    # profiler's calibrated cost per event land within 10% of the measured latency
+        assert view.check() in ("ok", "off", "not checkable")
+        assert view.sum_us == pytest.approx(sum(o.avg_us for o in view.ops))
     b = prof.views["builtin"]
-    assert b.check_is_strong and b.check() == "ok" and b.sums_ok() is True
-    assert b.sum_us == pytest.approx(sum(o.avg_us for o in b.ops))
     if b.calibration is not None:
         assert b.checked_sum == "calibrated" and b.calibrated_sum_us <= b.raw_sum_us
         assert b.correction["op_us_per_event"] == pytest.approx(-b.calibration["per_event_us"])
@@ -176,6 +171,160 @@ def test_sums_add_up_to_measured_latency(zoo, mobilenet_profile):
     x = prof.views["xnnpack"]               # the events as read: nothing padded to the measured latency
     assert x.correction["total_us"] == 0.0 and x.xnnpack_events > 0
     assert x.partitions[0].avg_us == pytest.approx(x.sum_us, rel=1e-6)
+
+
+def _rounds_profile(events_per_round, measured_per_round, runs_per_round=4, calibration=None, outlier=None):
+    """A builtin view from made-up runs in rounds: round k's runs have op events
+    ``events_per_round[k]`` (one per op) and its stock runs measure ``measured_per_round[k]``.
+    ``outlier``: (run index, factor) makes one run that much slower."""
+    from tflc.profiler.collect import OpInfo, RawProfile, RawView
+    from tflc.profiler.profile import build_profile
+    types = ["CONV_2D", "FULLY_CONNECTED", "RESHAPE"]
+    ops = [OpInfo(0, k, t, t.lower(), ["float32[1,4]"], ["float32[1,4]"]) for k, t in enumerate(types)]
+    runs, run_rounds, measured, measured_rounds = [], [], [], []
+    for r, (events, m) in enumerate(zip(events_per_round, measured_per_round)):
+        for j in range(runs_per_round):
+            k = len(runs)
+            f = outlier[1] if outlier and outlier[0] == k else 1.0
+            run, t = [(1, "Invoke", 0, 0, 100, 10)], 100
+            for i, el in enumerate(events):
+                run.append((2, types[i], i, 0, t, el * f))
+                t += el * f
+            runs.append(run)
+            run_rounds.append(r)
+            measured.append(m)
+            measured_rounds.append(r)
+    rv = RawView("builtin", "litert-profiler", measured_us=measured, runs=runs, warmup=10,
+                 rounds=len(events_per_round), run_rounds=run_rounds, measured_rounds=measured_rounds,
+                 calibration=calibration)
+    return build_profile(RawProfile(ops, {"builtin": rv}, 1, "2.3.0", [[1, 4]]), model_name="r.tflite", data=b"x")
+
+
+def test_sum_check_arithmetic_on_constructed_rounds():
+    # the machine slows down in rounds 2-4 (profiled and stock runs alike): per round the events are
+    # 95% of the stock latency. Over all runs, the medians are 190 vs 200 (95% too); but round 0's
+    # stock runs are measured while the profiled ones are not yet slow -- the per-round ratio holds
+    ev = [[50, 40, 5], [50, 40, 5], [100, 80, 10], [100, 80, 10], [100, 80, 10]]
+    prof = _rounds_profile(ev, [100.0, 100.0, 200.0, 200.0, 200.0])
+    v = prof.views["builtin"]
+    assert v.raw_sum_us == 190.0 and v.measured_us == 200.0
+    assert v.paired_ratio == pytest.approx(0.95) and v.raw_ratio == pytest.approx(0.95)
+    assert v.check() == "ok" and v.sums_ok() is True and v.check_is_strong
+    assert v.sum_us == pytest.approx(sum(o.avg_us for o in v.ops))
+    # one round's events 30% high: the per-round median ratio moves little, the check still judges it
+    off = _rounds_profile([[70, 60, 10]] * 5, [100.0] * 5)
+    assert off.views["builtin"].check() == "off" and off.views["builtin"].raw_ratio == pytest.approx(1.4)
+
+
+def _share_lines(lines):
+    """Every "X = P% of Y" in ``lines`` as (X µs, P, Y µs)."""
+    import re
+    unit = {"µs": 1.0, "ms": 1e3, "s": 1e6}
+    out = []
+    for m in re.finditer(r"([\d.]+) (µs|ms|s) = ([\d.]+)% of ([\d.]+) (µs|ms|s)", "\n".join(lines)):
+        out.append((float(m[1]) * unit[m[2]], float(m[3]), float(m[4]) * unit[m[5]]))
+    return out
+
+
+def test_every_share_line_is_true_by_construction():
+    """The old line "279 µs = 85.8% of 295 µs" put the per-round ratio beside two medians; now each
+    "X = P% of Y" has P = X / Y, and the per-round ratio is said in other words."""
+    from tflc.report.render import summary_lines
+    # per round the events are 95% of the stock runs, but in round 2 the profiled runs hit a slow
+    # phase that the stock runs of that round missed: the medians over all runs read 150%
+    ev = [[50, 40, 5], [50, 40, 5], [80, 60, 10], [80, 62, 10], [80, 62, 10]]
+    meas = [100.0, 100.0, 100.0, 160.0, 160.0]
+    prof = _rounds_profile(ev, meas, calibration=dict(CAL, per_event_us=2.0))
+    v = prof.views["builtin"]
+    assert abs(v.paired_ratio - v.raw_sum_us / v.measured_us) > 0.05     # the two really differ here
+    lines = summary_lines(prof, v)
+    shares = _share_lines(lines)
+    assert len(shares) == 2                                               # raw and calibrated
+    for x, pct, y in shares:
+        # the displayed X and Y are rounded to 3 digits: P must match them to that precision
+        assert abs(100 * x / y - pct) <= 100 * (0.006 * x / y) + 0.05, (x, pct, y)
+    text = "\n".join(lines)
+    assert f"{100 * v.paired_ratio:.1f}%" in text and "round by round" in text
+    assert f"= {100 * v.paired_ratio:.1f}% of" not in text               # never as a share of the medians
+    from tflc.report.render import top_table, type_table
+    for t in (top_table(v), type_table(v)):
+        assert "share of the per-op sum" in t.caption
+        assert sum(float(r[-2]) for r in t.rows) == pytest.approx(100.0, abs=0.2)   # the "%" adds up
+
+
+def test_trace_shows_the_runs_nearest_the_median(tmp_path):
+    from tflc.profiler.profile import representative_runs
+    assert representative_runs([10, 30, 11, 9, 10.5], 3) == [4, 0, 2]
+    assert representative_runs([], 3) == []
+    # 12 runs of a 95 µs model, the first one an outlier at 3x: the trace must not show it
+    prof = _rounds_profile([[50, 40, 5]] * 3, [100.0] * 3, outlier=(0, 3.0))
+    v = prof.views["builtin"]
+    assert [p["run"] for p in v.timeline_runs][:1] != [0] and 0 not in [p["run"] for p in v.timeline_runs]
+    assert all(p["total_us"] == pytest.approx(95.0) for p in v.timeline_runs)
+    from tflc.report.trace import write_trace
+    out = tmp_path / "t.json"
+    write_trace(prof, out, runs=2)
+    data = json.loads(out.read_text())
+    meta = data["otherData"]["views"]["builtin"]
+    assert meta["shown"] == 2 and meta["median_total_us"] == pytest.approx(95.0)
+    assert "nearest the median" in meta["how"] and len(meta["runs"]) == 2
+    assert {e["args"]["profiled_run"] for e in data["traceEvents"] if e["ph"] == "X"} == \
+        {r["profiled_run"] for r in meta["runs"]}
+    invokes = [e for e in data["traceEvents"] if e["ph"] == "X" and e["name"] == "CONV_2D#0"]
+    assert all(e["dur"] == pytest.approx(50.0) for e in invokes)       # not the 150 µs outlier
+
+
+def test_cli_profile_checks_input_shapes_as_optimize(zoo, monkeypatch, capsys):
+    from tflc.cli.main import main
+    import tflc.profiler as profiler
+    called = []
+    monkeypatch.setattr(profiler, "get_profile", lambda *a, **k: called.append(k))
+    dyn = str(zoo("transformer_encoder"))
+    for spec, words in [("serving_default_token_ids:0:1x33", "does not fit the input's shape"),
+                        ("nosuch:1x32", "the model has no such input"),
+                        ("serving_default_token_ids:0:1x32x1", "does not fit")]:
+        assert main(["profile", dyn, "--input-shape", spec]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1, err
+    assert not called
+    from tflc.errors import RuntimeFailure
+
+    def refuse(*a, **k):                # fits the signature, but LiteRT cannot prepare it
+        raise RuntimeFailure(f"LiteRT cannot prepare {dyn}: XNNPack delegate failed to reshape runtime; node number "
+                             "171 (TfLiteXNNPackDelegate) failed to prepare.")
+    monkeypatch.setattr(profiler, "get_profile", refuse)
+    assert main(["profile", dyn, "--input-shape", "serving_default_token_ids:0:7x32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tflc profile: error: --input-shape serving_default_token_ids:0:7x32: the model cannot run "
+                          "with this shape") and err.count("\n") == 1
+    assert "(LiteRT: XNNPack delegate failed to reshape runtime" in err
+
+
+def test_report_is_all_or_nothing(monkeypatch, tmp_path):
+    pytest.importorskip("matplotlib")
+    from tflc import paths
+    from tflc.report import documents, plots
+    prof = _rounds_profile([[50, 40, 5]] * 3, [100.0] * 3)
+    for plot in ("plot_top_ops", "plot_types", "plot_distribution"):
+        monkeypatch.setattr(plots, plot, lambda *a, **k: b"\x89PNG fake")
+    real = paths.atomic_writer
+
+    def failing(path, mode="wb"):
+        if str(path).endswith(".md"):
+            raise OSError(28, "No space left on device")
+        return real(path, mode)
+    monkeypatch.setattr(paths, "atomic_writer", failing)
+    with pytest.raises(OSError):
+        documents.profile_report(prof, tmp_path / "r.md")
+    assert list(tmp_path.iterdir()) == []                 # no partial report, no image folder
+    (tmp_path / "r-img").mkdir()
+    (tmp_path / "r-img" / "mine.png").write_bytes(b"x")
+    with pytest.raises(OSError):
+        documents.profile_report(prof, tmp_path / "r.md")
+    assert sorted(p.name for p in (tmp_path / "r-img").iterdir()) == ["mine.png"]   # what was there stays
+    monkeypatch.setattr(paths, "atomic_writer", real)
+    files = documents.profile_report(prof, tmp_path / "r.md")
+    assert files[0].is_file() and all(f.is_file() for f in files[1:]) and len(files) > 1
 
 
 def test_sum_check_decides_on_the_raw_events():
@@ -219,7 +368,7 @@ def test_per_op_times_are_not_padded_to_the_measured_latency():
     assert v.check() == "not checkable" and v.sums_ok() is None
     from tflc.report.render import summary_lines
     text = "\n".join(summary_lines(prof, v))
-    assert "not checkable" in text and "passed" not in text and "54.5% of measured" in text
+    assert "not checkable" in text and "passed" not in text and "3.0 µs = 54.5% of 5.5 µs measured" in text
     off = _synthetic_profile([100.0] * 10, [40, 30, 8]).views["xnnpack"]
     assert off.check() == "off" and off.sums_ok() is False
 
@@ -304,12 +453,12 @@ def test_reports(mobilenet_profile, tmp_path, monkeypatch):
     pytest.importorskip("matplotlib")
     import os
     from tflc.errors import UsageError
-    from tflc.report import render as report
+    from tflc.report import plots, render as report
     old = os.umask(0o022)
     try:
         files = report.profile_report(mobilenet_profile, tmp_path / "r.md")
         for plot in ("plot_top_ops", "plot_types", "plot_distribution"):       # the plots were made above
-            monkeypatch.setattr(report, plot, lambda *a, **k: b"\x89PNG fake")
+            monkeypatch.setattr(plots, plot, lambda *a, **k: b"\x89PNG fake")
         html_files = report.profile_report(mobilenet_profile, tmp_path / "r.html")
     finally:
         os.umask(old)
@@ -429,7 +578,7 @@ def test_measure_and_compare_latency(zoo):
     assert s.runs == 20 and s.min_us <= s.p50_us <= s.p90_us <= s.p99_us <= s.max_us
     c = compare_latency(path, path.read_bytes(), rounds=6, per_round=5, warmup=2)
     assert c.ci_low <= c.ratio <= c.ci_high and c.rounds == 6
-    assert c.verdict in ("faster", "slower", "same") and c.a.runs == c.b.runs == 30
+    assert c.verdict in ("faster", "slower", "no difference beyond noise") and c.a.runs == c.b.runs == 30
 
 
 # --------------------------------------------------------------------------- calibration of the profiler's cost
@@ -472,8 +621,8 @@ def test_calibrated_sum_is_what_the_check_judges():
     assert text.startswith("on the calibrated sum (op events less 20.000 µs each") and "10 vs 160" in text
     assert text.endswith(": ok")
     lines = "\n".join(summary_lines(prof, v))
-    assert "raw per-op events: 1110 µs" in lines.replace("1.1 ms", "1110 µs") or "111.0% of measured" in lines
-    assert "calibrated per-op events" in lines and "105.0% of measured" in lines
+    assert "raw per-op events: per run (median) 1.11 ms = 111.0% of 1 ms measured" in lines
+    assert "calibrated per-op events: per run (median) 1.05 ms = 105.0% of 1 ms measured" in lines
     d = json.loads(json.dumps(prof.to_json()))
     jv = d["views"]["builtin"]
     assert jv["checked_sum"] == "calibrated" and jv["raw_ratio"] == pytest.approx(1.11)

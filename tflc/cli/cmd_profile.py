@@ -3,11 +3,14 @@ builtin kernels op by op), with a trace, a report, and a cached JSON artifact.""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
 from ..runtime import parse_shape_overrides
-from .common import add_input_args, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json
+from ..errors import RuntimeFailure, UsageError
+from .common import (add_input_args, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json,
+                     shape_failure)
 
 TRACE_RUNS_MAX = 5          # the profile keeps this many runs' timelines
 
@@ -56,9 +59,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    "fallback; alone: time each op as a one-op model")
     p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="ops in the top table, on the terminal and in the report (default 10)")
-    p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace (one row per op)")
+    p.add_argument("--trace", metavar="OUT.json", help="write a Chrome/Perfetto trace (one row per op) of "
+                   "representative runs: those whose per-run total is nearest the median (the trace's metadata "
+                   "names them), not the first ones")
     p.add_argument("--trace-runs", type=trace_runs, default=3, metavar="N",
-                   help=f"invocations in the trace (default 3, at most {TRACE_RUNS_MAX})")
+                   help=f"invocations in the trace (default 3, at most {TRACE_RUNS_MAX}), nearest the median first")
     p.add_argument("--report", metavar="OUT.md|OUT.html", help="write a report with tables and plots")
     p.add_argument("--img-dir", metavar="DIR", help=IMG_DIR_HELP)
     p.add_argument("--no-cache", action="store_true", help="measure again even if a cached profile exists")
@@ -75,22 +80,36 @@ def run(args: argparse.Namespace) -> int:
     from ..paths import check_output_path
     from ..profiler import get_profile
     from ..profiler.profile import CHECK_OFF, CHECK_UNDECIDABLE
-    from ..report.render import Progress, check_report_paths, print_blocks, profile_blocks, profile_report
+    from ..report.documents import check_report, profile_report
+    from ..report.profile_text import profile_blocks
+    from ..report.progress import Progress
+    from ..report.text import print_blocks
     from ..report.trace import write_trace
-    # output paths first: a missing folder is an error before minutes of measuring, never created
+    from ..runtime.inputs import check_shape_overrides
+    # output paths and the report's dependencies first: a missing folder or a missing matplotlib is
+    # an error before minutes of measuring, and no folder is ever created for it
     if args.report:
-        check_report_paths(args.report, args.img_dir)
+        check_report(args.report, args.img_dir)
     if args.trace:
         check_output_path(args.trace, flag="--trace", suffix=".json")
-    load(args.model)   # a clear error for an unreadable model before running anything
+    model = load(args.model)   # a clear error for an unreadable model before running anything
+    shapes = parse_shape_overrides(args.input_shape)
+    if shapes:                 # as tflc optimize checks them: names and fixed dimensions
+        check_shape_overrides(shapes, model.main.inputs)
     views = ("xnnpack", "builtin") if args.view == "both" else (args.view,)
-    with Progress(None, f"profiling {args.model} ({', '.join(views)}; up to {args.runs} runs per view)"):
-        prof = get_profile(args.model, threads=args.threads, cache=not args.no_cache, views=views, runs=args.runs,
-                           warmup=args.warmup, max_seconds=args.max_time, input_source=args.inputs,
-                           shapes=parse_shape_overrides(args.input_shape) or None, method=args.method)
+    with Progress(None, _progress_label(args, views), enabled=not args.json):
+        try:
+            prof = get_profile(args.model, threads=args.threads, cache=not args.no_cache, views=views,
+                               runs=args.runs, warmup=args.warmup, max_seconds=args.max_time, input_source=args.inputs,
+                               shapes=shapes or None, method=args.method)
+        except RuntimeFailure as e:
+            if shapes and "cannot prepare" in str(e):
+                raise UsageError(shape_failure(args.input_shape, str(e))) from None
+            raise
     if args.trace:
         n = write_trace(prof, args.trace, runs=args.trace_runs)
-        print(f"trace: {args.trace} ({n} slices; open in https://ui.perfetto.dev)", file=sys.stderr)
+        print(f"trace: {args.trace} ({n} slices of the {args.trace_runs} run(s) nearest the median; open in "
+              "https://ui.perfetto.dev)", file=sys.stderr)
     if args.report:
         argv = sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "profile" else None
         cmd = "tflc profile " + " ".join(shlex.quote(a) for a in argv) if argv else None
@@ -117,6 +136,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"check: the per-op events ({_which(prof, list(prof.views))}) are within 10% of the measured "
                   "latency in every view")
     return 1 if (args.check and bad) else 0
+
+
+def _progress_label(args: argparse.Namespace, views: tuple[str, ...]) -> str:
+    """What the spinner says while the profiling child works (it reports nothing back until done)."""
+    label = (f"profiling {os.path.basename(args.model)}: {' and '.join(views)} view(s), up to {args.runs} runs "
+             f"each, at most {args.max_time:g} s per view")
+    if "builtin" in views and args.method != "alone" and not _calibrated(args.threads):
+        label += "; first, once per LiteRT version, calibrating the profiler's cost per op event"
+    return label
+
+
+def _calibrated(threads: int) -> bool:
+    """Whether the profiler's cost per op event is already measured on this machine (cached)."""
+    try:
+        from ..profiler.calibrate import calibration_path
+        from ..runtime.capi import litert_version
+        return calibration_path(litert_version(), threads).is_file()
+    except Exception:      # only a label depends on it
+        return True
 
 
 def _which(prof, names) -> str:

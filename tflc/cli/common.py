@@ -97,3 +97,14 @@ def write_report(path: str, data: object) -> None:
 def check_report_path(path: str, *, not_same_as=()) -> None:
     from ..paths import check_output_path
     check_output_path(path, flag="--report", not_same_as=not_same_as, suffix=".json")
+
+
+def shape_failure(specs: list[str], message: str) -> str:
+    """LiteRT (XNNPACK) refusing the shapes given, in tflc's words: what was asked, that the model
+    cannot run so, what to do; LiteRT's own reason last, shortened."""
+    reason = message.split(": ", 1)[-1] if message.startswith("LiteRT cannot prepare") else message
+    if len(reason) > 160:
+        reason = reason[:159] + "…"
+    return (f"--input-shape {' '.join(specs)}: the model cannot run with this shape (LiteRT could not prepare it; "
+            f"its dimensions do not fit the model's other fixed sizes); give the shape it was built for, or "
+            f"none (LiteRT: {reason})")

@@ -20,7 +20,8 @@ from typing import Any, Callable, Sequence
 from ..runtime.inputs import convert_inputs
 from ..errors import TflcError, UsageError
 from ..runtime.interpreter import RunOptions, native_stderr
-from .latency import LatencyStats, _inputs_for, _open, _timed
+from .latency import LatencyComparison, LatencyStats, _inputs_for, _open, _timed
+from .paired import PairedRatio, paired_ratio
 
 
 # --------------------------------------------------------------------------- names
@@ -217,13 +218,48 @@ class ModelBench:
     accuracy: dict | None = None                 # against the first model
     recommendation: dict | None = None
     notes: list[str] = field(default_factory=list)
+    #: round id -> peak memory growth in that round (peak_memory_bytes is the largest)
+    peak_rounds: dict[int, int] = field(default_factory=dict)
+    #: latency against the first model, both in one process, interleaved (None: the first model itself)
+    comparison: LatencyComparison | None = None
+
+    def speedups(self) -> list[dict]:
+        """Per thread count, against the first count, over the rounds both ran (paired): the p50
+        speed-up alone, the p90 speed-up under load, and p90 under load / p90 alone."""
+        base = self.threads[0] if self.threads else None
+        out = []
+        for p in self.threads:
+            out.append({"threads": p.threads,
+                        "speedup": paired(p.isolated, base.isolated if base else None),
+                        "speedup_loaded_p90": paired(p.loaded, base.loaded if base else None, quantile=90),
+                        "loaded_over_alone_p90": paired(p.isolated, p.loaded, quantile=90)})
+        return out
+
+    def kernel_ratios(self) -> dict[str, PairedRatio | None]:
+        """Each other kernel configuration's p50 against XNNPACK's, paired by round."""
+        x = self.configs.get("xnnpack")
+        return {k: paired(x, v) for k, v in self.configs.items() if k != "xnnpack"}
 
     def to_json(self, samples: bool = False) -> dict:
+        def pj(r: PairedRatio | None) -> dict | None:
+            return r.to_json() if r is not None else None
         return {"path": self.path, "name": self.name, "size_bytes": self.size_bytes, "sha256": self.sha256,
                 "latency": self.latency.to_json(samples) if self.latency else None,
                 "peak_memory_bytes": self.peak_memory_bytes, "threads": [t.to_json() for t in self.threads],
+                "thread_ratios": [{k: (pj(v) if k != "threads" else v) for k, v in d.items()}
+                                  for d in self.speedups()],
                 "configs": {k: (v.to_json() if v else None) for k, v in self.configs.items()},
+                "kernel_ratios": {k: pj(v) for k, v in self.kernel_ratios().items()},
+                "comparison": self.comparison.to_json() if self.comparison else None,
                 "accuracy": self.accuracy, "recommendation": self.recommendation, "notes": self.notes}
+
+
+def paired(a: LatencyStats | None, b: LatencyStats | None, quantile: float = 50.0) -> PairedRatio | None:
+    """B against A over the rounds both ran (``tflc.profiler.paired``); None where either was not
+    measured or the rounds are unknown."""
+    if a is None or b is None:
+        return None
+    return paired_ratio(a.by_round(), b.by_round(), quantile=quantile)
 
 
 @dataclass
@@ -238,18 +274,42 @@ class BenchResult:
     notes: list[str] = field(default_factory=list)
 
     def ratios(self) -> list[dict]:
-        """Each model against the first: size, p50 latency, peak memory; a list in the models'
-        order (two models may share a file name: match them by position)."""
+        """Each model against the first, a list in the models' order (two models may share a file
+        name: match them by position). ``size``: exact. ``p50``: B's latency over A's, the median
+        over paired rounds of each round's ratio, with ``p50_ci`` its 95% bootstrap interval and
+        ``verdict`` its reading ("faster" / "slower" only when the whole interval lies beyond the
+        ±2% noise band, else "no difference beyond noise"; ``tflc.profiler.paired``). ``paired``
+        says how: "one process" (both models in one process, interleaved A B, B A: the
+        comparison, whose own p50s are ``a_p50_us`` / ``b_p50_us`` and ``p50_ratio``) or "rounds"
+        (each model's own processes, paired by round, where the comparison could not run).
+        ``p50_of_table`` is the ratio of the latency table's p50s. ``memory``: per-round peaks,
+        paired by round likewise."""
         base = self.models[0] if self.models else None
         out = []
         for k, m in enumerate(self.models):
             def r(a: float | None, b: float | None) -> float | None:
                 return (a / b) if (a is not None and b) else None
-            out.append({"index": k, "name": m.name,
-                        "size": r(m.size_bytes, base.size_bytes if base else None),
-                        "p50": r(m.latency.p50_us if m.latency else None,
-                                 base.latency.p50_us if base and base.latency else None),
-                        "memory": r(m.peak_memory_bytes, base.peak_memory_bytes if base else None)})
+            pooled = r(m.latency.p50_us if m.latency else None, base.latency.p50_us if base and base.latency else None)
+            row: dict[str, Any] = {"index": k, "name": m.name, "size": r(m.size_bytes, base.size_bytes if base else None),
+                                   "p50": pooled, "p50_ci": None, "p50_rounds": 0, "paired": None,
+                                   "verdict": "reference" if k == 0 else "undecided", "p50_of_table": pooled,
+                                   "memory": r(m.peak_memory_bytes, base.peak_memory_bytes if base else None),
+                                   "memory_ci": None}
+            if k and base is not None:
+                c = m.comparison
+                if c is not None:
+                    row.update(p50=c.ratio, p50_ci=[c.ci_low, c.ci_high], p50_rounds=c.rounds, paired="one process",
+                               verdict=c.verdict, a_p50_us=c.a.p50_us, b_p50_us=c.b.p50_us, p50_ratio=c.p50_ratio)
+                else:
+                    pr = paired(base.latency, m.latency)
+                    if pr is not None:
+                        row.update(p50=pr.ratio, p50_ci=[pr.ci_low, pr.ci_high], p50_rounds=pr.rounds,
+                                   paired="rounds", verdict=pr.verdict)
+                mem = paired_ratio({r_: [v] for r_, v in base.peak_rounds.items()},
+                                   {r_: [v] for r_, v in m.peak_rounds.items()})
+                if mem is not None:
+                    row.update(memory=mem.ratio, memory_ci=[mem.ci_low, mem.ci_high])
+            out.append(row)
         return out
 
     def to_json(self, samples: bool = False) -> dict:
@@ -409,6 +469,21 @@ def _accuracy(first: str, other: str, input_source: str | None, shapes: dict | N
 #: the clock run_bench budgets with (a test may replace it)
 _clock = time.monotonic
 
+#: the comparison against the first model: each round times this many runs of each model
+COMPARE_PER_ROUND = 10
+
+
+def _compare_models(first: str, other: str, *, threads: int, rounds: int, warmup: int, input_source: str | None,
+                    shapes: dict | None, max_seconds: float) -> LatencyComparison:
+    """``other`` against ``first``, both in one child process, interleaved in rounds (A B, B A ...)
+    as the -O2 latency guard compares: whatever sets a process's speed (the core it runs on, its
+    clock, its memory) is then the same for both, and a round's ratio is far steadier than one of
+    two processes' (on a small VM, processes of one model settle 20% apart)."""
+    from .latency import compare_latency
+    return compare_latency(first, other, threads=threads, rounds=rounds, per_round=COMPARE_PER_ROUND, warmup=warmup,
+                           input_source=input_source, shapes=shapes, max_seconds=max_seconds,
+                           timeout=max(120.0, 20 * max_seconds))
+
 
 def _builtin_note(msg: str) -> str:
     note = f"builtin kernels only (no XNNPACK): the model does not run that way: {msg}"
@@ -420,14 +495,18 @@ def _builtin_note(msg: str) -> str:
 def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int = 100, warmup: int = 10,
               contention: int = 0, xnnpack_variants: bool = True, input_source: str | None = None,
               shapes: dict | None = None, max_seconds: float = 10.0, accuracy: bool = True, rounds: int = 5,
-              progress: Callable[[str], None] | None = None) -> BenchResult:
+              progress: Callable[[str], None] | None = None, compare_rounds: int | None = None) -> BenchResult:
     """Benchmark ``paths``; ``contention`` > 0 also measures every thread count under that many busy
     background processes. Every measurement is split into ``rounds`` passes over all the
     configurations (models x threads x load x kernels), so that a slow phase of the machine hits
     all of them alike rather than one; each configuration's samples are pooled. There are at most
     as many rounds as runs, and ``max_seconds`` bounds each configuration in all (every round's
     process start, warm-up and runs): once a configuration has spent it, with at least 5 runs,
-    its remaining rounds are skipped. ``progress(msg)`` is called before each measurement."""
+    its remaining rounds are skipped. ``progress(msg)`` is called before each measurement.
+
+    Each model after the first is then compared with the first in one process, interleaved in
+    ``compare_rounds`` rounds (default 4 x ``rounds``, at least 10) of ``COMPARE_PER_ROUND`` runs
+    each, within ``max_seconds``: the ratio, its interval and its reading (``BenchResult.ratios``)."""
     say = progress or (lambda msg: None)
     threads = list(threads) or [1]
     asked_rounds = max(1, int(rounds))
@@ -446,9 +525,10 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
     # configuration -> pooled samples (and peak memory)
     samples: dict[tuple, list[float]] = {}
     sizes: dict[tuple, list[int]] = {}
+    round_ids: dict[tuple, list[int]] = {}
     spent: dict[tuple, float] = {}
     done: dict[tuple, int] = {}
-    peaks: dict[int, int] = {}
+    peaks: dict[int, dict[int, int]] = {}          # model -> round -> peak memory growth
     failed: dict[tuple, str] = {}
     configs: list[tuple] = []
     for k, (path, data) in enumerate(zip(paths, datas)):
@@ -464,7 +544,9 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
             elif "no tflc kernels" not in why:
                 result.models[k].notes.append(why)
     for r in range(rounds):
-        for cfg in configs:
+        # A B, B A, ...: within a round the configurations run one after the other, and whichever
+        # runs first may be favoured (a warmer or colder machine): alternating the order cancels it
+        for cfg in (configs if r % 2 == 0 else configs[::-1]):
             k, kind, t, loaded = cfg
             if cfg in failed:
                 continue
@@ -501,8 +583,9 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
             done[cfg] = done.get(cfg, 0) + 1
             samples.setdefault(cfg, []).extend(lat.samples)
             sizes.setdefault(cfg, []).append(len(lat.samples))
+            round_ids.setdefault(cfg, []).append(r)
             if kind == "xnnpack" and t == threads[0] and not loaded and peak is not None:
-                peaks[k] = max(peaks.get(k, 0), peak)
+                peaks.setdefault(k, {})[r] = peak
     short = sorted({done[c] for c in done if done[c] < rounds})
     result.rounds = max(done.values(), default=rounds)
     if short:
@@ -515,13 +598,15 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
             return None
         st = LatencyStats.from_samples(s, warmup=warmup, threads=cfg[2], xnnpack=cfg[1] != "builtin")
         st.round_sizes = list(sizes.get(cfg, []))
+        st.round_ids = list(round_ids.get(cfg, []))
         return st
     for k, mb in enumerate(result.models):
         for t in threads:
             mb.threads.append(ThreadPoint(t, stats((k, "xnnpack", t, False)),
                                           stats((k, "xnnpack", t, True)) if contention else None))
         mb.latency = mb.threads[0].isolated
-        mb.peak_memory_bytes = peaks.get(k)
+        mb.peak_rounds = dict(peaks.get(k, {}))
+        mb.peak_memory_bytes = max(mb.peak_rounds.values()) if mb.peak_rounds else None
         mb.recommendation = recommend(mb.threads)
         mb.configs["xnnpack"] = mb.latency
         if xnnpack_variants:
@@ -532,6 +617,16 @@ def run_bench(paths: Sequence[str], *, threads: Sequence[int] = (1,), runs: int 
                 mb.configs["tflc"] = stats((k, "tflc", threads[0], False))
                 if (k, "tflc", threads[0], False) in failed:
                     mb.notes.append(f"tflc delegate: {failed[(k, 'tflc', threads[0], False)]}")
+    n_compare = compare_rounds if compare_rounds is not None else max(10, 4 * rounds)
+    for k, mb in enumerate(result.models[1:], start=1):
+        say(f"{mb.name}: latency against {result.models[0].name}, interleaved in one process")
+        try:
+            mb.comparison = _compare_models(str(paths[0]), str(paths[k]), threads=threads[0], rounds=n_compare,
+                                            warmup=warmup, input_source=input_source, shapes=shapes,
+                                            max_seconds=max_seconds)
+        except TflcError as e:
+            mb.notes.append(f"latency not compared with {result.models[0].name} in one process ({e}): its ratio "
+                            "pairs the rounds of the two models' own processes instead")
     ref_result = None
     if accuracy:
         for k, mb in enumerate(result.models[1:], start=1):

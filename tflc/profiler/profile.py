@@ -44,7 +44,7 @@ import numpy as np
 
 from .collect import OpInfo, RawProfile, RawView
 
-SCHEMA = 3          # 3: calibrated op events
+SCHEMA = 4          # 3: calibrated op events; 4: the timeline holds the runs nearest the median (timeline_runs)
 SUM_TOLERANCE = 0.10
 #: per-op times are averaged over the fastest runs (by their total); the slowest are machine noise
 KEEP_FRACTION = 0.9
@@ -144,6 +144,9 @@ class View:
     kept: int = 0                             # of which the per-op means use the fastest
     notes: list[str] = field(default_factory=list)
     timeline: list[list[list]] = field(default_factory=list)   # a few runs, see _timeline
+    #: which runs the timeline holds, nearest the median first: {"run": k (0-based, of the profiled
+    #: runs), "total_us": that run's total of the events}; "median_us": the median total they are near
+    timeline_runs: list[dict] = field(default_factory=list)
     xnnpack_events: int = 0                   # per run: events truncated to whole µs
     op_events: int = 0                        # per run: events that are differences of µs timestamps
     requested: dict = field(default_factory=dict)    # runs / warmup / max_seconds / rounds asked for
@@ -597,11 +600,25 @@ def _build_profiler(rv: RawView, ops: list[OpInfo]) -> View:
                 len(runs), len(keep), notes, xnnpack_events=nx, op_events=nc, requested=dict(rv.requested),
                 paired_ratio=paired, calibration=dict(rv.calibration) if rv.calibration else None,
                 calibrated_sum_us=cal_sum, calibrated_paired_ratio=cal_paired)
-    view.timeline = [_timeline(parsed[r][3], owner, by_key, dx, dc) for r in keep[:TIMELINE_RUNS]]
+    picked = representative_runs(list(totals), TIMELINE_RUNS)
+    view.timeline = [_timeline(parsed[r][3], owner, by_key, dx, dc) for r in picked]
+    view.timeline_runs = [{"run": int(parsed[r][4]), "total_us": float(totals[r]), "median_us": raw_sum}
+                          for r in picked]
     return _finish(view)
 
 
 TIMELINE_RUNS = 5
+
+
+def representative_runs(totals: Sequence[float], n: int = TIMELINE_RUNS) -> list[int]:
+    """The ``n`` runs whose totals are nearest the median total, nearest first (ties: the earlier
+    run). A trace shows these: the first runs, or the fastest, can be outliers (a 14 ms model once
+    traced at 30 ms), and what a user wants to see is a typical run."""
+    a = np.asarray(totals, dtype=float)
+    if a.size == 0:
+        return []
+    med = float(np.median(a))
+    return sorted(range(a.size), key=lambda k: (abs(a[k] - med), k))[:max(0, n)]
 
 
 def _timeline(run: list[tuple], owner: list[list[tuple[int, int]]], by_key: dict, dx: float,
