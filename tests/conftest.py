@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+#: every test also fails if a pass writes an IR field directly (tests/ir_write_guard.py)
+pytest_plugins = ["ir_write_guard"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MODELS = Path(os.environ.get("TFLC_SHARED_MODELS", REPO.parent / "shared" / "models"))
 

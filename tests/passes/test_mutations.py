@@ -3,7 +3,7 @@
 Two checks: no pass source assigns a tensor or operator field (or a field inside options or
 quantization parameters) directly; and on converter-built models, every pass that changes the
 written bytes also changes the model's version stamp (what the analysis cache is keyed by).
-The conftest of this folder watches the same fields while every pass test runs.
+tests/ir_write_guard.py watches the same fields while every test runs.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Every pass test also checks that the passes change the IR through Subgraph methods only.
+"""A pytest plugin (loaded by tests/conftest.py): every test also checks that the passes change
+the IR through Subgraph methods only.
 
 A direct write such as ``t.shape = ...`` or ``op.options = ...`` from a pass would leave the
 model's version stamp unchanged, so cached analyses (and the networkx view) would describe a
@@ -16,7 +17,7 @@ import pytest
 
 from tflc.ir.core import OP_FIELDS, TENSOR_FIELDS, Operator, Tensor
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 #: the code that must not write those fields directly
 WATCHED = (str(REPO / "passes") + "/", str(REPO / "tflc" / "evaluate.py"), str(REPO / "tflc" / "rewrite.py"))
