@@ -103,10 +103,10 @@ class SpecializeShapes(Pass):
         changed = False
         plan: list[tuple[Tensor, tuple[int, ...]]] = []
         kept_dynamic = 0
-        for i, t in enumerate(sg.tensors):
-            if t.is_constant or i not in shapes:
+        for t in sg.tensors:
+            if t.is_constant or t.uid not in shapes:
                 continue
-            got = shapes[i]
+            got = shapes[t.uid]
             if id(t) not in shape_known:
                 kept_dynamic += _dynamic(t)
                 continue
@@ -154,7 +154,7 @@ class SpecializeShapes(Pass):
         return out
 
     def _ask_litert(self, model: Model, new_inputs: dict[int, tuple[int, ...]], ctx) -> dict[int, tuple[int, ...]] | None:
-        """Tensor index (in ``model.main.tensors``) -> shape computed by LiteRT for the new inputs
+        """Tensor uid -> shape computed by LiteRT for the new inputs
         (the ``shapes`` analysis, for the context's input shapes)."""
         result = ctx.analyses.get("shapes", model, ctx)
         if result.error is not None:

@@ -118,6 +118,8 @@ class PassContext:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     reference: str | None = None             # path of the input model (numeric checks)
     analyses: AnalysisManager = field(default_factory=AnalysisManager)
+    #: the delegate target the model is optimized for (``tflc.targets``; the ``partition`` analysis)
+    target: str | None = None
     #: settings of the ``profile`` analysis (``tflc.profiler.get_profile`` keywords: views, runs, ...)
     profile_options: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)

@@ -59,7 +59,7 @@ def get_analysis(name: str) -> Analysis:
 
 
 def _load_builtin() -> None:
-    from . import profile, shapes  # noqa: F401  (their decorators register them)
+    from . import partition, profile, shapes  # noqa: F401  (their decorators register them)
 
 
 class AnalysisManager:

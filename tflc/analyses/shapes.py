@@ -3,8 +3,8 @@
 The main subgraph's inputs take the context's input shapes (``--input-shape``; the model's own
 shapes otherwise); the model is written, resized, allocated and invoked once in an isolated
 child (``tflc.runtime.tensor_shapes``), and the shapes are read back after the invocation.
-The value maps a tensor's position in ``model.main.tensors`` to its shape; ``None`` when LiteRT
-cannot run the model with those shapes (``ShapesResult.error`` says why).
+The value maps a tensor's ``uid`` to its shape (uids survive passes that add or drop other
+tensors); ``error`` says why when LiteRT cannot run the model with those shapes.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ def shapes(model: Any, ctx: Any) -> ShapesResult:
     # Unique names map LiteRT's tensors back to ours; the renaming happens on a private copy.
     probe = model.clone()
     sg = probe.main
-    for k, t in enumerate(sg.tensors):
-        t.name = f"{_PREFIX}{k}"
+    for t in list(sg.tensors):
+        sg.rename(t, f"{_PREFIX}{t.uid}")          # the clone keeps the model's uids
     for t, orig in zip(sg.inputs, model.main.inputs):
         if orig.name in overrides:
             sg.set_shape(t, overrides[orig.name], overrides[orig.name])
@@ -41,8 +41,7 @@ def shapes(model: Any, ctx: Any) -> ShapesResult:
     except TflcError as e:
         return ShapesResult(error=str(e))
     out = {int(n[len(_PREFIX):]): s for n, s in named.items() if n.startswith(_PREFIX)}
-    index = {id(t): k for k, t in enumerate(model.main.tensors)}
     for t in model.main.inputs:                    # the inputs get exactly the requested shapes
         if t.name in overrides:
-            out[index[id(t)]] = tuple(int(d) for d in overrides[t.name])
+            out[t.uid] = tuple(int(d) for d in overrides[t.name])
     return ShapesResult(out)

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import TflcError
 from ..runtime.custom_ops import MissingKernelError
+from ..runtime.delegation import delegate_partitions
 from ..runtime.inputs import load_inputs
 from ..runtime.interpreter import SWITCH_PAUSE_S, RunOptions, Session, native_stderr
 
@@ -105,37 +106,6 @@ def model_ops(model: Any, runtime_shapes: dict[int, tuple] | None = None) -> lis
                               [index.get(id(t), -1) if t is not None else -1 for t in op.inputs],
                               [index.get(id(t), -1) if t is not None else -1 for t in outs]))
     return out
-
-
-def delegate_partitions(interp: Any) -> list[list[int]]:
-    """For each DELEGATE node of the main subgraph (in node order), the original nodes it took."""
-    details = interp._get_ops_details()
-    producer: dict[int, int] = {}
-    for d in details:
-        if d["op_name"] == "DELEGATE":
-            continue
-        for t in d["outputs"]:
-            producer.setdefault(int(t), int(d["index"]))
-    parts = []
-    for d in details:
-        if d["op_name"] != "DELEGATE":
-            continue
-        boundary = {int(t) for t in d["inputs"]}
-        members: set[int] = set()
-        stack = [int(t) for t in d["outputs"]]
-        seen: set[int] = set()
-        while stack:
-            t = stack.pop()
-            if t in seen or t in boundary or t < 0:
-                continue
-            seen.add(t)
-            p = producer.get(t)
-            if p is None or p in members:
-                continue
-            members.add(p)
-            stack.extend(int(x) for x in details[p]["inputs"])
-        parts.append(sorted(members))
-    return parts
 
 
 def _stock_timer(session: Session) -> Callable[[], float]:

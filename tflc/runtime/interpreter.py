@@ -35,6 +35,9 @@ class RunOptions:
     xnnpack: bool = True          # False: builtin kernels only (LiteRT's reference path)
     delegates: tuple = ()         # extra delegate objects (tflc's kernel delegate is added by itself)
     preserve_all_tensors: bool = False   # keep every intermediate tensor's value (``Session.tensor_values``)
+    #: False: each node a delegate takes becomes a delegate kernel of its own, which makes the
+    #: delegate's decision visible node by node (``tflc.runtime.delegation``)
+    delegate_node_fusion: bool = True
 
 
 class SessionError(RuntimeFailure):
@@ -105,6 +108,7 @@ class Session:
         delegates += [d for d in options.delegates if d is not plan.delegate]
         kw: dict[str, Any] = dict(num_threads=options.threads, experimental_delegates=delegates or None,
                                   experimental_preserve_all_tensors=options.preserve_all_tensors,
+                                  experimental_disable_delegate_node_fusion=not options.delegate_node_fusion,
                                   experimental_op_resolver_type=(
                                       OpResolverType.AUTO if options.xnnpack
                                       else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES))

@@ -1,0 +1,88 @@
+"""``tflc partition`` as text: the partitions, the ops left on the CPU and why, and what to do.
+
+Built from the report's data (``tflc.cli.cmd_partition`` assembles it; ``--json`` prints it as is),
+so the text says nothing the JSON does not hold.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any, Sequence
+
+from .text import Table, fmt_us
+
+
+def _types(ops: Sequence[dict]) -> str:
+    c = Counter(o["type"] for o in ops)
+    return ", ".join(f"{n}x {t}" if n > 1 else t for t, n in c.most_common(4)) + (" ..." if len(c) > 4 else "")
+
+
+def _pct(us: float | None, total: float | None) -> str:
+    if us is None or not total:
+        return "-"
+    return f"{fmt_us(us)} ({100 * us / total:.1f}%)"
+
+
+def partition_blocks(rep: dict, *, verbose: bool = False) -> list[Table | str]:
+    s = rep["summary"]
+    blocks: list[Table | str] = []
+    head = (f"{rep['model']}: target {rep['target']} ({rep['runtime']})\n"
+            f"  {s['delegated']} of {s['ops']} ops delegated in {s['partitions']} partition(s); {s['cpu']} op(s) "
+            f"on the CPU; {s['boundary_tensors']} tensor(s) cross a partition boundary")
+    if rep.get("model_reason"):
+        head += f"\n  the whole model stays on the CPU: {rep['model_reason']}"
+    blocks.append(head)
+    lat = rep.get("latency")
+    total = lat["per_op_total_us"] if lat else None
+    ops = rep["ops"]
+    by_part: dict[int, list[dict]] = defaultdict(list)
+    for o in ops:
+        if o.get("partition") is not None:
+            by_part[o["partition"]].append(o)
+    part_us = {p["partition"]: p["us"] for p in (lat or {}).get("partitions", [])}
+    if rep["partitions"]:
+        t = Table("Partitions the delegate takes", ["#", "subgraph", "ops", "first-last", "op types",
+                                                   "time (share)" if lat else "time",
+                                                   "in/out tensors"])
+        for k, p in enumerate(rep["partitions"]):
+            members = by_part.get(k, [])
+            t.rows.append([str(k), str(p["subgraph"]), str(len(p["ops"])), f"{p['ops'][0]}-{p['ops'][-1]}",
+                           _types(members), _pct(part_us.get(k), total) if lat else "-",
+                           f"{len(p['inputs'])}/{len(p['outputs'])}"])
+        blocks.append(t)
+    cpu = [o for o in ops if not o["delegated"]]
+    if cpu:
+        cpu_us = {c["index"]: c["us"] for c in (lat or {}).get("cpu_ops", [])}
+        groups: dict[str, list[dict]] = defaultdict(list)
+        for o in cpu:
+            groups[o["reason"]].append(o)
+        t = Table("Ops left on the CPU, by reason", ["ops", "reason", "time (share)" if lat else "ops (index)"])
+        for reason, members in sorted(groups.items(), key=lambda kv: -sum(cpu_us.get(o["index"], 0) for o in kv[1])
+                                      if lat else -len(kv[1])):
+            where = (_pct(sum(cpu_us.get(o["index"], 0.0) for o in members if o["subgraph"] == 0), total) if lat
+                     else ", ".join(f"{o['subgraph']}:{o['index']}" for o in members[:6])
+                     + (" ..." if len(members) > 6 else ""))
+            t.rows.append([f"{len(members)}x {_types(members)}", reason, where])
+        t.align = "llr"
+        blocks.append(t)
+        if verbose:
+            v = Table("Every op on the CPU", ["subgraph:index", "type", "reason"])
+            v.align = "lll"
+            v.rows = [[f"{o['subgraph']}:{o['index']}", o["type"], o["reason"]] for o in cpu]
+            blocks.append(v)
+    if rep.get("warnings"):
+        blocks.append("warnings:\n" + "\n".join(f"  {w}" for w in rep["warnings"]))
+    if rep.get("rewrites"):
+        blocks.append("rewrites that would raise coverage:\n" + "\n".join(f"  - {r}" for r in rep["rewrites"]))
+    chk = rep.get("check")
+    if chk is not None:
+        if chk["agrees"]:
+            blocks.append(f"checked against LiteRT: the same {chk['taken']} of {chk['nodes']} nodes delegated, "
+                          f"{chk['partitions']} partition(s)")
+        else:
+            blocks.append("checked against LiteRT: DIFFERS: predicted but not taken "
+                          f"{chk['predicted_only'] or '-'}; taken but not predicted {chk['actual_only'] or '-'}"
+                          f"; partitions predicted {chk['predicted_partitions']}, actual {chk['partitions']}")
+    if lat:
+        blocks.append(f"times: the profiler's XNNPACK view; shares of the per-op total {fmt_us(total)} "
+                      f"(measured latency {fmt_us(lat['measured_us'])})")
+    return blocks
