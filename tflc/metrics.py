@@ -16,6 +16,8 @@ class OutputDiff:
     max_rel: float           # max |a-b| / max(|a|)
     cosine: float
     sqnr_db: float           # 10 log10(sum a^2 / sum (a-b)^2); inf when identical (null in JSON)
+    #: integer outputs on the same quantization grid: the largest difference in steps; else None
+    max_steps: int | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -38,6 +40,9 @@ def diff_output(name: str, ref: np.ndarray, got: np.ndarray, ref_q=None, got_q=N
         nan = float("nan")
         return OutputDiff(name, tuple(ref.shape), identical, nan, nan, nan, nan, nan)
     a, b = _dequant(ref, ref_q), _dequant(got, got_q)
+    steps = None
+    if ref.dtype.kind in "iu" and got.dtype == ref.dtype and ref_q and got_q and tuple(ref_q) == tuple(got_q):
+        steps = int(np.abs(ref.astype(np.int64) - got.astype(np.int64)).max()) if ref.size else 0
     err = np.abs(a - b)
     finite = np.isfinite(err)
     max_abs = float(err[finite].max()) if finite.any() else (0.0 if identical else float("nan"))
@@ -50,4 +55,4 @@ def diff_output(name: str, ref: np.ndarray, got: np.ndarray, ref_q=None, got_q=N
     noise = float(np.sum(np.abs(a - b) ** 2))
     signal = float(np.sum(np.abs(a) ** 2))
     sqnr = float("inf") if noise == 0 else (10 * np.log10(signal / noise) if signal > 0 else float("-inf"))
-    return OutputDiff(name, tuple(ref.shape), identical, max_abs, mean_abs, max_rel, cosine, sqnr)
+    return OutputDiff(name, tuple(ref.shape), identical, max_abs, mean_abs, max_rel, cosine, sqnr, steps)

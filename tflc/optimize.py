@@ -104,7 +104,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         raise MissingKernelError(missing_message(str(src_p), missing, xnnpack=run_options.xnnpack)
                                  + "; -O0 writes it unchanged (checked by structure)", codes=missing)
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
-                      shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget)
+                      shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget, pipeline=list(pipeline))
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
     latency = None
@@ -133,15 +133,11 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                                 seed=ctx.seed, shapes=ctx.shapes, ref_result=ctx._ref_result)
         check = cmp.to_json()
         check["tolerance"] = budget
-        if budget == 0.0 and not cmp.identical:
-            bad = next(d for d in cmp.diffs if not d.identical)
-            raise VerificationError(f"output '{bad.name}' is not bit-identical to the input model's "
-                                    f"(max abs error {bad.max_abs:.3g}){_lossy(pipeline)}; refusing to write {dst_p}")
-        if cmp.worst_rel() > budget:
-            bad = max(cmp.diffs, key=lambda d: d.max_rel)
-            raise VerificationError(f"output '{bad.name}' differs from the input model's by {bad.max_rel:.3g} "
-                                    f"(relative), over the tolerance {budget:g}{_lossy(pipeline)}; "
-                                    f"refusing to write {dst_p}")
+        if plan.quant_steps:
+            check["quant_steps"] = plan.quant_steps
+        bad = cmp.violation(budget, plan.quant_steps)
+        if bad is not None:
+            raise VerificationError(f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}")
         os.replace(tmp, dst_p)
     except BaseException:
         try:

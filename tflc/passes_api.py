@@ -45,6 +45,9 @@ class Pass:
     preserves: ClassVar[frozenset[str]] = frozenset()
     #: largest relative output error the pass may introduce (0.0: bit-identical outputs)
     tolerance: ClassVar[float] = 0.0
+    #: quantization steps an integer (quantized) output may move (0: judged by ``tolerance`` alone);
+    #: a pass that re-rounds int8 values declares the steps it may cost
+    quant_steps: ClassVar[int] = 0
 
     def __init__(self, options: Any = None, **kwargs: Any):
         if options is None:

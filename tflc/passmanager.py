@@ -77,6 +77,8 @@ class Plan:
     skipped: list[Pass]
     tolerance: float
     latency_guard: bool
+    #: quantization steps an integer output may move (the most any pass declares)
+    quant_steps: int = 0
 
 
 def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | None" = None,
@@ -104,7 +106,7 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
     budget = tolerance if tolerance is not None else (
         0.0 if lossless else max([default_tolerance] + [p.tolerance for p in pipeline]))
     guard = latency_guard if latency_guard is not None else (level is not None and get_level(level).latency_guard)
-    return Plan(pipeline, level, skipped, budget, guard)
+    return Plan(pipeline, level, skipped, budget, guard, max([0] + [p.quant_steps for p in pipeline]))
 
 
 @dataclass
@@ -127,6 +129,8 @@ class PassContext:
     facts: dict[str, Any] = field(default_factory=dict)
     #: overall output tolerance (relative) of the pipeline, checked by --verify-each after each pass
     tolerance: float | None = None
+    #: the pipeline being run (its passes' declared quantization steps bound --verify-each's check)
+    pipeline: list = field(default_factory=list)
     _ref_result: RunResult | None = None
     _prev_result: RunResult | None = None
 
@@ -188,18 +192,17 @@ def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
             raise VerificationError(f"pass '{p.name}' broke the model: {e}") from None
     step = compare_results(prev, got)
     budget = max(p.tolerance, 0.0)
-    if (budget == 0.0 and not step.identical) or step.worst_rel() > budget:
-        bad = max(step.diffs, key=lambda d: (not d.identical, d.max_rel))
-        raise VerificationError(
-            f"pass '{p.name}' broke the model: output '{bad.name}' max relative error {bad.max_rel:.3g} "
-            f"(max abs {bad.max_abs:.3g}) against the model before it; the pass allows "
-            f"{'bit-identical only' if budget == 0 else budget}")
+    bad = step.violation(budget, p.quant_steps)
+    if bad is not None:
+        allows = "bit-identical only" if budget == 0 and not p.quant_steps else (
+            f"{budget:g}" + (f" or {p.quant_steps} quantization step(s)" if p.quant_steps else ""))
+        raise VerificationError(f"pass '{p.name}' broke the model: {bad.replace('the input model', 'the model before it')}"
+                                f"; the pass allows {allows}")
     total = compare_results(ctx._ref_result, got)
-    if ctx.tolerance is not None and total.worst_rel() > ctx.tolerance:
-        bad = max(total.diffs, key=lambda d: d.max_rel)
-        raise VerificationError(
-            f"after pass '{p.name}' output '{bad.name}' differs from the input model's by {bad.max_rel:.3g} "
-            f"(relative), over the tolerance {ctx.tolerance:g}")
+    steps = max([0] + [q.quant_steps for q in ctx.pipeline])
+    bad = total.violation(ctx.tolerance, steps) if ctx.tolerance is not None else None
+    if bad is not None:
+        raise VerificationError(f"after pass '{p.name}' {bad}")
     ctx._prev_result = got
     return total.worst_rel()
 

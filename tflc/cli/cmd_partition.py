@@ -80,7 +80,7 @@ def build_report(path: str, target, *, profile: bool, check: bool) -> dict:
     rep = {"model": path, **plan.to_json()}
     rep["edges"] = {str(si): _edges(sg) for si, sg in enumerate(model.subgraphs)}
     rep["warnings"] = [f"{d['subgraph']}:{d['index']} {d['type']}: {w}" for d in rep["ops"] for w in d.get("warnings", [])]
-    rep["rewrites"] = _rewrites(plan)
+    rep["rewrites"] = _rewrites(plan, model, target)
     if profile:
         from ..profiler import get_profile
         prof = get_profile(path, views=("xnnpack",), runs=20, max_seconds=5.0)
@@ -109,7 +109,7 @@ def _edges(sg) -> list[list[int]]:
     return [list(e) for e in sorted(out)]
 
 
-def _rewrites(plan) -> list[str]:
+def _rewrites(plan, model, target) -> list[str]:
     """What tflc can do about the ops left on the CPU (the coverage passes say what they fix)."""
     from ..passes_api import all_passes
     out = []
@@ -117,7 +117,8 @@ def _rewrites(plan) -> list[str]:
         covers = getattr(cls, "covers", None)
         if covers is None:
             continue
-        hits = [d for d in plan.ops if not d.delegated and covers(d, plan.target)]
+        hits = [d for d in plan.ops if not d.delegated
+                and covers(model.subgraphs[d.subgraph].operators[d.index], target)]
         if hits:
             out.append(f"{name}: {cls.description} ({len(hits)} op(s) here; tflc optimize --passes {name} "
                        f"or --target {plan.target})")

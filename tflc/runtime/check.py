@@ -69,6 +69,23 @@ class Comparison:
     def worst_rel(self) -> float:
         return max((d.max_rel for d in self.diffs), default=0.0)
 
+    def violation(self, tolerance: float, steps: int = 0) -> str | None:
+        """Why the candidate is out of bounds, or None. An integer output on the reference's
+        quantization grid may move ``steps`` steps (when steps > 0); any other output is judged by
+        ``tolerance`` (relative to its peak; 0: bit-identical)."""
+        for d in sorted(self.diffs, key=lambda d: (d.identical, -d.max_rel if d.max_rel == d.max_rel else 0)):
+            if steps and d.max_steps is not None:
+                if d.max_steps > steps:
+                    return (f"output '{d.name}' moves by {d.max_steps} quantization steps from the input model's, "
+                            f"over the {steps} allowed")
+            elif tolerance == 0.0:
+                if not d.identical:
+                    return f"output '{d.name}' is not bit-identical to the input model's (max abs error {d.max_abs:.3g})"
+            elif not d.max_rel <= tolerance:        # NaN is out of bounds too
+                return (f"output '{d.name}' differs from the input model's by {d.max_rel:.3g} (relative), over the "
+                        f"tolerance {tolerance:g}")
+        return None
+
     def to_json(self) -> dict:
         return {"identical": self.identical, "steps": self.steps, "outputs": [d.to_json() for d in self.diffs],
                 "notes": self.notes}

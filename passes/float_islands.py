@@ -1,0 +1,166 @@
+"""float-islands: an int8 op the delegate leaves on the CPU runs in float inside its partition.
+
+XNNPACK in LiteRT 2.3.0 takes many ops in float32 but not in int8 (SOFTMAX, HARD_SWISH, GELU,
+BATCH_MATMUL with a non-zero right zero point, SQUARED_DIFFERENCE, RSQRT, an ADD whose scales are
+too far apart, ...). Each such op runs on a slow builtin kernel and splits the delegate's
+partition in two. This pass rewrites
+
+    y_q = OP(x_q, ...)                      (int8, refused by the target)
+into
+    x_f = DEQUANTIZE(x_q); y_f = OP(x_f, ...); y_q = QUANTIZE(y_f)
+
+with ``y_q`` keeping its quantization, so everything after it is unchanged. The target takes
+DEQUANTIZE, QUANTIZE and the float op, so the partition is no longer split. Quantized constant
+inputs (an epsilon, a PRELU slope) become float constants (up to ``max-const-bytes``).
+
+When it is safe: the float op computes the same function on the dequantized values, without the
+int8 kernel's fixed-point approximations; its result is rounded to the same int8 grid. An output
+so differs from the int8 kernel's by at most a rounding (one quantization step) where the int8
+kernel is exact to half a step; the pass declares one step, and ``tflc optimize`` checks it in
+LiteRT. Each island keeps its own QUANTIZE/DEQUANTIZE pair, so the model's int8 values between
+islands stay what they were.
+
+It is applied only where the target refuses the int8 op and accepts the float one: both answers
+come from the target's rules (``tflc.targets``), and the refusal of an op it cannot help says why.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tflc.ir.build import builtin_opcode
+from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.quant import quant_params
+from tflc.passes_api import Pass, register
+from tflc.schema import TYPE_CODES
+
+_F32 = TYPE_CODES["FLOAT32"]
+_QTYPES = {TYPE_CODES["INT8"]: 2, TYPE_CODES["UINT8"]: 1}     # dtype -> QUANTIZE/DEQUANTIZE version
+
+
+@dataclass
+class FloatIslandsOptions:
+    ops: list[str] = field(default_factory=list, metadata={
+        "help": "op types to consider (':'-separated; default: every op the target refuses in int8)"})
+    max_const_bytes: int = field(default=1 << 16, metadata={
+        "help": "largest quantized constant input turned into a float constant (bytes of float32)"})
+
+    def __post_init__(self) -> None:
+        if self.max_const_bytes < 0:
+            raise ValueError("max-const-bytes must be 0 or more")
+
+
+def _activation(t: Tensor | None) -> bool:
+    """An int8/uint8 per-tensor quantized tensor (an activation the island dequantizes)."""
+    q = quant_params(t)
+    return t is not None and t.dtype in _QTYPES and q is not None and not q.per_channel
+
+
+def _dequantized(t: Tensor) -> np.ndarray:
+    q = quant_params(t)
+    assert q is not None and t.data is not None
+    return ((t.data.astype(np.float64) - q.zero_point[0]) * q.scale[0]).astype(np.float32)
+
+
+@dataclass
+class _Plan:
+    inputs: list[tuple[int, str]]      # (input index, "dequantize" | "constant")
+    outputs: list[int]                 # output indices to quantize back
+
+
+def plan_island(op: Operator, target, max_const_bytes: int = 1 << 16) -> tuple[_Plan | None, str]:
+    """What the island of ``op`` would be, or why there is none. The float op is tried on the
+    target before anything changes."""
+    ok, why = target.check(op)
+    if ok:
+        return None, ""
+    if op.opcode.is_custom:
+        return None, "a custom op has no float version to run"
+    q_in = [i for i, t in enumerate(op.inputs) if _activation(t)]
+    q_out = [i for i, t in enumerate(op.outputs) if _activation(t)]
+    if not q_in and not q_out:
+        return None, ""                                 # not an int8 op: nothing this pass can do
+    if any(quant_params(t) is not None and not _activation(t) and not t.is_constant
+           for t in (*op.inputs, *op.outputs) if t is not None):
+        return None, "it holds int16 or per-channel activations; islands are made for int8 activations"
+    plan = _Plan([], q_out)
+    fake_in: list[Tensor | None] = []
+    for i, t in enumerate(op.inputs):
+        if i in q_in:
+            if t.is_constant:
+                if (t.num_elements or 0) * 4 > max_const_bytes:
+                    return None, f"input {i} is a quantized constant of {t.num_elements} values, over max-const-bytes"
+                plan.inputs.append((i, "constant"))
+            else:
+                plan.inputs.append((i, "dequantize"))
+            fake_in.append(Tensor(t.name, _F32, t.shape, shape_signature=t.shape_signature,
+                                  buffer=t.buffer if t.is_constant else None))
+        else:
+            fake_in.append(t)
+    fake_out = [Tensor(t.name, _F32, t.shape, shape_signature=t.shape_signature) if i in q_out else t
+                for i, t in enumerate(op.outputs)]
+    probe = Operator(op.opcode, fake_in, fake_out, options=op.options, options_type=op.options_type)
+    ok, float_why = target.check(probe)
+    if not ok:
+        return None, f"its float version is not taken either ({float_why})"
+    return plan, why
+
+
+@register
+class FloatIslands(Pass):
+    name = "float-islands"
+    description = "run int8 ops the delegate leaves on the CPU in float inside its partition (DEQUANTIZE-op-QUANTIZE)"
+    Options = FloatIslandsOptions
+    #: the float op's result rounded to the output's int8 grid: at most one step from the int8 kernel's
+    quant_steps = 1
+    tolerance = 1 / 127            # one step of a full-range int8 output, for float outputs behind it
+
+    def run(self, model: Model, ctx) -> bool:
+        from tflc.targets import get_target
+        target = get_target(getattr(ctx, "target", None) or "xnnpack")
+        wanted = set(self.options.ops)
+        changed = False
+        for sg in model.subgraphs:
+            made: dict[int, Tensor] = {}          # uid of an int8 tensor -> its DEQUANTIZE made here
+            for op in list(sg.operators):
+                if wanted and op.type not in wanted:
+                    continue
+                plan, why = plan_island(op, target, self.options.max_const_bytes)
+                if plan is None:
+                    if why:
+                        ctx.note(f"{self.name}: kept {op.type} '{_out(op)}': {why}")
+                    continue
+                self._apply(sg, op, plan, made)
+                ctx.note(f"{self.name}: {op.type} '{_out(op)}' runs in float inside the partition ({why})")
+                changed = True
+        return changed
+
+    @staticmethod
+    def _apply(sg: Subgraph, op: Operator, plan: _Plan, made: dict[int, Tensor]) -> None:
+        for i, how in plan.inputs:
+            t = op.inputs[i]
+            if how == "constant":
+                f = sg.new_constant(f"{t.name}/float", _dequantized(t))
+            elif t.uid in made:
+                f = made[t.uid]
+            else:
+                f = sg.new_tensor(f"{t.name}/float", _F32, t.shape, shape_signature=t.shape_signature)
+                sg.add_op(Operator(builtin_opcode("DEQUANTIZE", _QTYPES[t.dtype]), [t], [f]), before=op)
+                made[t.uid] = f
+            sg.set_input(op, i, f)
+        after = op
+        for i in plan.outputs:
+            t = op.outputs[i]
+            f = sg.new_tensor(f"{t.name}/float", _F32, t.shape, shape_signature=t.shape_signature)
+            sg.set_output(op, i, f)
+            after = sg.add_op(Operator(builtin_opcode("QUANTIZE", _QTYPES[t.dtype]), [f], [t]), after=after)
+
+    @classmethod
+    def covers(cls, op: Operator, target) -> bool:
+        """Would this pass move ``op`` into the partition? (``tflc partition`` lists it as a rewrite.)"""
+        return plan_island(op, target)[0] is not None
+
+
+def _out(op: Operator) -> str:
+    return next((t.name for t in op.outputs if t is not None), "?")
