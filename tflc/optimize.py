@@ -83,10 +83,11 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                   passes: str | Sequence[Pass] | None = None, run_options: RunOptions = RunOptions(),
                   input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
                   tolerance: float | None = None, verify_each: bool = False,
-                  latency_guard: bool | None = None,
+                  latency_guard: bool | None = None, target: str | None = None,
                   on_pass: Callable[[PassRecord], None] | None = None) -> OptimizeResult:
     """``latency_guard`` (default: as the level says, on at -O2) keeps the result only where LiteRT does not run it
-    slower; see ``passmanager.guard_latency``."""
+    slower; see ``passmanager.guard_latency``. ``target`` (a ``tflc.targets`` name) adds the passes
+    that raise that delegate's coverage to the level, and tells every pass which delegate it is for."""
     t0 = time.perf_counter()
     src_p = Path(src)
     model = load(src_p)
@@ -94,8 +95,11 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     if shapes:
         check_shape_overrides(shapes, model.main.inputs)
     before = model.stats()
+    if target is not None:
+        from .targets import get_target
+        get_target(target)                              # an unknown target is a usage error, before any work
     plan = plan_pipeline(level=level, passes=passes, tolerance=tolerance, latency_guard=latency_guard,
-                         default_tolerance=DEFAULT_TOLERANCE)
+                         default_tolerance=DEFAULT_TOLERANCE, target=target)
     pipeline, level, skipped, budget, guard = plan.passes, plan.level, plan.skipped, plan.tolerance, plan.latency_guard
     # custom ops that LiteRT cannot run and no kernel is registered for: -O0 still writes the model
     # (checked by structure); a pipeline cannot be checked at all, so it stops here, before any work
@@ -104,7 +108,8 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
         raise MissingKernelError(missing_message(str(src_p), missing, xnnpack=run_options.xnnpack)
                                  + "; -O0 writes it unchanged (checked by structure)", codes=missing)
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
-                      shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget, pipeline=list(pipeline))
+                      shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget, pipeline=list(pipeline),
+                      target=target)
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
     latency = None

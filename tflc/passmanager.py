@@ -52,6 +52,10 @@ LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (
           "(--input-shape) and the latency guard: the result is timed against IN in LiteRT and passes that slow "
           "it down are dropped"),
 )}
+#: what ``--target`` adds to a level, before its clean-up passes: rewrites that raise the target's
+#: coverage (the target's rules decide where each applies)
+TARGET_PASSES: tuple[str, ...] = ("float-islands",)
+
 #: level name -> pass names (kept for callers that only need the names)
 PIPELINES: dict[str, list[str]] = {name: list(lvl.passes) for name, lvl in LEVELS.items()}
 
@@ -83,7 +87,7 @@ class Plan:
 
 def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | None" = None,
                   tolerance: float | None = None, latency_guard: bool | None = None,
-                  default_tolerance: float = 1e-5) -> Plan:
+                  default_tolerance: float = 1e-5, target: str | None = None) -> Plan:
     """The one place that turns a level (or an explicit pass list) and the user's options into a plan.
 
     A level adapts to ``tolerance``: its passes that may change outputs by more are skipped (an
@@ -98,6 +102,9 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
         pipeline, level = list(passes), None
     else:
         pipeline = pipeline_passes(level or "O0")
+        if target is not None and pipeline:            # -O0 stays a pure rewrite
+            at = next((i for i, p in enumerate(pipeline) if p.name == "remove-dead-code"), len(pipeline))
+            pipeline[at:at] = [get_pass(n)() for n in TARGET_PASSES]
     skipped: list[Pass] = []
     if level is not None and tolerance is not None:
         skipped = [p for p in pipeline if p.tolerance > tolerance]

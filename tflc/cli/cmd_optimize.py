@@ -49,6 +49,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         help=lvl.help.split(" (")[0] + (" (default)" if lvl.name == DEFAULT_LEVEL else ""))
     lv.add_argument("--passes", metavar="LIST",
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
+    p.add_argument("--target", metavar="NAME",
+                   help="the delegate the model is for (xnnpack, gpu, nnapi, ethos-u: see 'tflc partition'); at a "
+                        "level, adds the rewrites that raise its coverage (float-islands: int8 ops it leaves on "
+                        "the CPU run in float inside its partition, within one quantization step)")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
                    help="largest relative output error accepted (default: 0 for lossless pipelines, "
                         f"else {DEFAULT_TOLERANCE:g} or what the passes declare); at -O1/-O2 the passes that "
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
                             input_source=args.inputs, steps=args.steps, shapes=shapes(args),
                             tolerance=args.tolerance, verify_each=args.verify_each,
-                            latency_guard=args.latency_guard, on_pass=on_pass)
+                            latency_guard=args.latency_guard, target=args.target, on_pass=on_pass)
     data = res.to_json()
     if args.report:
         write_report(args.report, data)
