@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Union
 
+import numpy as np
+
 from .ir.core import Operator, Tensor
 from .ir.opinfo import WEIGHT_INPUTS
 from .ir.quant import QuantParams, quant_params, same_quantization
@@ -267,6 +269,124 @@ def option_eq(field: str, value: int | str) -> Predicate:
     return option_in(field, value)
 
 
+def num_inputs(low: int, high: int | None = None) -> Predicate:
+    """The op has ``low`` to ``high`` inputs (``high`` defaults to ``low``), absent optional inputs
+    counted as the file stores them (a runtime sees the same count)."""
+    return _count("input", low, low if high is None else high)
+
+
+def num_outputs(low: int, high: int | None = None) -> Predicate:
+    """The op has ``low`` to ``high`` outputs (``high`` defaults to ``low``)."""
+    return _count("output", low, low if high is None else high)
+
+
+def _count(kind: str, low: int, high: int) -> Predicate:
+    needs = str(low) if low == high else f"{low} to {high}"
+
+    def test(op: Operator) -> Result:
+        n = len(op.inputs if kind == "input" else op.outputs)
+        return OK if low <= n <= high else (False, f"{op.type} has {n} {kind}{'s' if n != 1 else ''}, "
+                                                   f"needs {needs}")
+    return Predicate(test, f"the op has {needs} {kind}{'' if needs == '1' else 's'}")
+
+
+def positive_dims(which: Which = "all") -> Predicate:
+    """Every dimension of every picked tensor, as stored in the file, is at least 1 (no empty
+    tensor; a dynamic dimension stored as -1 fails too)."""
+    def check(label: str, t: Tensor) -> str:
+        dims = tuple(t.shape) if t.shape is not None else ()
+        return "" if all(d > 0 for d in dims) else (f"{label} has shape {list(dims)}, needs every dimension "
+                                                     "to be at least 1")
+    return _each(which, "has no dimension below 1", check)
+
+
+def constant_or_from(index: int, producer: Predicate) -> Predicate:
+    """Input ``index`` is constant, or is the output of an op that ``producer`` accepts (e.g. a
+    DEQUANTIZE of a constant, which a delegate may expand once and treat as a weight)."""
+    sel = input_tensor(index)
+
+    def test(op: Operator) -> Result:
+        picked = sel.pick(op)
+        if isinstance(picked, str):
+            return False, picked
+        label, t = picked[0]
+        if t.is_constant:
+            return OK
+        if t.producer is not None and producer(t.producer)[0]:
+            return OK
+        made = f" (made by {t.producer.type})" if t.producer is not None else ""
+        return False, f"{label} is computed at run time{made}, needs a constant or {producer.describe()}"
+    return Predicate(test, f"{sel.label} is constant or made by {producer.describe()}")
+
+
+def scale_ratio(numerators: Which | Iterable[Which], denominator: Which, low: float, high: float, *,
+                high_inclusive: bool = False, bounds: str | None = None) -> Predicate:
+    """The product of the numerators' scales over the denominator's scale lies in ``[low, high)``
+    (``[low, high]`` with ``high_inclusive``), computed in float32 as kernels do. It constrains
+    quantized tensors only: where a picked tensor has no quantization, it holds. ``bounds`` writes
+    the interval for people ("[1/1024, 256)")."""
+    nums = [_which(w) for w in (numerators if isinstance(numerators, (list, tuple)) else [numerators])]
+    den = _which(denominator)
+    interval = bounds or f"[{low:g}, {high:g}{']' if high_inclusive else ')'}"
+    def test(op: Operator) -> Result:
+        labels, value = [], np.float32(1.0)
+        for sel in nums:
+            picked = sel.pick(op)
+            if isinstance(picked, str):
+                return False, picked
+            for label, t in picked:
+                p = quant_params(t)
+                if p is None:
+                    return OK
+                labels.append(f"{label}'s scale")
+                value = np.float32(value * np.float32(p.scale[0]))
+        picked = den.pick(op)
+        if isinstance(picked, str):
+            return False, picked
+        dlabel, dt = picked[0]
+        p = quant_params(dt)
+        if p is None:
+            return OK
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.float32(value / np.float32(p.scale[0]))
+        ok = bool(low <= ratio and (ratio <= high if high_inclusive else ratio < high))
+        if ok:
+            return OK
+        return False, f"{' x '.join(labels)} / {dlabel}'s scale = {float(ratio):.3g}, needs it in {interval}"
+    names = " x ".join(f"{s.label}'s scale" for s in nums)
+    return Predicate(test, f"{names} / {den.label}'s scale is in {interval}")
+
+
+def option_where(field: str, condition: Callable[[Any], bool], text: str, absent: Any = 0) -> Predicate:
+    """The op's option ``field`` satisfies ``condition``; ``text`` says what is needed ("beta == 1").
+    An op without options reads ``absent`` (runtimes fill missing options with zeros)."""
+    def test(op: Operator) -> Result:
+        present = op.options is not None and hasattr(op.options, field)
+        v = getattr(op.options, field) if present else absent
+        if condition(v):
+            return OK
+        if not present:
+            return False, f"{op.type} has no options ({field} reads as {_option_name(field, v)}), needs {text}"
+        return False, f"{field} is {_option_name(field, v)}, needs {text}"
+    return Predicate(test, f"{field}: {text}")
+
+
+def const_values(which: Which, condition: Callable[[Any], bool], text: str) -> Predicate:
+    """Every picked tensor is a constant whose values (a numpy array) satisfy ``condition``;
+    ``text`` says what is needed ("every stride 1")."""
+    def check(label: str, t: Tensor) -> str:
+        data = t.data
+        if data is None:
+            return f"{label} is computed at run time, needs a constant with {text}"
+        return "" if condition(data) else f"{label} is {_values_text(data)}, needs {text}"
+    return _each(which, f"is a constant with {text}", check)
+
+
+def _values_text(data: Any) -> str:
+    flat = list(getattr(data, "ravel", lambda: data)())
+    return str([v.item() if hasattr(v, "item") else v for v in flat[:8]])[:-1] + (", ...]" if len(flat) > 8 else "]")
+
+
 # --------------------------------------------------------------------------- combinators
 
 def all_of(*preds: Predicate) -> Predicate:
@@ -365,7 +485,8 @@ def _option_name(field: str, value: Any) -> str:
     return name if name is not None else repr(value) if isinstance(value, str) else str(value)
 
 
-__all__ = ["OK", "Predicate", "Result", "Tensors", "Which", "all_of", "any_of", "const_input", "dtype_in",
-           "implies", "input_tensor", "not_", "op_type", "option_eq", "option_in", "output_tensor", "per_channel_quant",
-           "per_tensor_quant", "predicate", "quantized", "rank_in", "rank_le", "same_quant", "shape_where",
-           "static_shape", "unquantized", "TYPE_NAMES"]
+__all__ = ["OK", "Predicate", "Result", "Tensors", "Which", "all_of", "any_of", "const_input", "const_values",
+           "constant_or_from", "dtype_in", "implies", "input_tensor", "not_", "num_inputs", "num_outputs", "op_type",
+           "option_eq", "option_in", "option_where", "output_tensor", "per_channel_quant", "per_tensor_quant",
+           "positive_dims", "predicate", "quantized", "rank_in", "rank_le", "same_quant", "scale_ratio",
+           "shape_where", "static_shape", "unquantized", "TYPE_NAMES"]
