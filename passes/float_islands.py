@@ -14,11 +14,17 @@ DEQUANTIZE, QUANTIZE and the float op, so the partition is no longer split. Quan
 inputs (an epsilon, a PRELU slope) become float constants (up to ``max-const-bytes``).
 
 When it is safe: the float op computes the same function on the dequantized values, without the
-int8 kernel's fixed-point approximations; its result is rounded to the same int8 grid. An output
-so differs from the int8 kernel's by at most a rounding (one quantization step) where the int8
-kernel is exact to half a step; the pass declares one step, and ``tflc optimize`` checks it in
-LiteRT. Each island keeps its own QUANTIZE/DEQUANTIZE pair, so the model's int8 values between
-islands stay what they were.
+int8 kernel's fixed-point approximations, and its result is rounded to the same int8 grid: each
+island's output is within one step of the int8 kernel's, and closer to exact arithmetic (the int8
+kernels are not exact: LiteRT's int8 BATCH_MATMUL is one step off the exactly rounded product on
+0.4% of the outputs of the converter's transformer attention). Those one-step differences do
+compound through the layers after an island, as any change of arithmetic in an int8 network does:
+measured on the converter's 3-layer int8 transformer, the output moves by up to 6 steps while its
+SQNR against the float model stays as high (27.7 dB against the original's 27.4 dB); ADD, RSQRT,
+SOFTMAX and GELU islands change nothing at all there. The pass declares 8 steps for integer
+outputs (8/127 relative for float outputs behind them), and ``tflc optimize`` checks it in LiteRT.
+Each island keeps its own QUANTIZE/DEQUANTIZE pair, so the int8 values between islands keep their
+grid.
 
 It is applied only where the target refuses the int8 op and accepts the float one: both answers
 come from the target's rules (``tflc.targets``), and the refusal of an op it cannot help says why.
@@ -112,9 +118,10 @@ class FloatIslands(Pass):
     name = "float-islands"
     description = "run int8 ops the delegate leaves on the CPU in float inside its partition (DEQUANTIZE-op-QUANTIZE)"
     Options = FloatIslandsOptions
-    #: the float op's result rounded to the output's int8 grid: at most one step from the int8 kernel's
-    quant_steps = 1
-    tolerance = 1 / 127            # one step of a full-range int8 output, for float outputs behind it
+    #: one step per island, compounded through the layers after it (measured: 6 on a 3-layer int8
+    #: transformer); see the module's docstring
+    quant_steps = 8
+    tolerance = 8 / 127            # the same for float outputs behind int8 ops (8 steps of a full-range output)
 
     def run(self, model: Model, ctx) -> bool:
         from tflc.targets import get_target

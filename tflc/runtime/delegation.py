@@ -16,8 +16,14 @@ from .interpreter import RunOptions, Session
 from .isolate import run_isolated
 
 
-def delegate_partitions(interp: Any) -> list[list[int]]:
-    """For each DELEGATE node of the main subgraph (in node order), the original nodes it took."""
+def delegate_partitions(interp: Any, taken: list[int] | None = None) -> list[list[int]]:
+    """For each DELEGATE node of the main subgraph (in node order), the original nodes it took.
+
+    A node is found from the tensors it produces (walking back from the DELEGATE node's outputs to
+    its inputs). A taken node whose outputs nobody reads outside its partition (ASSIGN_VARIABLE has
+    none) is not reached that way: without node fusion such a DELEGATE node has no outputs and is
+    matched by its inputs (the original node's, de-duplicated); with fusion, the nodes ``taken``
+    per node but not reached join the partition that holds everything they read."""
     details = interp._get_ops_details()
     producer: dict[int, int] = {}
     for d in details:
@@ -25,10 +31,10 @@ def delegate_partitions(interp: Any) -> list[list[int]]:
             continue
         for t in d["outputs"]:
             producer.setdefault(int(t), int(d["index"]))
-    parts = []
-    for d in details:
-        if d["op_name"] != "DELEGATE":
-            continue
+    originals = [d for d in details if d["op_name"] != "DELEGATE"]
+    delegates = [d for d in details if d["op_name"] == "DELEGATE"]
+    parts: list[set[int]] = []
+    for d in delegates:
         boundary = {int(t) for t in d["inputs"]}
         members: set[int] = set()
         stack = [int(t) for t in d["outputs"]]
@@ -43,8 +49,31 @@ def delegate_partitions(interp: Any) -> list[list[int]]:
                 continue
             members.add(p)
             stack.extend(int(x) for x in details[p]["inputs"])
-        parts.append(sorted(members))
-    return parts
+        parts.append(members)
+    claimed = set().union(*parts) if parts else set()
+    for k, d in enumerate(delegates):          # no outputs: match by the input set
+        if parts[k]:
+            continue
+        key = sorted({int(t) for t in d["inputs"] if int(t) >= 0})
+        cands = [int(o["index"]) for o in originals if int(o["index"]) not in claimed
+                 and sorted({int(t) for t in o["inputs"] if int(t) >= 0}) == key]
+        if cands:
+            parts[k] = {cands[0]}
+            claimed.add(cands[0])
+    orphans = [i for i in (taken or []) if i not in claimed]
+    while orphans:
+        placed = False
+        for i in list(orphans):
+            ins = {int(t) for t in details[i]["inputs"] if int(t) >= 0}
+            homes = [k for k, d in enumerate(delegates)
+                     if all(t in {int(x) for x in d["inputs"]} or producer.get(t) in parts[k] for t in ins)]
+            if len(homes) == 1:
+                parts[homes[0]].add(i)
+                orphans.remove(i)
+                placed = True
+        if not placed:
+            break
+    return [sorted(p) for p in parts]
 
 
 @dataclass
@@ -67,7 +96,7 @@ def _delegation_child(model: Any, threads: int, name: str) -> Delegation:
     taken = sorted(i for part in delegate_partitions(per_node.interp) for i in part)
     fused = Session(model, RunOptions(threads=threads), name=name)
     fused.allocate()
-    return Delegation(n, taken, delegate_partitions(fused.interp))
+    return Delegation(n, taken, delegate_partitions(fused.interp, taken))
 
 
 def xnnpack_delegation(model: str | os.PathLike | bytes, *, threads: int = 1, name: str = "") -> Delegation:

@@ -109,6 +109,9 @@ class OpDecision:
     delegated: bool
     reason: str = ""               # why not, when not delegated
     partition: int | None = None   # index into PartitionPlan.partitions (delegated ops only)
+    #: what the user must know even though the op is taken (e.g. XNNPACK claims it, then fails to
+    #: prepare the model)
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         d = {"subgraph": self.subgraph, "index": self.index, "type": self.type, "delegated": self.delegated}
@@ -116,6 +119,8 @@ class OpDecision:
             d["reason"] = self.reason
         if self.partition is not None:
             d["partition"] = self.partition
+        if self.warnings:
+            d["warnings"] = list(self.warnings)
         return d
 
 
