@@ -55,13 +55,15 @@ class OptimizeResult:
     latency: dict[str, Any] | None = None
     #: passes of the level left out because they may change outputs by more than --tolerance
     skipped: list[str] = field(default_factory=list)
+    #: why they were left out when the user did not ask (the level's first result was out of bounds)
+    skipped_why: str | None = None
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "level": self.level,
                 "passes": records_json(self.passes), "before": self.before, "after": self.after,
                 "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
                 "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency,
-                "skipped": self.skipped}
+                "skipped": self.skipped, "skipped_why": self.skipped_why}
 
 
 def _structure_only(missing: dict[str, int], budget: float) -> dict[str, Any]:
@@ -79,6 +81,10 @@ def _lossy(pipeline: Sequence[Pass]) -> str:
     return f"; passes that may change outputs: {', '.join(lossy)}" if lossy else ""
 
 
+class OutputCheckFailed(VerificationError):
+    """The written model's outputs are out of the pipeline's bounds (nothing was written)."""
+
+
 def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None = "O2",
                   passes: str | Sequence[Pass] | None = None, run_options: RunOptions = RunOptions(),
                   input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
@@ -87,7 +93,30 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                   on_pass: Callable[[PassRecord], None] | None = None) -> OptimizeResult:
     """``latency_guard`` (default: as the level says, on at -O2) keeps the result only where LiteRT does not run it
     slower; see ``passmanager.guard_latency``. ``target`` (a ``tflc.targets`` name) adds the passes
-    that raise that delegate's coverage to the level, and tells every pass which delegate it is for."""
+    that raise that delegate's coverage to the level, and tells every pass which delegate it is for.
+
+    At a level (no explicit pass list, no ``tolerance``), a result whose outputs are out of the
+    bounds its lossy passes declare is not an error: the level is run again without those passes
+    (as ``tolerance=0`` would), and the result says so. This happens where a model amplifies tiny
+    float changes, e.g. a layer norm rewritten in front of a dynamic-range FULLY_CONNECTED, which
+    re-quantizes its input at run time."""
+    kw = dict(level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
+              shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
+              target=target, on_pass=on_pass)
+    try:
+        return _optimize_once(src, dst, **kw)
+    except OutputCheckFailed as e:
+        if passes is not None or level is None or tolerance is not None:
+            raise
+        first = str(e)
+    res = _optimize_once(src, dst, **{**kw, "tolerance": 0.0})
+    res.skipped_why = f"with them, {first.split('; passes that may')[0].split('; refusing')[0]}; the level ran again without them"
+    return res
+
+
+def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None, passes, run_options,
+                   input_source, steps, shapes, tolerance, verify_each, latency_guard, target,
+                   on_pass) -> OptimizeResult:
     t0 = time.perf_counter()
     src_p = Path(src)
     model = load(src_p)
@@ -142,7 +171,8 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
             check["quant_steps"] = plan.quant_steps
         bad = cmp.violation(budget, plan.quant_steps)
         if bad is not None:
-            raise VerificationError(f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}")
+            raise (OutputCheckFailed if budget > 0 or plan.quant_steps else VerificationError)(
+                f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}")
         os.replace(tmp, dst_p)
     except BaseException:
         try:

@@ -37,8 +37,8 @@ def optimize_lines(res: dict[str, Any], *, verbose: bool = False) -> list[str]:
     group), the latency line and the check."""
     out: list[str] = []
     if res.get("skipped"):
-        out.append(f"skipped {', '.join(res['skipped'])}: they may change outputs by more than the --tolerance "
-                   "asked for")
+        why = res.get("skipped_why") or "they may change outputs by more than the --tolerance asked for"
+        out.append(f"skipped {', '.join(res['skipped'])}: {why}")
     passes = res.get("passes") or []
     hidden = 0
     if passes:
