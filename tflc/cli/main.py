@@ -24,6 +24,7 @@ examples:
   tflc optimize model.tflite -o out.tflite -O0   a lossless rewrite (bit-identical outputs)
   tflc optimize m.tflite -o o.tflite --passes 'remove-dead-code,fold-constants{max-bytes=65536}'
   tflc compare model.tflite out.tflite           outputs of two models on the same inputs
+  tflc partition model.tflite --target xnnpack   which ops XNNPACK takes, and why not the rest
   tflc passes                                    the passes and what -O1/-O2 run
 
 exit codes: 0 success, 1 verification/accuracy failure, 2 bad usage or bad input
