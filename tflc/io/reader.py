@@ -47,7 +47,7 @@ def read_model(path: str | os.PathLike) -> Model:
     return model
 
 
-def read_model_bytes(data: bytes | bytearray | memoryview | mmap.mmap, name: str = "<bytes>") -> Model:
+def read_model_bytes(data: bytes | bytearray | memoryview | mmap.mmap, name: str = "the in-memory model") -> Model:
     buf = data if isinstance(data, (bytes, mmap.mmap)) else bytes(data)
     _check_header(buf, name)
     try:

@@ -32,7 +32,7 @@ def cache_dir() -> Path:
 
 def _model_bytes(model: str | os.PathLike | bytes | bytearray | memoryview) -> tuple[bytes, str]:
     if isinstance(model, (bytes, bytearray, memoryview)):
-        return bytes(model), "<bytes>"
+        return bytes(model), "the in-memory model"
     p = Path(model)
     try:
         return p.read_bytes(), str(p)
