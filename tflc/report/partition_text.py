@@ -5,8 +5,16 @@ so the text says nothing the JSON does not hold.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from typing import Any, Sequence
+
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\w.])")
+
+
+def _reason_key(reason: str) -> str:
+    """The reason with its numbers taken out: "zero point -3" and "zero point -6" group together."""
+    return _NUMBER.sub("#", reason)
 
 from .text import Table, fmt_us
 
@@ -54,14 +62,17 @@ def partition_blocks(rep: dict, *, verbose: bool = False) -> list[Table | str]:
         cpu_us = {c["index"]: c["us"] for c in (lat or {}).get("cpu_ops", [])}
         groups: dict[str, list[dict]] = defaultdict(list)
         for o in cpu:
-            groups[o["reason"]].append(o)
+            groups[_reason_key(o["reason"])].append(o)
         t = Table("Ops left on the CPU, by reason", ["ops", "reason", "time (share)" if lat else "ops (index)"])
-        for reason, members in sorted(groups.items(), key=lambda kv: -sum(cpu_us.get(o["index"], 0) for o in kv[1])
-                                      if lat else -len(kv[1])):
+        for _, members in sorted(groups.items(), key=lambda kv: -sum(cpu_us.get(o["index"], 0) for o in kv[1])
+                                 if lat else -len(kv[1])):
+            reason = members[0]["reason"]
+            if any(o["reason"] != reason for o in members):
+                reason += " (values vary; -v lists each)"
             where = (_pct(sum(cpu_us.get(o["index"], 0.0) for o in members if o["subgraph"] == 0), total) if lat
                      else ", ".join(f"{o['subgraph']}:{o['index']}" for o in members[:6])
                      + (" ..." if len(members) > 6 else ""))
-            t.rows.append([f"{len(members)}x {_types(members)}", reason, where])
+            t.rows.append([_types(members), reason, where])
         t.align = "llr"
         blocks.append(t)
         if verbose:
