@@ -39,3 +39,32 @@ def latency_shares(plan: Any, profile: Any) -> dict:
            if d.subgraph == 0 and not d.delegated]
     return {"view": view.name, "per_op_total_us": total, "measured_us": view.measured_us,
             "partitions": parts, "cpu_ops": cpu}
+
+
+def cost_model(plan: Any, profile: Any, per_boundary_us: float) -> dict:
+    """Is each delegated partition worth its boundaries? Calibrated by the profile and by the
+    measured cost of one boundary on this machine (``tflc.profiler.boundary``).
+
+    A partition saves what its ops cost on the builtin kernels (the profile's builtin view) less
+    what they cost delegated (its XNNPACK view), and costs one boundary; it is "not worth it" where
+    the saving does not cover the boundary. The whole model: the two views' measured latencies
+    (builtin kernels only, and XNNPACK as LiteRT runs it by default) say whether delegating pays."""
+    views = profile.views
+    if "builtin" not in views or "xnnpack" not in views:
+        return {}
+    builtin = {op.index: op.avg_us for op in views["builtin"].ops if op.subgraph == 0}
+    xnn = {op.index: op.avg_us for op in views["xnnpack"].ops if op.subgraph == 0}
+    parts = []
+    for k, (si, s) in enumerate(plan.partitions):
+        if si != 0:
+            continue
+        b = sum(builtin.get(i, 0.0) for i in s.ops)
+        x = sum(xnn.get(i, 0.0) for i in s.ops)
+        saving = b - x - per_boundary_us
+        parts.append({"partition": k, "builtin_us": b, "delegated_us": x, "boundary_us": per_boundary_us,
+                      "saving_us": saving, "worth_it": saving > 0})
+    b_lat, x_lat = views["builtin"].measured_us, views["xnnpack"].measured_us
+    whole = None
+    if b_lat and x_lat:
+        whole = {"builtin_us": b_lat, "delegated_us": x_lat, "worth_it": x_lat < b_lat}
+    return {"per_boundary_us": per_boundary_us, "partitions": parts, "model": whole}

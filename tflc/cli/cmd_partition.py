@@ -82,9 +82,13 @@ def build_report(path: str, target, *, profile: bool, check: bool) -> dict:
     rep["warnings"] = [f"{d['subgraph']}:{d['index']} {d['type']}: {w}" for d in rep["ops"] for w in d.get("warnings", [])]
     rep["rewrites"] = _rewrites(plan, model, target)
     if profile:
+        from ..analyses.partition import cost_model
         from ..profiler import get_profile
-        prof = get_profile(path, views=("xnnpack",), runs=20, max_seconds=5.0)
+        from ..profiler.boundary import boundary_cost
+        prof = get_profile(path, views=("xnnpack", "builtin"), runs=20, max_seconds=5.0)
         rep["latency"] = latency_shares(plan, prof)
+        if target.name == "xnnpack":            # the views measure XNNPACK; other delegates are not at hand
+            rep["cost"] = cost_model(plan, prof, boundary_cost()["per_boundary_us"])
     if check:
         from ..runtime.delegation import xnnpack_delegation
         real = xnnpack_delegation(path)

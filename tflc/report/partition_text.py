@@ -93,6 +93,21 @@ def partition_blocks(rep: dict, *, verbose: bool = False) -> list[Table | str]:
             blocks.append("checked against LiteRT: DIFFERS: predicted but not taken "
                           f"{chk['predicted_only'] or '-'}; taken but not predicted {chk['actual_only'] or '-'}"
                           f"; partitions predicted {chk['predicted_partitions']}, actual {chk['partitions']}")
+    cost = rep.get("cost")
+    if cost:
+        losers = [p for p in cost["partitions"] if not p["worth_it"]]
+        lines = [f"cost model (one boundary measured at {fmt_us(cost['per_boundary_us'])} on this machine):"]
+        for p in losers:
+            lines.append(f"  partition {p['partition']} is not worth delegating: its ops take {fmt_us(p['builtin_us'])} "
+                         f"on the builtin kernels and {fmt_us(p['delegated_us'])} delegated, less than its boundary saves")
+        if not losers and cost["partitions"]:
+            lines.append(f"  every partition saves more than its boundary costs")
+        m = cost.get("model")
+        if m:
+            lines.append(f"  the whole model: {fmt_us(m['builtin_us'])} on the builtin kernels, {fmt_us(m['delegated_us'])} "
+                         "with the delegate: " + ("delegating pays" if m["worth_it"] else
+                                                   "delegating does not pay for this model"))
+        blocks.append("\n".join(lines))
     if lat:
         blocks.append(f"times: the profiler's XNNPACK view; shares of the per-op total {fmt_us(total)} "
                       f"(measured latency {fmt_us(lat['measured_us'])})")
