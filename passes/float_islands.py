@@ -43,6 +43,7 @@ from tflc.schema import TYPE_CODES
 
 _F32 = TYPE_CODES["FLOAT32"]
 _QTYPES = {TYPE_CODES["INT8"]: 2, TYPE_CODES["UINT8"]: 1}     # dtype -> QUANTIZE/DEQUANTIZE version
+_CONVERSIONS = frozenset({"QUANTIZE", "DEQUANTIZE", "CAST"})
 
 
 @dataclass
@@ -83,6 +84,8 @@ def plan_island(op: Operator, target, max_const_bytes: int = 1 << 16) -> tuple[_
         return None, ""
     if op.opcode.is_custom:
         return None, "a custom op has no float version to run"
+    if op.type in _CONVERSIONS:
+        return None, ""                 # a (re)quantization is no computation to run in float
     q_in = [i for i, t in enumerate(op.inputs) if _activation(t)]
     q_out = [i for i, t in enumerate(op.outputs) if _activation(t)]
     if not q_in and not q_out:
