@@ -62,6 +62,9 @@ def register_target(target: Target) -> Target:
 
 def _load() -> None:
     from . import xnnpack  # noqa: F401  (registers itself)
+    from . import gpu  # noqa: F401
+    from . import nnapi  # noqa: F401
+    from . import ethos_u  # noqa: F401
 
 
 def target_names() -> list[str]:
