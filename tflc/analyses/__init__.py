@@ -7,9 +7,9 @@ the result until a pass that changed the model does not declare the analysis pre
 outside a pass (or inside one, after it asked) is caught by the model's version stamp: the value
 is then computed again.
 
-Registered here: ``profile`` (per-op latency in LiteRT, ``tflc.profiler``) and ``shapes`` (every
-tensor's shape as LiteRT computes it for the context's input shapes). Calibration ranges and
-partition plans join them as their issues land.
+Registered here: ``profile`` (per-op latency in LiteRT, ``tflc.profiler``), ``shapes`` (every
+tensor's shape as LiteRT computes it for the context's input shapes), ``partition`` and
+``calibration`` (every tensor's range on calibration samples, for quantize-int8).
 """
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def get_analysis(name: str) -> Analysis:
 
 
 def _load_builtin() -> None:
-    from . import partition, profile, shapes  # noqa: F401  (their decorators register them)
+    from . import calibration, partition, profile, shapes  # noqa: F401  (their decorators register them)
 
 
 class AnalysisManager:

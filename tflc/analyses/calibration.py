@@ -1,0 +1,125 @@
+"""The ``calibration`` analysis: the range of every main-subgraph tensor on calibration inputs.
+
+The float model runs in LiteRT (builtin kernels, every intermediate kept:
+``RunOptions(preserve_all_tensors=True)``) on each calibration sample, in an isolated child, and
+each float tensor's values are summarized: min, max, and a bounded sample of its values (sorted)
+from which a percentile range is read (``TensorRange.range(percentile)``).
+
+Where the samples come from, first found: ``ctx.calibration`` (``--calibration DATA.npz``: keys are
+the inputs' names as LiteRT reports them, or ``arr_0``.. in input order; the first axis is the
+sample), then ``ctx.input_source`` (``--inputs``), else ``GENERATED_SAMPLES`` generated samples
+(floats uniform in [-1, 1], seeded apart from the check's inputs), with a warning in the result (``warning``) that the pass reports:
+ranges from generated data fit generated data only.
+
+Registered without ``needs_inputs``: that flag makes a pass refuse to run without ``--inputs``,
+and generated data with a warning is what the quantizer falls back to.
+
+The value maps a tensor's ``uid`` to its ``TensorRange``; ``error`` says why LiteRT could not run it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import analysis
+
+_PREFIX = "tflc_calib_"
+#: samples generated when no calibration data is given
+GENERATED_SAMPLES = 32
+#: generated samples use another seed than the check's inputs (which use ctx.seed): the check is not run
+#: on the data the ranges came from
+SEED_OFFSET = 1000
+#: values kept per tensor over all samples (for percentiles), spread evenly over the samples
+KEEP_VALUES = 1 << 16
+
+
+@dataclass
+class TensorRange:
+    min: float
+    max: float
+    samples: np.ndarray          # sorted float32 values (a bounded, seeded subsample), for percentiles
+    count: int = 0               # values seen
+
+    def range(self, percentile: float | None = None) -> tuple[float, float]:
+        """(lo, hi): the min/max, or the ``percentile`` (e.g. 99.99) of the values kept, each side."""
+        if percentile is None or percentile >= 100 or self.samples.size == 0:
+            return self.min, self.max
+        lo = float(np.percentile(self.samples, 100.0 - percentile))
+        hi = float(np.percentile(self.samples, percentile))
+        return max(lo, self.min), min(hi, self.max)
+
+
+@dataclass
+class CalibrationResult:
+    ranges: dict[int, TensorRange] = field(default_factory=dict)
+    samples: int = 0
+    source: str = "generated"     # the file, or "generated"
+    warning: str | None = None
+    error: str | None = None
+
+
+def calibration_source(ctx: Any) -> str | None:
+    return getattr(ctx, "calibration", None) or getattr(ctx, "input_source", None)
+
+
+def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samples: int, seed: int,
+             shapes: dict | None, keep: int) -> tuple[dict[int, tuple[float, float, np.ndarray, int]], int]:
+    """In the child: run every sample, summarize every float tensor by name."""
+    from ..runtime import RunOptions, Session
+    from ..runtime.inputs import load_inputs
+    s = Session(model_bytes, RunOptions(xnnpack=False, preserve_all_tensors=True), name="the model")
+    steps = load_inputs(source, s.input_details, steps=samples, seed=seed, shapes=shapes)
+    details = {int(d["index"]): names[d["name"]] for d in s.tensor_details() if d["name"] in names}
+    per_sample = max(64, keep // max(1, len(steps)))
+    rng = np.random.default_rng(seed)
+    acc: dict[str, list] = {}
+    for step in steps:
+        values = s.tensor_values(step)
+        for idx, name in details.items():
+            v = values.get(idx)
+            if v is None or v.dtype != np.float32 or v.size == 0:
+                continue
+            flat = v.reshape(-1)
+            finite = flat[np.isfinite(flat)]
+            if finite.size == 0:
+                continue
+            pick = finite if finite.size <= per_sample else rng.choice(finite, per_sample, replace=False)
+            a = acc.get(name)
+            if a is None:
+                acc[name] = [float(finite.min()), float(finite.max()), [pick], int(finite.size)]
+            else:
+                a[0], a[1] = min(a[0], float(finite.min())), max(a[1], float(finite.max()))
+                a[2].append(pick)
+                a[3] += int(finite.size)
+    out = {n: (a[0], a[1], np.sort(np.concatenate(a[2])).astype(np.float32), a[3]) for n, a in acc.items()}
+    return out, len(steps)
+
+
+@analysis("calibration", "per-tensor value ranges of the float model on calibration inputs (--calibration)")
+def calibration(model: Any, ctx: Any) -> CalibrationResult:
+    from ..errors import TflcError
+    from ..io import serialize
+    from ..runtime import run_isolated
+    source = calibration_source(ctx)
+    probe = model.clone()
+    sg = probe.main
+    names = {t.name: t.uid for t in sg.inputs}       # inputs keep their names (the .npz keys)
+    for t in list(sg.tensors):
+        if not sg.is_graph_input(t):
+            sg.rename(t, f"{_PREFIX}{t.uid}")        # the clone keeps the model's uids
+            names[t.name] = t.uid
+    shapes = dict(getattr(ctx, "shapes", None) or {})
+    n = int(getattr(ctx, "calibration_samples", 0) or GENERATED_SAMPLES)
+    try:
+        named, count = run_isolated(_collect, serialize(probe), names, source, n, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
+                                    shapes or None, KEEP_VALUES, what="LiteRT calibrating the model")
+    except TflcError as e:
+        return CalibrationResult(error=str(e), source=source or "generated")
+    ranges = {uid: TensorRange(lo, hi, smp, c) for uid, (lo, hi, smp, c) in named.items()}
+    warning = None
+    if source is None:
+        warning = (f"no calibration data (--calibration DATA.npz): ranges from {count} generated samples "
+                   "(uniform in [-1, 1]); they fit real inputs only as far as those look alike")
+    return CalibrationResult(ranges, count, source or "generated", warning)
