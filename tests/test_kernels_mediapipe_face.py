@@ -223,6 +223,19 @@ def test_transform_landmarks_matches_the_reference(shape):
     assert np.array_equal(run(TLM, [lm, matrix()], shape, None), lm)
 
 
+def test_outputs_follow_inputs_resized_at_run_time():
+    """An input resized after the model was built prepares again: TransformLandmarks' output takes
+    the input's shape (MediaPipe's prepare), on a second session of the same model too."""
+    data = one_op(TLM, [(1, 5, 2), (1, 4, 4)], (1, 3, 2), None)        # a stale output shape in the file
+    m = matrix(2, 0, 0, 3, 1, 1)
+    s = Session(data, name="t.tflite")
+    for n in (5, 7, 1):
+        lm = np.arange(2 * n, dtype=np.float32).reshape(1, n, 2)
+        close(s.run([lm, m])[0], ref_transform_landmarks(lm, m))
+    lm = np.ones((1, 4, 3), np.float32)
+    assert np.array_equal(Session(data, name="t.tflite").run([lm, m])[0], ref_transform_landmarks(lm, m))
+
+
 # --------------------------------------------------------------------------- the three chained, as in the model
 
 def test_crop_then_landmarks_back_round_trip():
