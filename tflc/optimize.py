@@ -19,7 +19,8 @@ from .ir.core import Model
 from .ir.verify import verify
 from .passes_api import Pass
 from .paths import check_output_path, temporary_sibling
-from .passmanager import PassContext, PassRecord, guard_latency, plan_pipeline, records_json, run_pipeline
+from .passmanager import (PassContext, PassRecord, guard_latency, plan_pipeline, records_json, run_pipeline,
+                          sqnr_violation)
 from .runtime import MissingKernelError, RunOptions, check_kernels, compare_models
 from .runtime.custom_ops import missing_message
 from .runtime.inputs import check_shape_overrides
@@ -81,6 +82,21 @@ def _lossy(pipeline: Sequence[Pass]) -> str:
     return f"; passes that may change outputs: {', '.join(lossy)}" if lossy else ""
 
 
+def _sqnr_check(cmp: Any, min_db: float, check: dict, notes: list[str]) -> str | None:
+    """A quantized result: every output's SQNR against the float model must reach ``min_db``
+    (the SQNR is that of the step with the largest absolute error). Adds the figures to the
+    check and one note per output; returns the first violation, or None."""
+    check["min_sqnr_db"] = min_db
+    check["sqnr_db"] = {}
+    for d in cmp.diffs:
+        db = d.sqnr_db
+        check["sqnr_db"][d.name] = None if db == float("inf") else round(float(db), 2)
+        shown = "identical" if db == float("inf") else f"{db:.1f} dB"
+        notes.append(f"quantized output '{d.name}': SQNR {shown} against the float model (at least {min_db:g} dB "
+                     f"required), max abs error {d.max_abs:.3g}")
+    return sqnr_violation(cmp, min_db)
+
+
 class OutputCheckFailed(VerificationError):
     """The written model's outputs are out of the pipeline's bounds (nothing was written)."""
 
@@ -90,7 +106,8 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                   input_source: str | None = None, steps: int = 3, shapes: dict | None = None,
                   tolerance: float | None = None, verify_each: bool = False,
                   latency_guard: bool | None = None, target: str | None = None,
-                  on_pass: Callable[[PassRecord], None] | None = None) -> OptimizeResult:
+                  on_pass: Callable[[PassRecord], None] | None = None, quantize: str | None = None,
+                  calibration: str | None = None) -> OptimizeResult:
     """``latency_guard`` (default: as the level says, on at -O2) keeps the result only where LiteRT does not run it
     slower; see ``passmanager.guard_latency``. ``target`` (a ``tflc.targets`` name) adds the passes
     that raise that delegate's coverage to the level, and tells every pass which delegate it is for.
@@ -99,14 +116,21 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     bounds its lossy passes declare is not an error: the level is run again without those passes
     (as ``tolerance=0`` would), and the result says so. This happens where a model amplifies tiny
     float changes, e.g. a layer norm rewritten in front of a dynamic-range FULLY_CONNECTED, which
-    re-quantizes its input at run time."""
+    re-quantizes its input at run time.
+
+    ``quantize`` (``--quantize MODE``: ``int8``, or ``int8{io=int8,...}`` with quantize-int8's options)
+    adds the quantizer and float-islands before the level's clean-up, calibrated on ``calibration``
+    (an .npz of samples; else ``input_source``, else generated data, with a warning). The result is
+    then judged by each output's SQNR against the float model (at least the quantizer's
+    ``min_sqnr_db``, reported per output in the notes), not by a relative tolerance; a result below
+    it is an error (the level is not run again without the quantizer)."""
     kw = dict(level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
               shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
-              target=target, on_pass=on_pass)
+              target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)
     try:
         return _optimize_once(src, dst, **kw)
     except OutputCheckFailed as e:
-        if passes is not None or level is None or tolerance is not None:
+        if passes is not None or level is None or tolerance is not None or quantize is not None:
             raise
         first = str(e)
     res = _optimize_once(src, dst, **{**kw, "tolerance": 0.0})
@@ -116,7 +140,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
 
 def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None, passes, run_options,
                    input_source, steps, shapes, tolerance, verify_each, latency_guard, target,
-                   on_pass) -> OptimizeResult:
+                   on_pass, quantize=None, calibration=None) -> OptimizeResult:
     t0 = time.perf_counter()
     src_p = Path(src)
     model = load(src_p)
@@ -128,7 +152,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         from .targets import get_target
         get_target(target)                              # an unknown target is a usage error, before any work
     plan = plan_pipeline(level=level, passes=passes, tolerance=tolerance, latency_guard=latency_guard,
-                         default_tolerance=DEFAULT_TOLERANCE, target=target)
+                         default_tolerance=DEFAULT_TOLERANCE, target=target, quantize=quantize)
     pipeline, level, skipped, budget, guard = plan.passes, plan.level, plan.skipped, plan.tolerance, plan.latency_guard
     # custom ops that LiteRT cannot run and no kernel is registered for: -O0 still writes the model
     # (checked by structure); a pipeline cannot be checked at all, so it stops here, before any work
@@ -138,7 +162,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                                  + "; -O0 writes it unchanged (checked by structure)", codes=missing)
     ctx = PassContext(run_options=run_options, input_source=input_source, steps=steps,
                       shapes=dict(shapes or {}), reference=str(src_p), tolerance=budget, pipeline=list(pipeline),
-                      target=target)
+                      target=target, calibration=calibration)
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
     latency = None
@@ -163,15 +187,24 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
             return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
                                   src_p.stat().st_size, size_after, _structure_only(missing, budget),
                                   time.perf_counter() - t0, notes + ctx.messages, latency, [p.name for p in skipped])
-        cmp, _ = compare_models(str(src_p), tmp, options=run_options, source=input_source, steps=steps,
+        # a quantized model is checked on --inputs, else on its calibration samples (in distribution)
+        check_source = input_source if input_source is not None or quantize is None else calibration
+        if check_source is not input_source:
+            notes.append(f"quantized outputs checked on the calibration samples ({calibration}): give --inputs "
+                         "for held-out data")
+        cmp, _ = compare_models(str(src_p), tmp, options=run_options, source=check_source, steps=steps,
                                 seed=ctx.seed, shapes=ctx.shapes, ref_result=ctx._ref_result)
         check = cmp.to_json()
         check["tolerance"] = budget
         if plan.quant_steps:
             check["quant_steps"] = plan.quant_steps
-        bad = cmp.violation(budget, plan.quant_steps)
+        if plan.min_sqnr_db is not None:
+            bad = _sqnr_check(cmp, plan.min_sqnr_db, check, notes)
+        else:
+            bad = cmp.violation(budget, plan.quant_steps)
         if bad is not None:
-            raise (OutputCheckFailed if budget > 0 or plan.quant_steps else VerificationError)(
+            raise (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
+                   else VerificationError)(
                 f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}")
         os.replace(tmp, dst_p)
     except BaseException:

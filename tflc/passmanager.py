@@ -56,6 +56,11 @@ LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (
 #: coverage (the target's rules decide where each applies)
 TARGET_PASSES: tuple[str, ...] = ("float-islands",)
 
+#: what ``--quantize MODE`` adds (MODE ``int8`` or ``int8{io=int8,percentile=99.99,...}``: the options of
+#: quantize-int8), before the level's clean-up passes: the quantizer, then float-islands (the int8 ops
+#: the target leaves on the CPU run in float inside its partition)
+QUANTIZE_PASSES: dict[str, tuple[str, ...]] = {"int8": ("quantize-int8", "float-islands")}
+
 #: level name -> pass names (kept for callers that only need the names)
 PIPELINES: dict[str, list[str]] = {name: list(lvl.passes) for name, lvl in LEVELS.items()}
 
@@ -83,11 +88,24 @@ class Plan:
     latency_guard: bool
     #: quantization steps an integer output may move (the most any pass declares)
     quant_steps: int = 0
+    #: a quantizing pipeline is judged by each output's SQNR against the float model (dB), not by
+    #: ``tolerance`` (the most any pass declares; None: no quantizer)
+    min_sqnr_db: float | None = None
+
+
+def quantize_passes(mode: str) -> list[Pass]:
+    """The passes ``--quantize MODE`` adds: ``int8`` or ``int8{opt=val,...}`` (quantize-int8's options)."""
+    from .passes_api import parse_pipeline
+    kind, brace, rest = mode.partition("{")
+    if kind not in QUANTIZE_PASSES:
+        raise UsageError(f"unknown --quantize mode {kind!r} (choose from {', '.join(QUANTIZE_PASSES)})")
+    first, *others = QUANTIZE_PASSES[kind]
+    return parse_pipeline(first + brace + rest) + [get_pass(n)() for n in others]
 
 
 def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | None" = None,
                   tolerance: float | None = None, latency_guard: bool | None = None,
-                  default_tolerance: float = 1e-5, target: str | None = None) -> Plan:
+                  default_tolerance: float = 1e-5, target: str | None = None, quantize: str | None = None) -> Plan:
     """The one place that turns a level (or an explicit pass list) and the user's options into a plan.
 
     A level adapts to ``tolerance``: its passes that may change outputs by more are skipped (an
@@ -105,6 +123,17 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
         if target is not None and pipeline:            # -O0 stays a pure rewrite
             at = next((i for i, p in enumerate(pipeline) if p.name == "remove-dead-code"), len(pipeline))
             pipeline[at:at] = [get_pass(n)() for n in TARGET_PASSES]
+    if quantize is not None:                           # before the clean-up (also after an explicit list)
+        pipeline = list(pipeline)
+        have = {q.name for q in pipeline}
+        extra = [p for p in quantize_passes(quantize) if p.name.startswith("quantize-") or p.name not in have]
+        at = next((i for i, p in enumerate(pipeline) if p.name == "remove-dead-code"), None)
+        if at is None:
+            pipeline += extra + [get_pass("remove-dead-code")()]
+        else:
+            coverage = [i for i, p in enumerate(pipeline[:at]) if p.name in TARGET_PASSES]
+            at = coverage[0] if coverage else at    # the quantizer goes before --target's rewrites
+            pipeline[at:at] = extra
     skipped: list[Pass] = []
     if level is not None and tolerance is not None:
         skipped = [p for p in pipeline if p.tolerance > tolerance]
@@ -113,7 +142,9 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
     budget = tolerance if tolerance is not None else (
         0.0 if lossless else max([default_tolerance] + [p.tolerance for p in pipeline]))
     guard = latency_guard if latency_guard is not None else (level is not None and get_level(level).latency_guard)
-    return Plan(pipeline, level, skipped, budget, guard, max([0] + [p.quant_steps for p in pipeline]))
+    sqnr = [float(p.min_sqnr_db) for p in pipeline if getattr(p, "min_sqnr_db", None) is not None]
+    return Plan(pipeline, level, skipped, budget, guard, max([0] + [p.quant_steps for p in pipeline]),
+                max(sqnr) if sqnr else None)
 
 
 @dataclass
@@ -122,6 +153,8 @@ class PassContext:
 
     run_options: RunOptions = field(default_factory=RunOptions)
     input_source: str | None = None          # .npz / image folder; None: generated inputs
+    #: calibration samples (.npz, first axis = sample) for the ``calibration`` analysis (--calibration)
+    calibration: str | None = None
     steps: int = 3
     seed: int = 0
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -179,6 +212,14 @@ def run_pipeline(model: Model, passes: Sequence[Pass], ctx: PassContext, *, veri
     return records
 
 
+def sqnr_violation(cmp: Any, min_db: float) -> str | None:
+    """The first output whose SQNR against the reference is under ``min_db`` (a quantized result), or None."""
+    for d in cmp.diffs:
+        if not d.sqnr_db >= min_db:                 # NaN is out of bounds too
+            return f"output '{d.name}' has an SQNR of {d.sqnr_db:.1f} dB against the input model's, under the {min_db:g} dB required"
+    return None
+
+
 def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
     """Run the model after ``p`` on the input's inputs. ``p`` is judged against the model before
     it (its own tolerance: an earlier lossy pass is not blamed on a later exact one); the result
@@ -199,15 +240,21 @@ def _numeric_check(model: Model, p: Pass, ctx: PassContext) -> float:
             raise VerificationError(f"pass '{p.name}' broke the model: {e}") from None
     step = compare_results(prev, got)
     budget = max(p.tolerance, 0.0)
-    bad = step.violation(budget, p.quant_steps)
+    own_sqnr = getattr(p, "min_sqnr_db", None)
+    bad = sqnr_violation(step, own_sqnr) if own_sqnr is not None else step.violation(budget, p.quant_steps)
     if bad is not None:
-        allows = "bit-identical only" if budget == 0 and not p.quant_steps else (
+        allows = f"an SQNR of {own_sqnr:g} dB or more" if own_sqnr is not None else (
+            "bit-identical only") if budget == 0 and not p.quant_steps else (
             f"{budget:g}" + (f" or {p.quant_steps} quantization step(s)" if p.quant_steps else ""))
         raise VerificationError(f"pass '{p.name}' broke the model: {bad.replace('the input model', 'the model before it')}"
                                 f"; the pass allows {allows}")
     total = compare_results(ctx._ref_result, got)
     steps = max([0] + [q.quant_steps for q in ctx.pipeline])
-    bad = total.violation(ctx.tolerance, steps) if ctx.tolerance is not None else None
+    sqnr = [float(q.min_sqnr_db) for q in ctx.pipeline if getattr(q, "min_sqnr_db", None) is not None]
+    if sqnr:                                # a quantizing pipeline: judged by SQNR against the input
+        bad = sqnr_violation(total, max(sqnr))
+    else:
+        bad = total.violation(ctx.tolerance, steps) if ctx.tolerance is not None else None
     if bad is not None:
         raise VerificationError(f"after pass '{p.name}' {bad}")
     ctx._prev_result = got
@@ -282,7 +329,7 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
     import copy
     current = original.clone()
     replay = PassContext(run_options=ctx.run_options, input_source=ctx.input_source, steps=ctx.steps,
-                         seed=ctx.seed, shapes=ctx.shapes, reference=ctx.reference)
+                         seed=ctx.seed, shapes=ctx.shapes, reference=ctx.reference, calibration=ctx.calibration)
     for p in passes:
         candidate = current.clone()
         facts = copy.deepcopy(replay.facts)   # if the pass is dropped, so is what it recorded (also in

@@ -53,6 +53,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="the delegate the model is for (xnnpack, gpu, nnapi, ethos-u: see 'tflc partition'); at a "
                         "level, adds the rewrites that raise its coverage (float-islands: int8 ops it leaves on "
                         "the CPU run in float inside its partition, within one quantization step)")
+    p.add_argument("--quantize", metavar="MODE",
+                   help="full-integer post-training quantization from the .tflite: 'int8' (float inputs and "
+                        "outputs), or with quantize-int8's options, e.g. 'int8{io=int8,percentile=99.99}'; adds "
+                        "quantize-int8 and float-islands before the clean-up; the result must keep each output's "
+                        "SQNR against IN at 10 dB or more (min-sqnr-db=...), reported per output; checked on "
+                        "--inputs, else on the calibration samples")
+    p.add_argument("--calibration", metavar="DATA.npz",
+                   help="calibration samples for --quantize: arrays keyed by input name (as LiteRT reports it) or "
+                        "arr_0.. in input order, first axis = sample (default: --inputs, else generated data, "
+                        "with a warning)")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
                    help="largest relative output error accepted (default: 0 for lossless pipelines, "
                         f"else {DEFAULT_TOLERANCE:g} or what the passes declare); at -O1/-O2 the passes that "
@@ -96,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
         res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
                             input_source=args.inputs, steps=args.steps, shapes=shapes(args),
                             tolerance=args.tolerance, verify_each=args.verify_each,
-                            latency_guard=args.latency_guard, target=args.target, on_pass=on_pass)
+                            latency_guard=args.latency_guard, target=args.target, on_pass=on_pass,
+                            quantize=args.quantize, calibration=args.calibration)
     data = res.to_json()
     if args.report:
         write_report(args.report, data)
@@ -104,5 +115,8 @@ def run(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         _print_text(data, verbose=args.verbose)
+        for n in data["notes"]:          # --quantize: each output's SQNR against IN (the check that decided)
+            if n.startswith("quantized output "):
+                print(n)
     sys.stdout.flush()
     return 0

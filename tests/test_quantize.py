@@ -1,0 +1,198 @@
+"""quantize-int8 and the calibration analysis: ranges from LiteRT, the TFLite int8 spec, the check."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tflc.passes.quantize_int8 import (activation_params, quantize_bias, quantize_weights, weight_scales)
+from tflc.analyses import get_analysis
+from tflc.io import read_model, serialize
+from tflc.ir.build import add_op, new_model
+from tflc.ir.quant import quant_params
+from tflc.metrics import diff_output
+from tflc.passes_api import parse_pipeline
+from tflc.passmanager import PassContext, plan_pipeline, run_pipeline
+from tflc.runtime import RunOptions, Session
+from tflc.schema import TYPE_CODES, fb
+
+F32 = TYPE_CODES["FLOAT32"]
+RNG = np.random.default_rng(7)
+
+
+def _model():
+    """x -> CONV_2D(relu) -> MAX_POOL_2D -> RESHAPE -> FULLY_CONNECTED -> LOGISTIC -> MUL -> y1
+                                                                   \\-> DIV(const) -> y2 (no int8 DIV)"""
+    m, sg = new_model("quantize test")
+    x = sg.new_tensor("x", F32, (1, 8, 8, 3))
+    w = sg.new_constant("w", RNG.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32))
+    b = sg.new_constant("b", RNG.normal(0, 0.1, (4,)).astype(np.float32))
+    c = sg.new_tensor("c", F32, (1, 8, 8, 4))
+    co = fb.Conv2DOptionsT()
+    co.padding, co.strideW, co.strideH, co.fusedActivationFunction = 0, 1, 1, 1   # SAME, RELU
+    add_op(sg, "CONV_2D", [x, w, b], [c], co, fb.BuiltinOptions.Conv2DOptions)
+    p = sg.new_tensor("p", F32, (1, 4, 4, 4))
+    po = fb.Pool2DOptionsT()
+    po.padding, po.strideW, po.strideH, po.filterWidth, po.filterHeight = 1, 2, 2, 2, 2
+    add_op(sg, "MAX_POOL_2D", [c], [p], po, fb.BuiltinOptions.Pool2DOptions)
+    shape = sg.new_constant("shape", np.array([1, 64], np.int32))
+    r = sg.new_tensor("r", F32, (1, 64))
+    ro = fb.ReshapeOptionsT()
+    ro.newShape = [1, 64]
+    add_op(sg, "RESHAPE", [p, shape], [r], ro, fb.BuiltinOptions.ReshapeOptions)
+    fw = sg.new_constant("fw", RNG.normal(0, 0.2, (8, 64)).astype(np.float32))
+    fbias = sg.new_constant("fb", RNG.normal(0, 0.1, (8,)).astype(np.float32))
+    f = sg.new_tensor("f", F32, (1, 8))
+    add_op(sg, "FULLY_CONNECTED", [r, fw, fbias], [f], fb.FullyConnectedOptionsT(),
+           fb.BuiltinOptions.FullyConnectedOptions)
+    lg = sg.new_tensor("l", F32, (1, 8))
+    add_op(sg, "LOGISTIC", [f], [lg])
+    y1 = sg.new_tensor("y1", F32, (1, 8))
+    add_op(sg, "MUL", [lg, lg], [y1], fb.MulOptionsT(), fb.BuiltinOptions.MulOptions)
+    three = sg.new_constant("three", np.array([3.0], np.float32))
+    y2 = sg.new_tensor("y2", F32, (1, 8))
+    add_op(sg, "DIV", [f, three], [y2], fb.DivOptionsT(), fb.BuiltinOptions.DivOptions)
+    sg.set_graph_inputs([x])
+    sg.set_graph_outputs([y1, y2])
+    return m
+
+
+def _samples(n=8):
+    return RNG.uniform(-1, 1, (n, 1, 8, 8, 3)).astype(np.float32)
+
+
+def _npz(tmp_path, key="x", n=8):
+    data = _samples(n)
+    path = tmp_path / "calib.npz"
+    np.savez(path, **{key: data})
+    return path, data
+
+
+def _by_name(sg):
+    return {t.name: t for t in sg.tensors}
+
+
+# --- the maths ---
+
+def test_activation_params_hold_zero_and_the_range():
+    s, z = activation_params(-1.0, 3.0)
+    assert s == pytest.approx(4 / 255) and -128 <= z <= 127
+    assert (-128 - z) * s == pytest.approx(-1.0, abs=s) and (127 - z) * s == pytest.approx(3.0, abs=s)
+    assert activation_params(0.5, 2.0)[1] == -128, "a positive range starts at 0"
+    assert activation_params(-2.0, -0.5)[1] == 127, "a negative range ends at 0"
+    assert activation_params(0.0, 0.0) == (1 / 255, -128)
+
+
+def test_weights_are_symmetric_per_channel_and_biases_use_the_product_of_scales():
+    w = RNG.normal(0, 1, (4, 3, 3, 2)).astype(np.float32)
+    w[2] = 0
+    s = weight_scales(w, 0)
+    q = quantize_weights(w, s, 0)
+    assert q.dtype == np.int8 and q.min() >= -127 and np.all(np.abs(q).reshape(4, -1).max(1)[[0, 1, 3]] == 127)
+    assert np.all(q[2] == 0)
+    assert np.allclose(q * s[:, None, None, None], w, atol=s.max() / 2 + 1e-7)
+    bias = np.array([0.5, -0.25, 0.0, 1.0], np.float32)
+    bq = quantize_bias(bias, 0.02 * s)
+    assert bq.dtype == np.int32 and np.allclose(bq * 0.02 * s, bias, atol=(0.02 * s).max())
+
+
+# --- the pass ---
+
+def test_quantize_int8_follows_the_spec_and_runs_in_litert(tmp_path):
+    m = _model()
+    ref = serialize(m)
+    path, data = _npz(tmp_path)
+    ctx = PassContext(calibration=str(path))
+    run_pipeline(m, parse_pipeline("quantize-int8"), ctx)
+    sg = m.main
+    types = [op.type for op in sg.operators]
+    assert sorted(types) == sorted(["QUANTIZE", "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "LOGISTIC",
+                                    "MUL", "DEQUANTIZE", "DEQUANTIZE", "DIV"])
+    assert types[0] == "QUANTIZE" and sg.operators[0].inputs[0].name == "x"
+    one = {op.type: op for op in sg.operators}
+    conv, pool, resh, fc, lg = (one[k] for k in ("CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED", "LOGISTIC"))
+    for op in (conv, fc):
+        qi, qw, qb = (quant_params(t) for t in op.inputs)
+        w = op.inputs[1]
+        assert w.type_name == "INT8" and qw.per_channel and qw.axis == 0 and set(qw.zero_point) == {0}
+        assert w.data.min() >= -127
+        assert op.inputs[2].type_name == "INT32" and set(qb.zero_point) == {0}
+        assert np.allclose(qb.scale, np.float32(qi.scale[0]) * np.asarray(qw.scale, np.float32), rtol=1e-6)
+    for op in (pool, resh):
+        assert quant_params(op.inputs[0]) == quant_params(op.outputs[0]), f"{op.type} keeps its parameters"
+    assert quant_params(lg.outputs[0]).scale == (1 / 256,) and quant_params(lg.outputs[0]).zero_point == (-128,)
+    div = one["DIV"]
+    assert div.inputs[0].producer.type == "DEQUANTIZE" and div.inputs[0].type_name == "FLOAT32" and div.outputs[0].type_name == "FLOAT32"
+    assert [t.name for t in sg.outputs] == ["y1", "y2"] and all(t.type_name == "FLOAT32" for t in sg.outputs)
+    assert any("kept DIV 'y2' float" in n for n in ctx.messages)
+    a, b = Session(ref), Session(serialize(m))
+    for x in data[:3]:
+        for u, v in zip(a.run([x]), b.run([x])):
+            assert diff_output("y", u, v).sqnr_db > 25
+
+
+def test_io_int8_and_float16_weights(tmp_path):
+    m = _model()
+    run_pipeline(m, parse_pipeline("store-float16-weights"), PassContext())
+    assert "DEQUANTIZE" in [op.type for op in m.main.operators], "float16 weights behind DEQUANTIZE"
+    path, data = _npz(tmp_path)
+    ctx = PassContext(calibration=str(path))
+    run_pipeline(m, parse_pipeline("quantize-int8{io=int8}"), ctx)
+    sg = m.main
+    assert sg.inputs[0].type_name == "INT8" and sg.inputs[0].name == "x"
+    assert sg.outputs[0].type_name == "INT8" and sg.outputs[1].type_name == "FLOAT32", "DIV writes y2 in float"
+    assert not any(t.type_name == "FLOAT16" for t in sg.tensors)
+    s = Session(serialize(m))
+    (sc, zp) = s.input_details[0]["quantization"]
+    out = s.run([np.clip(np.round(data[0] / sc) + zp, -128, 127).astype(np.int8)])
+    assert out[0].dtype == np.int8
+
+
+def test_the_plan_adds_the_quantizer_and_float_islands_before_the_clean_up():
+    plan = plan_pipeline(level="O1", quantize="int8")
+    names = [p.name for p in plan.passes]
+    assert names.index("quantize-int8") + 1 == names.index("float-islands") < names.index("remove-dead-code")
+    assert plan.min_sqnr_db == 10.0
+    plan = plan_pipeline(level="O1", quantize="int8{min-sqnr-db=30}", target="xnnpack")
+    names = [p.name for p in plan.passes]
+    assert names.count("float-islands") == 1 and names.index("quantize-int8") < names.index("float-islands")
+    assert plan.min_sqnr_db == 30.0
+    assert [p.name for p in plan_pipeline(level="O0", quantize="int8").passes] == [
+        "quantize-int8", "float-islands", "remove-dead-code"]
+    from tflc.errors import UsageError
+    with pytest.raises(UsageError, match="unknown --quantize mode"):
+        plan_pipeline(level="O1", quantize="int4")
+
+
+def test_optimize_checks_the_sqnr_of_each_output(tmp_path, example_model):
+    from tflc.optimize import OutputCheckFailed, optimize_file
+    m = read_model(example_model)
+    shape = m.main.inputs[0].shape
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, RNG.uniform(-1, 1, (8, *shape)).astype(np.float32))
+    out = tmp_path / "q.tflite"
+    res = optimize_file(example_model, out, level="O1", quantize="int8", calibration=str(cal))
+    assert res.check["min_sqnr_db"] == 10.0 and all(v >= 20.0 for v in res.check["sqnr_db"].values())
+    assert res.check["steps"] == 8, "checked on the calibration samples (no --inputs)"
+    assert any(n.startswith("quantized output ") and "dB" in n for n in res.notes)
+    assert res.size_after < 0.6 * res.size_before
+    types = {op.type for op in read_model(out).main.operators}
+    assert {"CONV_2D", "QUANTIZE", "DEQUANTIZE"} <= types
+    bad = tmp_path / "bad.tflite"
+    with pytest.raises(OutputCheckFailed, match="SQNR"):
+        optimize_file(example_model, bad, level="O1", quantize="int8{min-sqnr-db=90}", calibration=str(cal))
+    assert not bad.exists()
+
+
+def test_cli_quantize(tmp_path, example_model, capsys):
+    from tflc.cli.main import main
+    out = tmp_path / "q.tflite"
+    assert main(["optimize", str(example_model), "-o", str(out), "-O1", "--quantize", "int8"]) == 0
+    text = capsys.readouterr().out
+    assert "quantize-int8" in text and "no calibration data" in text and "SQNR" in text
+
+
+def test_verify_each_judges_the_quantizer_by_sqnr(tmp_path, example_model):
+    from tflc.optimize import optimize_file
+    res = optimize_file(example_model, tmp_path / "q.tflite", level="O0", quantize="int8", verify_each=True)
+    assert [r.name for r in res.passes] == ["quantize-int8", "float-islands", "remove-dead-code"]
+    assert all(r.max_rel_error is not None for r in res.passes)
