@@ -13,6 +13,7 @@ the same for every Ethos-U55/U65 configuration. Nothing here imports LiteRT or V
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -65,6 +66,11 @@ def vela_version(vela: str | None = None) -> str:
     vela = vela or find_vela()
     if vela is None:
         raise VelaError("vela is not installed (pip install ethos-u-vela)")
+    return _version(vela)
+
+
+@functools.lru_cache(maxsize=8)
+def _version(vela: str) -> str:
     out = subprocess.run([vela, "--version"], capture_output=True, text=True, timeout=60)
     return out.stdout.strip() or out.stderr.strip()
 
