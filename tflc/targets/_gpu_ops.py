@@ -81,22 +81,26 @@ def _broadcast(op: Operator) -> str:
 # --------------------------------------------------------------------------- one function per op family
 
 def add(op: Operator) -> str:
+    """two inputs, broadcast only 3-D -> 4-D (batch 1) or 2-D [1, 1] / [b, c] -> 4-D."""
     if len(op.inputs) != 2:
         return f"{len(op.inputs)} inputs, needs two"
     return _broadcast(op)
 
 
 def add_n(op: Operator) -> str:
+    """two inputs."""
     return "" if len(op.inputs) == 2 else f"{len(op.inputs)} inputs, needs 2"
 
 
 def mul(op: Operator) -> str:
+    """two inputs, broadcast as ADD's, no SIGN_BIT activation."""
     if len(op.inputs) != 2:
         return f"{len(op.inputs)} inputs, needs two"
     return _broadcast(op) or activation(op)
 
 
 def pooling(op: Operator) -> str:
+    """one runtime input and output, kernel and strides > 0, no SIGN_BIT activation."""
     why = io(op, 1, 1)
     if why:
         return why
@@ -107,6 +111,7 @@ def pooling(op: Operator) -> str:
 
 
 def batch_matmul(op: Operator) -> str:
+    """two inputs, one output."""
     if len(op.inputs) != 2 or len(op.outputs) != 1:
         return f"{len(op.inputs)} inputs and {len(op.outputs)} outputs, needs 2 inputs and 1 output"
     return ""
@@ -118,6 +123,7 @@ def _type_pair(a: int, b: int) -> bool:
 
 
 def cast(op: Operator) -> str:
+    """one runtime input; BOOL <-> FLOAT16/FLOAT32 or FLOAT32/INT32 -> FLOAT32/INT32."""
     why = io(op, 1, 1)
     if why:
         return why
@@ -127,6 +133,7 @@ def cast(op: Operator) -> str:
 
 
 def conv_2d(op: Operator) -> str:
+    """1-2 runtime inputs, strides and dilations > 0, no SIGN_BIT activation."""
     return (conv_io(op) or strides(option(op, "strideH", 0), option(op, "strideW", 0))
             or _dilation(op) or activation(op))
 
@@ -137,6 +144,7 @@ def _dilation(op: Operator) -> str:
 
 
 def depthwise_conv_2d(op: Operator) -> str:
+    """as CONV_2D; rank-4 input, filter and output; output channels = input channels x multiplier."""
     why = (conv_io(op) or strides(option(op, "strideH", 0), option(op, "strideW", 0)) or _dilation(op)
            or activation(op))
     if why:
@@ -164,6 +172,7 @@ def depthwise_conv_2d(op: Operator) -> str:
 
 
 def cumsum(op: Operator) -> str:
+    """FLOAT32/FLOAT16 in and out, a constant INT32 axis."""
     if len(op.inputs) != 2 or len(op.outputs) != 1:
         return "needs 2 inputs and 1 output"
     x, axis = op.inputs
@@ -173,10 +182,12 @@ def cumsum(op: Operator) -> str:
 
 
 def densify(op: Operator) -> str:
+    """no runtime input, one output."""
     return io(op, 0, 1)
 
 
 def depth_to_space(op: Operator) -> str:
+    """one runtime input and output, block size > 1."""
     why = io(op, 1, 1)
     if why:
         return why
@@ -188,6 +199,7 @@ space_to_depth = depth_to_space
 
 
 def dequantize(op: Operator) -> str:
+    """one input and output, not INT16."""
     if len(op.inputs) != 1 or len(op.outputs) != 1:
         return "needs 1 input and 1 output"
     return "input 0 is INT16, needs INT8 or UINT8 (int16 dequantization is not supported)" \
@@ -195,6 +207,7 @@ def dequantize(op: Operator) -> str:
 
 
 def fully_connected(op: Operator) -> str:
+    """default weights format, <= 2 runtime inputs, input 0 computed at run time, keep_num_dims only with equal ranks."""
     if not op.inputs:
         return "no input, needs one"
     if option(op, "weightsFormat", 0) != fb.FullyConnectedOptionsWeightsFormat.DEFAULT:
@@ -210,6 +223,7 @@ def fully_connected(op: Operator) -> str:
 
 
 def gather(op: Operator) -> str:
+    """1-2 operands, 1-D INT32 indices."""
     if io(op, 2, 1, consts=0) and io(op, 1, 1, consts=1):
         return "needs 1 or 2 operands (inputs computed at run time) and 1 output"
     idx = op.inputs[1]
@@ -219,10 +233,12 @@ def gather(op: Operator) -> str:
 
 
 def hard_swish(op: Operator) -> str:
+    """one runtime input and output."""
     return io(op, 1, 1)
 
 
 def lstm(op: Operator) -> str:
+    """full kernel: 20/24 inputs, TANH; basic kernel: 3 runtime + 2 constant inputs, depth % 4 == 0, no clipping."""
     kernel = option(op, "kernelType", 0)
     a = option(op, "fusedActivationFunction", ACT.NONE)
     if kernel == fb.LSTMKernelType.FULL:
@@ -245,11 +261,14 @@ def lstm(op: Operator) -> str:
 
 
 def reduce(op: Operator) -> str:
-    """MEAN, SUM, REDUCE_MAX/MIN/PROD: one runtime input, constant INT32 axes."""
+    """one runtime input, constant INT32 axes.
+
+    MEAN, SUM, REDUCE_MAX/MIN/PROD: one runtime input, constant INT32 axes."""
     return io(op, 1, 1, consts=1) or axes_int32_const(op, 1)
 
 
 def one_hot(op: Operator) -> str:
+    """INT32 indices, constant scalar FLOAT32 on/off values, axis -1 or the last dimension."""
     if len(op.inputs) != 4 or len(op.outputs) != 1:
         return "needs 4 inputs and 1 output"
     idx, _, on, off = op.inputs
@@ -271,15 +290,19 @@ def one_hot(op: Operator) -> str:
 
 
 def quantize(op: Operator) -> str:
+    """one runtime input and output."""
     return io(op, 1, 1)
 
 
 def reshape(op: Operator) -> str:
+    """one runtime input (a constant shape) and one output."""
     return io(op, 1, 1)
 
 
 def select(op: Operator) -> str:
-    """CheckSelectV2GpuDelegateCompatibility (SELECT and SELECT_V2)."""
+    """BOOL/float condition broadcasting to the output; if/else of the output's shape or scalars (2-D ones constant).
+
+    CheckSelectV2GpuDelegateCompatibility (SELECT and SELECT_V2)."""
     if len(op.inputs) != 3 or len(op.outputs) != 1:
         return "needs 3 inputs and 1 output"
     cond, a, b = seen_inputs(op)
@@ -302,6 +325,7 @@ def select(op: Operator) -> str:
 
 
 def slice_(op: Operator) -> str:
+    """3 inputs, input rank 3 or 4."""
     if len(op.inputs) < 3:
         return f"{len(op.inputs)} inputs, needs 3"
     r = rank(op.inputs[0])
@@ -309,11 +333,13 @@ def slice_(op: Operator) -> str:
 
 
 def softmax(op: Operator) -> str:
+    """beta 1."""
     beta = option(op, "beta", 0.0)          # no options: LiteRT zero-initialises beta
     return "" if beta == 1 else f"beta {beta:g}, needs beta 1"
 
 
 def strided_slice(op: Operator) -> str:
+    """no ellipsis/new-axis/shrink masks, 4 inputs, input rank 3 or 4."""
     for field, what in (("ellipsisMask", "ellipsis_mask"), ("newAxisMask", "new_axis_mask"),
                         ("shrinkAxisMask", "shrink_axis_mask")):
         if option(op, field, 0):
@@ -325,18 +351,22 @@ def strided_slice(op: Operator) -> str:
 
 
 def tile(op: Operator) -> str:
+    """one runtime input and output."""
     return io(op, 1, 1)
 
 
 def transpose(op: Operator) -> str:
+    """one runtime input (a constant permutation) and one output."""
     return io(op, 1, 1)
 
 
 def transpose_conv(op: Operator) -> str:
+    """1-2 runtime inputs, strides > 0."""
     return conv_io(op) or strides(option(op, "strideH", 0), option(op, "strideW", 0))
 
 
 def resize(op: Operator) -> str:
+    """one runtime input and output; not align_corners with half_pixel_centers."""
     why = io(op, 1, 1)
     if why:
         return why
@@ -346,6 +376,7 @@ def resize(op: Operator) -> str:
 
 
 def pad(op: Operator) -> str:
+    """REFLECT mirror padding; one runtime input; paddings 4x2 or 3x2."""
     if op.type == "MIRROR_PAD" and option(op, "mode", 0) != fb.MirrorPadMode.REFLECT:
         return "SYMMETRIC mirror padding, needs REFLECT"
     why = io(op, 1, 1)
@@ -360,12 +391,16 @@ def pad(op: Operator) -> str:
 
 
 def unary(op: Operator) -> str:
-    """One-input elementwise ops (ABS, EXP, LOGISTIC, TANH, ...)."""
+    """one runtime input, no constant input, one output.
+
+    One-input elementwise ops (ABS, EXP, LOGISTIC, TANH, ...)."""
     return io(op, 1, 1, consts=0)
 
 
 def binary(op: Operator) -> str:
-    """Two-input elementwise ops (SUB, DIV, MAXIMUM, ...): two runtime inputs, or one and a constant."""
+    """two runtime inputs, or one and a constant; DIV/SUB: no SIGN_BIT activation.
+
+    Two-input elementwise ops (SUB, DIV, MAXIMUM, ...): two runtime inputs, or one and a constant."""
     if io(op, 2, 1, consts=0) and io(op, 1, 1, consts=1):
         n = runtime_inputs(op)
         return f"{n} input(s) computed at run time and {len(op.inputs) - n} constant(s), needs 1 or 2 operands"
@@ -377,7 +412,9 @@ COMPARISONS = ("EQUAL", "GREATER", "GREATER_EQUAL", "LESS", "LESS_EQUAL", "NOT_E
 
 
 def comparison(op: Operator) -> str:
-    """ElementwiseOperationParser::IsSupported for a logical op: its output has one producer and
+    """its BOOL output read only by a CAST/SELECT/SELECT_V2 writing floats.
+
+    ElementwiseOperationParser::IsSupported for a logical op: its output has one producer and
     one consumer, a CAST, SELECT or SELECT_V2 writing FLOAT16/FLOAT32."""
     out = op.outputs[0] if op.outputs else None
     users = out.consumers if out is not None else []
@@ -392,7 +429,9 @@ def comparison(op: Operator) -> str:
 
 
 def cast_op(op: Operator) -> str:
-    """CastOperationParser: BOOL -> float right after a comparison is taken (the pair runs on the GPU);
+    """BOOL -> float after a comparison (one reader), else CAST's types.
+
+    CastOperationParser: BOOL -> float right after a comparison is taken (the pair runs on the GPU);
     otherwise the compatibility rules of CAST."""
     if op.inputs and op.outputs and op.inputs[0].dtype == BOOL and op.outputs[0].dtype in (F16, F32):
         src = op.inputs[0]
@@ -414,6 +453,7 @@ def _ints(op: Operator, n: int) -> tuple[int, ...] | None:
 
 
 def custom(op: Operator) -> str:
+    """the custom op's own checks (Resampler, MaxPoolingWithArgmax2D, MaxUnpooling2D, Convolution2DTransposeBias)."""
     code = op.opcode.custom_code
     if code == "Convolution2DTransposeBias":
         if len(op.inputs) < 2:

@@ -31,7 +31,7 @@ from ..capabilities import Predicate
 from ..ir.core import Operator, Subgraph
 from . import Target, register_target
 from . import _gpu_ops as g
-from ._rules import (BOOL, F16, F32, I8, I32, U8, always, check, dims, is_const, is_fp16_weight_dequantize,
+from ._rules import (BOOL, F16, F32, I8, I32, U8, check, dims, is_const, is_fp16_weight_dequantize,
                      max_version, rule, type_name)
 
 __all__ = ["CHECKS", "GPU", "MAX_VERSION", "RULES", "finalize"]
@@ -123,15 +123,14 @@ def _tensors(op: Operator) -> str:
     return ""
 
 
-TENSORS = check(f"every input and output of rank <= {MAX_RANK}; every tensor computed at run time "
-                "FLOAT32, FLOAT16, INT8 or UINT8 (or a type the op allows)", _tensors)
+TENSORS = check(f"inputs and outputs of rank <= {MAX_RANK}, run-time tensors FLOAT32/FLOAT16/INT8/UINT8 (or a type "
+                "the op allows)", _tensors)
 
 
 # --------------------------------------------------------------------------- the rules
 
-def _op_check(op_type: str, fn) -> Predicate:
-    doc = (fn.__doc__ or fn.__name__).strip().splitlines()[0] if fn is not None else "no further check"
-    return check(f"{op_type} compatibility ({doc})", fn) if fn is not None else always()
+def _op_check(fn) -> Predicate | None:
+    return check((fn.__doc__ or fn.__name__).strip().splitlines()[0].rstrip("."), fn) if fn is not None else None
 
 
 def _fp16_weights(op: Operator) -> str:
@@ -144,13 +143,14 @@ def _rule(op_type: str) -> Predicate:
     parts = [max_version(MAX_VERSION[op_type])] if op_type in MAX_VERSION else []
     if op_type == "DEQUANTIZE":
         parts.insert(0, check("not a DEQUANTIZE of float16 weights (those follow the whole graph)", _fp16_weights))
-    parts.append(_op_check(op_type, CHECKS[op_type]))
+    if (own := _op_check(CHECKS[op_type])) is not None:
+        parts.append(own)
     parts.append(TENSORS)
     return rule(WHO, *parts)
 
 
 RULES: dict[str, Predicate] = {op: _rule(op) for op in CHECKS}
-RULES.update({code: rule(WHO, check(f"{code} compatibility", g.custom), TENSORS) for code in CUSTOM})
+RULES.update({code: rule(WHO, _op_check(g.custom), TENSORS) for code in CUSTOM})
 
 
 def finalize(sg: Subgraph, decisions: list) -> list:
