@@ -196,3 +196,61 @@ def test_verify_each_judges_the_quantizer_by_sqnr(tmp_path, example_model):
     res = optimize_file(example_model, tmp_path / "q.tflite", level="O0", quantize="int8", verify_each=True)
     assert [r.name for r in res.passes] == ["quantize-int8", "float-islands", "remove-dead-code"]
     assert all(r.max_rel_error is not None for r in res.passes)
+
+
+def _small(ops):
+    m, sg = new_model("small")
+    x = sg.new_tensor("x", F32, (1, 8))
+    made = {"x": x}
+    for op, ins, out, shape, opts in ops:
+        t = sg.new_tensor(out, F32, shape)
+        made[out] = t
+        add_op(sg, op, [made[i] for i in ins], [t], *opts)
+    sg.set_graph_inputs([x])
+    sg.set_graph_outputs([made[ops[-1][2]]])
+    return m
+
+
+def _softmax_opts():
+    so = fb.SoftmaxOptionsT()
+    so.beta = 1.0
+    return so, fb.BuiltinOptions.SoftmaxOptions
+
+
+def test_an_op_litert_refuses_in_int8_stays_float(monkeypatch):
+    import tflc.passes.quantize_int8 as q
+    monkeypatch.setitem(q.FIXED, "SOFTMAX", (1 / 128, 0))          # parameters LiteRT's int8 SOFTMAX refuses
+    m = _small([("SOFTMAX", ["x"], "s", (1, 8), _softmax_opts()),
+                ("ADD", ["s", "x"], "y", (1, 8), (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions))])
+    ctx = PassContext()
+    run_pipeline(m, parse_pipeline("quantize-int8"), ctx)
+    sm = next(op for op in m.main.operators if op.type == "SOFTMAX")
+    assert sm.outputs[0].type_name == "FLOAT32"
+    assert any("kept SOFTMAX 's' float: LiteRT refused it in int8" in n and "zero_point" in n for n in ctx.messages)
+    Session(serialize(m)).run([np.zeros((1, 8), np.float32)])
+
+
+def test_two_fixed_parameters_in_one_group_keep_the_joining_op_float():
+    co = fb.ConcatenationOptionsT()
+    co.axis = 1
+    m = _small([("LOGISTIC", ["x"], "a", (1, 8), ()), ("TANH", ["x"], "b", (1, 8), ()),
+                ("CONCATENATION", ["a", "b"], "c", (1, 16), (co, fb.BuiltinOptions.ConcatenationOptions)),
+                ("ADD", ["c", "c"], "y", (1, 16), (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions))])
+    ctx = PassContext()
+    run_pipeline(m, parse_pipeline("quantize-int8"), ctx)
+    by = {op.type: op for op in m.main.operators}
+    assert by["CONCATENATION"].outputs[0].type_name == "FLOAT32" and by["ADD"].outputs[0].type_name == "INT8"
+    assert quant_params(by["TANH"].outputs[0]).scale == (1 / 128,)
+    assert any("kept CONCATENATION" in n and "two different fixed parameters" in n for n in ctx.messages)
+    Session(serialize(m)).run([np.zeros((1, 8), np.float32)])
+
+
+def test_percentile_ranges_are_narrower(tmp_path):
+    path, _ = _npz(tmp_path, n=16)
+    scales = {}
+    for pct in (100, 99):
+        m = _model()
+        run_pipeline(m, parse_pipeline(f"quantize-int8{{percentile={pct}}}"), PassContext(calibration=str(path)))
+        q = next(op for op in m.main.operators if op.type == "QUANTIZE")
+        scales[pct] = quant_params(q.outputs[0]).scale[0]
+    assert scales[99] < scales[100]
