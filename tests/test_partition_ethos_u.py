@@ -30,7 +30,8 @@ def split(model: Model) -> list[str]:
 
 def vela_split(model: Model, accelerator: str = DEFAULT_ACCELERATOR) -> list[str]:
     r = run_vela(model, accelerator)
-    return ["NPU" if r.on_npu(si, i) else "CPU" for si, sg in enumerate(model.subgraphs) for i in range(len(sg.operators))]
+    return ["NPU" if r.on_npu(si, i) else "CPU"
+            for si, sg in enumerate(model.subgraphs) for i in range(len(sg.operators))]
 
 
 # --------------------------------------------------------------------------- hand-built int8 models
@@ -269,8 +270,10 @@ CASES = [
          "stride 4x4 with padding, Vela takes stride <= 3 unless dilation is 1 and padding VALID"),
     Case("conv_stride4_dilated", lambda: conv(stride=4, pad="VALID", dil=2, shape=(1, 32, 32, 4)), "CPU",
          "stride 4x4 with dilation 2"),
-    Case("conv_int16_weights", lambda: conv(wdtype="INT16"), "CPU", "input 1 (filter) is INT16, Vela takes 8-bit weights"),
-    Case("conv_int8_bias", lambda: conv(bdtype="INT8"), "CPU", "input 2 (bias) is INT8, Vela takes an INT32 or INT64 bias"),
+    Case("conv_int16_weights", lambda: conv(wdtype="INT16"), "CPU",
+         "input 1 (filter) is INT16, Vela takes 8-bit weights"),
+    Case("conv_int8_bias", lambda: conv(bdtype="INT8"), "CPU",
+         "input 2 (bias) is INT8, Vela takes an INT32 or INT64 bias"),
     Case("conv_runtime_bias", lambda: conv(bias=conv_bias_runtime), "CPU", "bias) is computed at run time"),
     Case("conv_int64_bias_over_40_bits", lambda: conv(idtype="INT16", bias=conv_bias_i64_big), "CPU",
          "holds 2199023255552, Vela takes INT64 bias values <= 1099511627775"),

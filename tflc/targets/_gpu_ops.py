@@ -207,7 +207,8 @@ def dequantize(op: Operator) -> str:
 
 
 def fully_connected(op: Operator) -> str:
-    """default weights format, <= 2 runtime inputs, input 0 computed at run time, keep_num_dims only with equal ranks."""
+    """default weights format, <= 2 runtime inputs, input 0 computed at run time, keep_num_dims only with
+    equal ranks."""
     if not op.inputs:
         return "no input, needs one"
     if option(op, "weightsFormat", 0) != fb.FullyConnectedOptionsWeightsFormat.DEFAULT:
