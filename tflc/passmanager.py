@@ -53,8 +53,9 @@ LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (
           "it down are dropped"),
 )}
 #: what ``--target`` adds to a level, before its clean-up passes: rewrites that raise the target's
-#: coverage (the target's rules decide where each applies)
-TARGET_PASSES: tuple[str, ...] = ("float-islands",)
+#: coverage (the target's rules decide where each applies). The lossless ones first (each proved
+#: bit-identical in LiteRT, so they also run at --tolerance 0), then float-islands for what is left
+TARGET_PASSES: tuple[str, ...] = ("split-requantize", "exact-islands", "float-islands")
 
 #: what ``--quantize MODE`` adds (MODE ``int8`` or ``int8{io=int8,percentile=99.99,...}``: the options of
 #: quantize-int8), before the level's clean-up passes: the quantizer, then float-islands (the int8 ops
