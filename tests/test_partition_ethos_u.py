@@ -488,6 +488,22 @@ def test_zoo_int8_models_match_vela(zoo, name):
 
 
 @needs_vela
+@pytest.mark.parametrize("name", ["mobilenet_tiny", "mobilenet_v3_small", "transformer_encoder",
+                                  "transformer_encoder_static", "mobilenet_tiny_fp16"])
+def test_float_zoo_models_match_vela(zoo, name):
+    """Float models: nothing on the NPU, or (HARD_SWISH on floats, a RESHAPE whose stored shapes disagree)
+    a model Vela refuses to compile, which the target predicts as a rejection."""
+    model = read_model(zoo(name))
+    plan = make_plan(model, T)
+    try:
+        got = vela_split(model)
+    except VelaError:
+        assert plan.model_reason.startswith("Vela 5.2.0 rejects the model: ")
+        return
+    assert not plan.model_reason and got == split(model)
+
+
+@needs_vela
 @pytest.mark.parametrize("accelerator", ["ethos-u55-128", "ethos-u65-256"])
 def test_other_u55_u65_configurations_split_the_same(zoo, accelerator):
     model = read_model(zoo("transformer_encoder_3x192_int8"))
