@@ -18,7 +18,8 @@ For each model:
 Calibration: 32 samples uniform in [-1, 1] (seed 1). SQNR is measured on 16 held-out samples
 (seed 999, never calibrated on), pooled over the samples: 10 log10(sum ref^2 / sum (ref-got)^2)
 per output; int8 inputs/outputs are (de)quantized with their own parameters. Latency: ``tflc bench
-FLOAT CONVERTER TFLC`` (1 thread, XNNPACK, paired interleaved rounds; ratios against FLOAT).
+FLOAT CONVERTER TFLC`` (1 thread, XNNPACK, paired interleaved rounds; ratios against FLOAT), then
+``tflc bench CONVERTER TFLC`` for the ratio against the converter (paired likewise).
 Partitions: LiteRT's own XNNPACK decision, read back per node (``tflc.runtime.delegation``).
 """
 from __future__ import annotations
@@ -142,6 +143,8 @@ def main(argv=None) -> int:
             b = _bench([fl, conv, tq], args.rounds)
             row["p50_us"] = [m["latency"]["p50_us"] for m in b["models"]]
             row["ratio"] = [{k: r.get(k) for k in ("p50", "p50_ci", "verdict")} for r in b["ratios"]]
+            c = _bench([conv, tq], args.rounds)          # tflc against the converter, paired as well
+            row["ratio_vs_converter"] = {k: c["ratios"][1].get(k) for k in ("p50", "p50_ci", "verdict")}
         rows.append(row)
         print(json.dumps(row, default=str), flush=True)
     (out / "results.json").write_text(json.dumps(rows, indent=1, default=str))
@@ -153,7 +156,8 @@ def main(argv=None) -> int:
         p = r.get("p50_us") or [float("nan")] * 3
         ratio = r.get("ratio")
         tf = f"{ratio[2]['p50']:.2f} [{ratio[2]['p50_ci'][0]:.2f}-{ratio[2]['p50_ci'][1]:.2f}]" if ratio else "-"
-        tc = f"{p[2] / p[1]:.2f}" if ratio else "-"
+        rc = r.get("ratio_vs_converter")
+        tc = f"{rc['p50']:.2f} [{rc['p50_ci'][0]:.2f}-{rc['p50_ci'][1]:.2f}]" if rc else "-"
         parts = "/".join(str(r["partitions"][k][0]) for k in ("float", "converter", "tflc"))
         print(f"| {r['model']} | {p[0]:.0f} µs | {p[1]:.0f} µs | {p[2]:.0f} µs | {tf} | {tc} | "
               f"{', '.join(f'{x:.1f}' for x in r['sqnr_converter_db'])} | "
