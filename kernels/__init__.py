@@ -13,9 +13,10 @@ kernels to LiteRT through its kernel delegate when it opens a model)::
     tflc.kernels.register("MyOp", my_op)
 
 Packages add kernels with an entry point in the ``tflc.kernels`` group (name: the custom code).
-tflc's own kernels (custom codes ``TFLC_*``) arrive with the custom-kernel issue; each will
-declare the constraints (shapes, dtypes, options) under which it is valid as predicates
-returning ``(ok, reason)``.
+A kernel that must not run Python per call is a Numba ``@cfunc`` given to ``NativeKernel``:
+``tflc.kernels.mediapipe_face`` (MediaPipe's face-landmark ops, ``register_all()``) is the worked
+example, with declared constraints as ``(ok, reason)`` predicates; docs/kernels.md walks through
+it. tflc's own kernels (custom codes ``TFLC_*``) arrive with the custom-kernel issue.
 
 This package sits below ``tflc.runtime``: it never imports the runtime or LiteRT.
 """
