@@ -328,3 +328,23 @@ def test_latency_guard_forgets_what_a_dropped_pass_recorded(example_model):
     _, report = guard_latency(original, model, passes, PassContext(), compare=more_ops_is_slower)
     assert [d["pass"] for d in report.dropped] == ["busy-and-note"]
     assert seen[-1] == {"note": True}
+
+
+def test_the_guard_replays_passes_with_the_pipelines_settings(example_model):
+    """The replay's context carries the run's settings (the target, the inputs, ...), not defaults."""
+    from tflc.passmanager import guard_latency
+    seen = []
+
+    @function_pass("see-target", "records the target it runs for (test)")
+    def see(model, ctx, options):
+        seen.append(ctx.target)
+        return False
+
+    busy = _busywork_pass()
+    original = read_model(example_model)
+    model = original.clone()
+    ctx = PassContext(target="xnnpack")
+    passes = [busy(), see()]
+    run_pipeline(model, passes, ctx)
+    guard_latency(original, model, passes, ctx, compare=_FakeComparison)
+    assert seen == ["xnnpack", "xnnpack"], "once in the pipeline, once in the guard's replay"

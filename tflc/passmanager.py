@@ -15,6 +15,7 @@ latency guard is on by default. A level naming a pass that is not registered is 
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -329,8 +330,9 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
         return optimized, report
     import copy
     current = original.clone()
-    replay = PassContext(run_options=ctx.run_options, input_source=ctx.input_source, steps=ctx.steps,
-                         seed=ctx.seed, shapes=ctx.shapes, reference=ctx.reference, calibration=ctx.calibration)
+    # the same settings (target, inputs, calibration, ...), but its own analyses, facts and notes
+    replay = dataclasses.replace(ctx, analyses=AnalysisManager(), messages=[], facts={}, _ref_result=None,
+                                 _prev_result=None)
     for p in passes:
         candidate = current.clone()
         facts = copy.deepcopy(replay.facts)   # if the pass is dropped, so is what it recorded (also in
