@@ -34,20 +34,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
-from tflc.ir.build import builtin_opcode
-from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.core import Model, Operator, Subgraph
 from tflc.ir.opinfo import ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
 from tflc.ir.quant import quant_params
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules
-from tflc.schema import TYPE_CODES
 
 from ._exhaustive import activation_input, prove, refusal
+from ._islands import QTYPES, float_probe, is_activation, make_island
 
-_F32 = TYPE_CODES["FLOAT32"]
-_QTYPES = {TYPE_CODES["INT8"]: 2, TYPE_CODES["UINT8"]: 1}     # dtype -> QUANTIZE/DEQUANTIZE version
 #: elementwise ops with a float version (conversions are not islands)
 ROOTS = tuple(sorted((ELEMENTWISE_UNARY | ELEMENTWISE_BINARY) - {"QUANTIZE", "DEQUANTIZE", "CAST", "LOGICAL_NOT"}))
 
@@ -64,50 +59,18 @@ class ExactIslandsOptions:
             raise ValueError("max-const-bytes must be 0 or more")
 
 
-def _activation(t: Tensor | None) -> bool:
-    """An int8/uint8 tensor quantized per tensor."""
-    q = quant_params(t)
-    return t is not None and t.dtype in _QTYPES and q is not None and not q.per_channel
-
-
-def _dequantized(t: Tensor) -> np.ndarray:
-    """A quantized constant as float32 (per tensor or per channel)."""
-    q = quant_params(t)
-    assert q is not None and t.data is not None
-    v = t.data.astype(np.float64)
-    if q.per_channel:
-        shape = [1] * v.ndim
-        shape[q.axis] = -1
-        scale, zp = np.asarray(q.scale).reshape(shape), np.asarray(q.zero_point).reshape(shape)
-    else:
-        scale, zp = q.scale[0], q.zero_point[0]
-    return ((v - zp) * scale).astype(np.float32)
-
-
-def _float_like(t: Tensor, constant: bool) -> Tensor:
-    return Tensor(t.name, _F32, t.shape, shape_signature=t.shape_signature,
-                  buffer=t.buffer if constant else None)
+def _float_inputs(op: Operator) -> dict[int, str]:
+    """The island's inputs: the activation, dequantized at run time; quantized constants, made float."""
+    i = activation_input(op)
+    inputs = {i: "dequantize"}
+    inputs.update({j: "constant" for j, t in enumerate(op.inputs)
+                   if j != i and t is not None and t.is_constant and quant_params(t) is not None})
+    return inputs
 
 
 def island(sg: Subgraph, op: Operator) -> None:
     """Rewrite ``op`` into DEQUANTIZE -> float op -> QUANTIZE (the caller checked it may)."""
-    i = activation_input(op)
-    x = op.inputs[i]
-    order = list(sg.operators)
-    at = order.index(op)
-    xf = next((d.outputs[0] for d in order[:at] if d.type == "DEQUANTIZE" and d.inputs[0] is x
-               and d.outputs[0] is not None and d.outputs[0].dtype == _F32), None)    # made by an earlier island
-    if xf is None:
-        xf = sg.new_tensor(f"{x.name}/float", _F32, x.shape, shape_signature=x.shape_signature)
-        sg.add_op(Operator(builtin_opcode("DEQUANTIZE", _QTYPES[x.dtype]), [x], [xf]), before=op)
-    sg.set_input(op, i, xf)
-    for j, t in enumerate(op.inputs):
-        if j != i and t is not None and t.is_constant and quant_params(t) is not None:
-            sg.set_input(op, j, sg.new_constant(f"{t.name}/float", _dequantized(t)))
-    y = op.outputs[0]
-    yf = sg.new_tensor(f"{y.name}/float", _F32, y.shape, shape_signature=y.shape_signature)
-    sg.set_output(op, 0, yf)
-    sg.add_op(Operator(builtin_opcode("QUANTIZE", _QTYPES[y.dtype]), [yf], [y]), after=op)
+    make_island(sg, op, _float_inputs(op), [0])
 
 
 class ExactIsland(Rule):
@@ -121,7 +84,7 @@ class ExactIsland(Rule):
         if (self.wanted and op.type not in self.wanted) or op.opcode.is_custom or len(op.outputs) != 1:
             return None
         y = op.outputs[0]
-        if not _activation(y):
+        if not is_activation(y):
             return None                                  # not an int8 op: nothing this pass does
         ok, why = self.target.check(op)
         if ok:
@@ -135,22 +98,19 @@ class ExactIsland(Rule):
             return False, why
         i = activation_input(op)
         x, y = op.inputs[i], m.tensors["y"]
-        if not _activation(x):
+        if not is_activation(x):
             return False, f"its input {x.name!r} is not an int8/uint8 tensor quantized per tensor"
         if x.shape != y.shape:
             return False, f"its input {list(x.shape)} broadcasts to the output {list(y.shape or ())}"
         for j, t in enumerate(op.inputs):
             if j == i or t is None or quant_params(t) is None:
                 continue
-            if t.dtype not in _QTYPES:
+            if t.dtype not in QTYPES:
                 return False, f"input {j} is a {t.type_name} quantized constant; islands dequantize int8/uint8 ones"
             if (t.num_elements or 0) * 4 > self.max_const_bytes:
                 return False, f"input {j} is a quantized constant of {t.num_elements} values, over max-const-bytes"
-        fake_in = [(_float_like(t, t.is_constant) if j == i or (t is not None and quant_params(t) is not None)
-                    else t) for j, t in enumerate(op.inputs)]
-        probe = Operator(op.opcode, fake_in, [_float_like(y, False)], options=op.options,
-                         options_type=op.options_type)
-        ok, float_why = self.target.check(probe)
+        floats = [j for j, t in enumerate(op.inputs) if j == i or (t is not None and quant_params(t) is not None)]
+        ok, float_why = self.target.check(float_probe(op, floats, [0]))
         if not ok:
             return False, f"its float version is not taken either ({float_why})"
         proof = prove(op, island, self.name)

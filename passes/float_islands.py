@@ -33,16 +33,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 
-from tflc.ir.build import builtin_opcode
-from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.core import Model, Operator
 from tflc.ir.quant import quant_params
 from tflc.passes_api import Pass, register
-from tflc.schema import TYPE_CODES
 
-_F32 = TYPE_CODES["FLOAT32"]
-_QTYPES = {TYPE_CODES["INT8"]: 2, TYPE_CODES["UINT8"]: 1}     # dtype -> QUANTIZE/DEQUANTIZE version
+from ._islands import float_probe, is_activation, make_island
+
 _CONVERSIONS = frozenset({"QUANTIZE", "DEQUANTIZE", "CAST"})
 
 
@@ -58,21 +55,9 @@ class FloatIslandsOptions:
             raise ValueError("max-const-bytes must be 0 or more")
 
 
-def _activation(t: Tensor | None) -> bool:
-    """An int8/uint8 per-tensor quantized tensor (an activation the island dequantizes)."""
-    q = quant_params(t)
-    return t is not None and t.dtype in _QTYPES and q is not None and not q.per_channel
-
-
-def _dequantized(t: Tensor) -> np.ndarray:
-    q = quant_params(t)
-    assert q is not None and t.data is not None
-    return ((t.data.astype(np.float64) - q.zero_point[0]) * q.scale[0]).astype(np.float32)
-
-
 @dataclass
 class _Plan:
-    inputs: list[tuple[int, str]]      # (input index, "dequantize" | "constant")
+    inputs: dict[int, str]             # input index -> "dequantize" | "constant"
     outputs: list[int]                 # output indices to quantize back
 
 
@@ -86,31 +71,20 @@ def plan_island(op: Operator, target, max_const_bytes: int = 1 << 16) -> tuple[_
         return None, "a custom op has no float version to run"
     if op.type in _CONVERSIONS:
         return None, ""                 # a (re)quantization is no computation to run in float
-    q_in = [i for i, t in enumerate(op.inputs) if _activation(t)]
-    q_out = [i for i, t in enumerate(op.outputs) if _activation(t)]
+    q_in = [i for i, t in enumerate(op.inputs) if is_activation(t)]
+    q_out = [i for i, t in enumerate(op.outputs) if is_activation(t)]
     if not q_in and not q_out:
         return None, ""                                 # not an int8 op: nothing this pass can do
-    if any(quant_params(t) is not None and not _activation(t) and not t.is_constant
+    if any(quant_params(t) is not None and not is_activation(t) and not t.is_constant
            for t in (*op.inputs, *op.outputs) if t is not None):
         return None, "it holds int16 or per-channel activations; islands are made for int8 activations"
-    plan = _Plan([], q_out)
-    fake_in: list[Tensor | None] = []
-    for i, t in enumerate(op.inputs):
-        if i in q_in:
-            if t.is_constant:
-                if (t.num_elements or 0) * 4 > max_const_bytes:
-                    return None, f"input {i} is a quantized constant of {t.num_elements} values, over max-const-bytes"
-                plan.inputs.append((i, "constant"))
-            else:
-                plan.inputs.append((i, "dequantize"))
-            fake_in.append(Tensor(t.name, _F32, t.shape, shape_signature=t.shape_signature,
-                                  buffer=t.buffer if t.is_constant else None))
-        else:
-            fake_in.append(t)
-    fake_out = [Tensor(t.name, _F32, t.shape, shape_signature=t.shape_signature) if i in q_out else t
-                for i, t in enumerate(op.outputs)]
-    probe = Operator(op.opcode, fake_in, fake_out, options=op.options, options_type=op.options_type)
-    ok, float_why = target.check(probe)
+    plan = _Plan({}, q_out)
+    for i in q_in:
+        t = op.inputs[i]
+        if t.is_constant and (t.num_elements or 0) * 4 > max_const_bytes:
+            return None, f"input {i} is a quantized constant of {t.num_elements} values, over max-const-bytes"
+        plan.inputs[i] = "constant" if t.is_constant else "dequantize"
+    ok, float_why = target.check(float_probe(op, q_in, q_out))
     if not ok:
         return None, f"its float version is not taken either ({float_why})"
     return plan, why
@@ -132,7 +106,6 @@ class FloatIslands(Pass):
         wanted = set(self.options.ops)
         changed = False
         for sg in model.subgraphs:
-            made: dict[int, Tensor] = {}          # uid of an int8 tensor -> its DEQUANTIZE made here
             for op in list(sg.operators):
                 if wanted and op.type not in wanted:
                     continue
@@ -141,30 +114,10 @@ class FloatIslands(Pass):
                     if why:
                         ctx.note(f"{self.name}: kept {op.type} '{_out(op)}': {why}")
                     continue
-                self._apply(sg, op, plan, made)
+                make_island(sg, op, plan.inputs, plan.outputs)
                 ctx.note(f"{self.name}: {op.type} '{_out(op)}' runs in float inside the partition ({why})")
                 changed = True
         return changed
-
-    @staticmethod
-    def _apply(sg: Subgraph, op: Operator, plan: _Plan, made: dict[int, Tensor]) -> None:
-        for i, how in plan.inputs:
-            t = op.inputs[i]
-            if how == "constant":
-                f = sg.new_constant(f"{t.name}/float", _dequantized(t))
-            elif t.uid in made:
-                f = made[t.uid]
-            else:
-                f = sg.new_tensor(f"{t.name}/float", _F32, t.shape, shape_signature=t.shape_signature)
-                sg.add_op(Operator(builtin_opcode("DEQUANTIZE", _QTYPES[t.dtype]), [t], [f]), before=op)
-                made[t.uid] = f
-            sg.set_input(op, i, f)
-        after = op
-        for i in plan.outputs:
-            t = op.outputs[i]
-            f = sg.new_tensor(f"{t.name}/float", _F32, t.shape, shape_signature=t.shape_signature)
-            sg.set_output(op, i, f)
-            after = sg.add_op(Operator(builtin_opcode("QUANTIZE", _QTYPES[t.dtype]), [f], [t]), after=after)
 
     @classmethod
     def covers(cls, op: Operator, target) -> bool:

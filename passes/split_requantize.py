@@ -24,16 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tflc.ir.build import builtin_opcode
-from tflc.ir.core import Model, Operator, Subgraph, Tensor
+from tflc.ir.core import Model, Operator, Subgraph
 from tflc.ir.quant import quant_params
 from tflc.passes_api import Pass, register
 from tflc.rewrite import Match, Rule, apply_rules
-from tflc.schema import TYPE_CODES
 
 from ._exhaustive import prove
-
-_F32 = TYPE_CODES["FLOAT32"]
-_QTYPES = {TYPE_CODES["INT8"]: 2, TYPE_CODES["UINT8"]: 1}     # dtype -> QUANTIZE/DEQUANTIZE version
+from ._islands import QTYPES, dequantize_before, float_like, is_activation
 
 
 @dataclass
@@ -41,17 +38,9 @@ class SplitRequantizeOptions:
     pass
 
 
-def _q8(t: Tensor | None) -> bool:
-    q = quant_params(t)
-    return t is not None and t.dtype in _QTYPES and q is not None and not q.per_channel
-
-
 def split(sg: Subgraph, op: Operator) -> None:
     """QUANTIZE(x) -> QUANTIZE(DEQUANTIZE(x)) (the caller checked it may)."""
-    x = op.inputs[0]
-    xf = sg.new_tensor(f"{x.name}/float", _F32, x.shape, shape_signature=x.shape_signature)
-    sg.add_op(Operator(builtin_opcode("DEQUANTIZE", _QTYPES[x.dtype]), [x], [xf]), before=op)
-    sg.set_input(op, 0, xf)
+    sg.set_input(op, 0, dequantize_before(sg, op.inputs[0], op))
 
 
 class SplitRequantize(Rule):
@@ -76,11 +65,11 @@ class SplitRequantize(Rule):
         x, y = m.tensors["x"], m.tensors["y"]
         if x.is_constant:
             return False, "its input is a constant (fold-constants folds it)"
-        if not _q8(x) or not _q8(y):
+        if not is_activation(x) or not is_activation(y):
             return False, (f"it requantizes {x.type_name} to {y.type_name}; the float route is made for int8/uint8 "
                            "tensors quantized per tensor")
-        xf = Tensor(f"{x.name}/float", _F32, x.shape)
-        for probe in (Operator(builtin_opcode("DEQUANTIZE", _QTYPES[x.dtype]), [x], [xf]),
+        xf = float_like(x)
+        for probe in (Operator(builtin_opcode("DEQUANTIZE", QTYPES[x.dtype]), [x], [xf]),
                       Operator(m.root.opcode, [xf], [y], options=m.root.options, options_type=m.root.options_type)):
             ok, why = self.target.check(probe)
             if not ok:

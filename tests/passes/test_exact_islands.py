@@ -171,7 +171,7 @@ def test_optimize_target_xnnpack_at_tolerance_0_writes_it(tmp_path):
 
 
 def test_per_channel_constants_are_dequantized_along_their_axis():
-    from tflc.passes.exact_islands import _dequantized
+    from tflc.passes._islands import dequantized as _dequantized
     m, sg = new_model()
     q = fb.QuantizationParametersT()
     q.scale, q.zeroPoint, q.quantizedDimension = [0.5, 0.25], [0, 2], 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import os
 from collections import defaultdict
-from typing import Any
 
 from ..paths import atomic_writer
 
