@@ -15,12 +15,12 @@ thread count, like the profiler's own calibration.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
+
+from ._cache import read_cached, write_cached
 
 N = 32
 VERSION = 1
@@ -69,13 +69,9 @@ def _path(threads: int) -> Path:
 def boundary_cost(threads: int = 1, *, cache: bool = True) -> dict:
     """``{"per_boundary_us": ..., "method": ..., ...}``, measured once per LiteRT version and cached."""
     path = _path(threads)
-    if cache and path.is_file():
-        try:
-            d = json.loads(path.read_text())
-            if isinstance(d.get("per_boundary_us"), (int, float)):
-                return {**d, "cached": True}
-        except (OSError, ValueError):
-            pass
+    hit = read_cached(path, "per_boundary_us") if cache else None
+    if hit is not None:
+        return {**hit, "cached": True}
     from .latency import compare_latency
     a, b = boundary_models()
     cmp = compare_latency(a, b, threads=threads, rounds=20, per_round=20, max_seconds=10.0)
@@ -83,11 +79,5 @@ def boundary_cost(threads: int = 1, *, cache: bool = True) -> dict:
          "n_partitions_us": cmp.b.p50_us, "partitions": N, "ratio": cmp.ratio, "ci": [cmp.ci_low, cmp.ci_high],
          "method": METHOD, "threads": threads, "measured": time.strftime("%Y-%m-%dT%H:%M:%S")}
     if cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(d, indent=1))
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        write_cached(path, d)
     return {**d, "cached": False}

@@ -33,13 +33,14 @@ overhead can be made through 1 µs truncation.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from ._cache import read_cached, write_cached
 
 N_SHORT, N_LONG = 10, 160
 ROUNDS = 5
@@ -149,14 +150,9 @@ def builtin_event_overhead(threads: int = 1, *, cache: bool = True) -> dict | No
     from ..runtime.capi import available, litert_version
     ver = litert_version()
     path = calibration_path(ver, threads)
-    if cache and path.is_file():
-        try:
-            d = json.loads(path.read_text())
-            if isinstance(d.get("per_event_us"), (int, float)):
-                d["cached"] = True
-                return d
-        except (OSError, ValueError):
-            pass
+    hit = read_cached(path, "per_event_us") if cache else None
+    if hit is not None:
+        return {**hit, "cached": True}
     ok, _ = available()
     if not ok:
         return None
@@ -167,12 +163,6 @@ def builtin_event_overhead(threads: int = 1, *, cache: bool = True) -> dict | No
     d.update(method=METHOD, litert_version=ver, threads=threads, measured=time.strftime("%Y-%m-%dT%H:%M:%S"),
              n_short=N_SHORT, n_long=N_LONG, runs_per_round=RUNS_PER_ROUND)
     if cache:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(d, indent=1))
-            os.replace(tmp, path)
-        except OSError:
-            pass
+        write_cached(path, d)
     d["cached"] = False
     return d
