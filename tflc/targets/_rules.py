@@ -89,6 +89,17 @@ def is_fp16_weight_dequantize(op: Operator) -> bool:
         and op.inputs[0].dtype == F16 and op.inputs[0].is_constant
 
 
+def fp16_weights_follow(sg, decisions: list) -> list:
+    """Float16 weights (LiteRT's FP16GraphPartitionHelper, used by the GPU and NNAPI delegates): when
+    every op but the float16 DEQUANTIZEs is taken, the delegate takes them too (full delegation);
+    otherwise they stay on the CPU. A ``Target.finalize``."""
+    fp16 = {i for i, op in enumerate(sg.operators) if is_fp16_weight_dequantize(op)}
+    if fp16 and all(d.delegated for i, d in enumerate(decisions) if i not in fp16):
+        for i in fp16:
+            decisions[i].delegated, decisions[i].reason = True, ""
+    return decisions
+
+
 def seen_inputs(op: Operator, fp16_remap: bool = True) -> list[Tensor | None]:
     """``op``'s inputs as the delegate is shown them: float16 weights remapped (see fp16_weight_of)."""
     if not fp16_remap:

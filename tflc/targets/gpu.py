@@ -28,13 +28,13 @@ from __future__ import annotations
 from typing import Callable
 
 from ..capabilities import Predicate
-from ..ir.core import Operator, Subgraph
+from ..ir.core import Operator
 from . import Target, register_target
 from . import _gpu_ops as g
-from ._rules import (BOOL, F16, F32, I8, I32, U8, check, dims, is_const, is_fp16_weight_dequantize,
-                     max_version, rule, type_name)
+from ._rules import (BOOL, F16, F32, I8, I32, U8, check, dims, fp16_weights_follow, is_const,
+                     is_fp16_weight_dequantize, max_version, rule, type_name)
 
-__all__ = ["CHECKS", "GPU", "MAX_VERSION", "RULES", "finalize"]
+__all__ = ["CHECKS", "GPU", "MAX_VERSION", "RULES"]
 
 LITERT_COMMIT = "f67457790c9c2ab67347d6fe53270e8d3df20868"
 SOURCE = ("google-ai-edge/LiteRT at f67457790c (v2.2.0-195; the files are unchanged since v2.2.0 145c7523ff): "
@@ -153,18 +153,6 @@ RULES: dict[str, Predicate] = {op: _rule(op) for op in CHECKS}
 RULES.update({code: rule(WHO, _op_check(g.custom), TENSORS) for code in CUSTOM})
 
 
-def finalize(sg: Subgraph, decisions: list) -> list:
-    """Float16 weights: when every op but the float16 DEQUANTIZEs is taken, the delegate takes them
-    too (FP16GraphPartitionHelper's full delegation); otherwise they stay on the CPU."""
-    ops = sg.operators
-    fp16 = [i for i, op in enumerate(ops) if is_fp16_weight_dequantize(op)]
-    if fp16 and all(d.delegated for i, d in enumerate(decisions) if i not in set(fp16)):
-        for i in fp16:
-            decisions[i].delegated = True
-            decisions[i].reason = ""
-    return decisions
-
-
 GPU = register_target(Target(
     name="gpu",
     title="LiteRT's GPU delegate",
@@ -173,7 +161,7 @@ GPU = register_target(Target(
     rules=RULES,
     unlisted="{op} is not supported by the GPU delegate (model_builder.cc has no parser for it)",
     max_partitions=1,
-    finalize=finalize,
+    finalize=fp16_weights_follow,
     notes=(
         "default options: allow_quant_ops (TFLITE_GPU_EXPERIMENTAL_FLAGS_ENABLE_QUANT), max_delegated_partitions=1, "
         "no excluded ops",

@@ -19,13 +19,13 @@ from __future__ import annotations
 from typing import Callable
 
 from ..capabilities import Predicate
-from ..ir.core import Operator, Subgraph
+from ..ir.core import Operator
 from . import Target, register_target
 from ._rules import (ACT, BOOL, F16, F32, I8, I16, I32, I64, U8, act_name, alternatives, check, const_values, dims,
-                     is_const, is_fp16_weight_dequantize, max_version, never, option, rank, rule, seen_inputs,
+                     fp16_weights_follow, is_const, is_fp16_weight_dequantize, max_version, never, option, rank, rule, seen_inputs,
                      type_name)
 
-__all__ = ["API_LEVEL", "NNAPI", "RULES", "finalize"]
+__all__ = ["API_LEVEL", "NNAPI", "RULES"]
 
 API_LEVEL = 30
 WHO = f"NNAPI at API level {API_LEVEL}"
@@ -412,15 +412,6 @@ def _rule(op_type: str) -> Predicate:
 RULES: dict[str, Predicate] = {op: _rule(op) for op in OPS}
 
 
-def finalize(sg: Subgraph, decisions: list) -> list:
-    """Float16 weights (FP16GraphPartitionHelper): taken with the rest when every other op is taken."""
-    fp16 = {i for i, op in enumerate(sg.operators) if is_fp16_weight_dequantize(op)}
-    if fp16 and all(d.delegated for i, d in enumerate(decisions) if i not in fp16):
-        for i in fp16:
-            decisions[i].delegated, decisions[i].reason = True, ""
-    return decisions
-
-
 NNAPI = register_target(Target(
     name="nnapi",
     title="LiteRT's NNAPI delegate",
@@ -429,7 +420,7 @@ NNAPI = register_target(Target(
     rules=RULES,
     unlisted="{op} is not supported by the NNAPI delegate (Validate: unsupported operation type)",
     max_partitions=3,
-    finalize=finalize,
+    finalize=fp16_weights_follow,
     notes=(
         f"android_sdk_version = {API_LEVEL}; is_accelerator_specified = false (no accelerator_name), no vendor plugin",
         "max_number_delegated_partitions = 3 (the default): the three largest partitions are kept",
