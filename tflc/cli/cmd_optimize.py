@@ -51,8 +51,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
     p.add_argument("--target", metavar="NAME",
                    help="the delegate the model is for (xnnpack, gpu, nnapi, ethos-u: see 'tflc partition'); at a "
-                        "level, adds the rewrites that raise its coverage (float-islands: int8 ops it leaves on "
-                        "the CPU run in float inside its partition, within one quantization step)")
+                        "level, adds the rewrites that raise its coverage (see 'tflc passes'): exact-islands and "
+                        "split-requantize where LiteRT proves them bit-identical, then float-islands: the int8 ops "
+                        "it leaves on the CPU run in float inside its partition (one quantization step per op, "
+                        "8 at most at the outputs)")
     p.add_argument("--quantize", metavar="MODE",
                    help="full-integer post-training quantization from the .tflite: 'int8' (float inputs and "
                         "outputs), or with quantize-int8's options, e.g. 'int8{io=int8,percentile=99.99}'; adds "
