@@ -1,7 +1,7 @@
 """A picture of the graph coloured by partition: one self-contained HTML page with an SVG.
 
 Ops are laid out in layers by their depth from the graph inputs (the longest chain of ops before
-them), one column per layer, so the data flows left to right. Each delegated partition has a
+them), one row per layer, so the data flows top to bottom and a long chain scrolls down the page. Each delegated partition has a
 colour; ops on the CPU are grey with a red border. Hovering an op shows its index, type and, on
 the CPU, the reason. Good for graphs up to a few thousand ops.
 """
@@ -14,7 +14,7 @@ from collections import defaultdict
 from ..paths import atomic_writer
 
 _PALETTE = ["#4e79a7", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#e15759"]
-_W, _H, _GX, _GY = 118, 22, 36, 8
+_W, _H, _GX, _GY = 150, 20, 12, 14
 
 
 def _layers(ops: list[dict], edges: list[tuple[int, int]]) -> dict[int, int]:
@@ -28,20 +28,20 @@ def partition_svg(rep: dict, subgraph: int = 0) -> str:
     ops = [o for o in rep["ops"] if o["subgraph"] == subgraph]
     edges = [tuple(e) for e in rep.get("edges", {}).get(str(subgraph), [])]
     depth = _layers(ops, edges)
-    columns: dict[int, list[int]] = defaultdict(list)
+    rows: dict[int, list[int]] = defaultdict(list)
     for o in ops:
-        columns[depth[o["index"]]].append(o["index"])
+        rows[depth[o["index"]]].append(o["index"])
     pos = {}
-    for x, members in columns.items():
-        for y, i in enumerate(members):
+    for y, members in rows.items():
+        for x, i in enumerate(members):
             pos[i] = (10 + x * (_W + _GX), 10 + y * (_H + _GY))
-    width = 20 + (max(columns) + 1 if columns else 1) * (_W + _GX)
-    height = 20 + max((len(m) for m in columns.values()), default=1) * (_H + _GY)
+    width = 20 + max((len(m) for m in rows.values()), default=1) * (_W + _GX)
+    height = 20 + (max(rows) + 1 if rows else 1) * (_H + _GY)
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' font-family='sans-serif' "
            "font-size='10'>"]
     for a, b in edges:
         (x1, y1), (x2, y2) = pos[a], pos[b]
-        out.append(f"<line x1='{x1 + _W}' y1='{y1 + _H / 2}' x2='{x2}' y2='{y2 + _H / 2}' stroke='#bbb'/>")
+        out.append(f"<line x1='{x1 + _W / 2}' y1='{y1 + _H}' x2='{x2 + _W / 2}' y2='{y2}' stroke='#bbb'/>")
     for o in ops:
         x, y = pos[o["index"]]
         part = o.get("partition")
@@ -51,7 +51,7 @@ def partition_svg(rep: dict, subgraph: int = 0) -> str:
         out.append(f"<g><title>{html.escape(tip)}</title><rect x='{x}' y='{y}' width='{_W}' height='{_H}' rx='3' "
                    f"fill='{fill}' stroke='{stroke}' stroke-width='{1 if o['delegated'] else 2}'/>"
                    f"<text x='{x + 4}' y='{y + 14}' fill='{'#fff' if part is not None else '#000'}'>"
-                   f"{html.escape(str(o['index']) + ' ' + o['type'][:16])}</text></g>")
+                   f"{html.escape(str(o['index']) + ' ' + o['type'][:20])}</text></g>")
     out.append("</svg>")
     return "".join(out)
 
