@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..passes_api import all_passes, describe_options, origin
-from ..passmanager import LEVELS
+from ..passmanager import LEVELS, TARGET_PASSES
 from .common import add_json_flag, print_json
 
 
@@ -32,20 +32,23 @@ def run(args: argparse.Namespace) -> int:
     levels = {name: [lvl.name for lvl in LEVELS.values() if name in lvl.passes] for name in passes}
     rows = [{"name": n, "description": c.description, "options": describe_options(c),
              "needs": sorted(c.needs), "preserves": sorted(c.preserves), "tolerance": c.tolerance,
+             "quant_steps": c.quant_steps,
              "in": levels[n], "origin": origin(n)}
             for n, c in passes.items()]
     pipelines = {lvl.name: list(lvl.passes) for lvl in LEVELS.values()}
     guard = {lvl.name: lvl.latency_guard for lvl in LEVELS.values()}
     if args.json:
-        print_json({"passes": rows, "pipelines": pipelines, "latency_guard": guard})
+        print_json({"passes": rows, "pipelines": pipelines, "latency_guard": guard, "target_passes": list(TARGET_PASSES)})
         return 0
     width = max((len(r["name"]) for r in rows), default=10)
     for r in rows:
         tags = [f"in {'/'.join('-' + lvl for lvl in r['in'])}"] if r["in"] else []
         if r["needs"]:
             tags.append("needs " + ", ".join(r["needs"]))
-        if r["tolerance"]:
-            tags.append(f"lossy: up to {r['tolerance']:g} relative")
+        if r["tolerance"] or r["quant_steps"]:
+            tags.append("lossy: up to " + " or ".join(
+                ([f"{r['tolerance']:.3g} relative"] if r["tolerance"] else [])
+                + ([f"{r['quant_steps']} quantization step(s)"] if r["quant_steps"] else [])))
         if r["origin"] != "builtin":
             tags.append(f"from {r['origin']}")
         print(f"  {r['name']:<{width}}  {r['description']}" + (f"  [{'; '.join(tags)}]" if tags else ""))
@@ -56,4 +59,5 @@ def run(args: argparse.Namespace) -> int:
     for lvl, names in pipelines.items():
         print(f"  -{lvl}: {', '.join(names) or '(no passes: a lossless rewrite)'}"
               + ("; then the latency guard" if guard[lvl] else ""))
+    print(f"  --target NAME adds, before remove-dead-code: {', '.join(TARGET_PASSES)}")
     return 0
