@@ -118,8 +118,9 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     float changes, e.g. a layer norm rewritten in front of a dynamic-range FULLY_CONNECTED, which
     re-quantizes its input at run time.
 
-    ``quantize`` (``--quantize MODE``: ``int8``, or ``int8{io=int8,...}`` with quantize-int8's options)
-    adds the quantizer and float-islands before the level's clean-up, calibrated on ``calibration``
+    ``quantize`` (``--quantize MODE``: ``int8``, ``dynamic`` or ``fp16``, or e.g. ``int8{io=int8,...}``
+    with the quantizer's options; see ``passmanager.QUANTIZE_PASSES``) adds the quantizer (int8: and
+    float-islands) before the level's clean-up; int8 is calibrated on ``calibration``
     (an .npz of samples; else ``input_source``, else generated data, with a warning). The result is
     then judged by each output's SQNR against the float model (at least the quantizer's
     ``min_sqnr_db``, reported per output in the notes), not by a relative tolerance; a result below

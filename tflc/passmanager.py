@@ -58,10 +58,14 @@ LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (
 #: bit-identical in LiteRT, so they also run at --tolerance 0), then float-islands for what is left
 TARGET_PASSES: tuple[str, ...] = ("split-requantize", "exact-islands", "float-islands")
 
-#: what ``--quantize MODE`` adds (MODE ``int8`` or ``int8{io=int8,percentile=99.99,...}``: the options of
-#: quantize-int8), before the level's clean-up passes: the quantizer, then float-islands (the int8 ops
-#: the target leaves on the CPU run in float inside its partition)
-QUANTIZE_PASSES: dict[str, tuple[str, ...]] = {"int8": ("quantize-int8", "float-islands")}
+#: what ``--quantize MODE`` adds, before the level's clean-up passes (MODE with options, e.g.
+#: ``int8{io=int8,percentile=99.99}``: the options of the mode's quantizer, its first pass). ``int8``:
+#: quantize-int8, then float-islands (the int8 ops the target leaves on the CPU run in float inside
+#: its partition); ``dynamic``: quantize-dynamic (int8 per-channel weights, float activations, where
+#: XNNPACK takes the op so); ``fp16``: quantize-fp16 (float16 weights). Each is judged by SQNR.
+QUANTIZE_PASSES: dict[str, tuple[str, ...]] = {"int8": ("quantize-int8", "float-islands"),
+                                               "dynamic": ("quantize-dynamic",),
+                                               "fp16": ("quantize-fp16",)}
 
 #: level name -> pass names (kept for callers that only need the names)
 PIPELINES: dict[str, list[str]] = {name: list(lvl.passes) for name, lvl in LEVELS.items()}
@@ -96,7 +100,8 @@ class Plan:
 
 
 def quantize_passes(mode: str) -> list[Pass]:
-    """The passes ``--quantize MODE`` adds: ``int8`` or ``int8{opt=val,...}`` (quantize-int8's options)."""
+    """The passes ``--quantize MODE`` adds: ``int8``, ``dynamic`` or ``fp16``, optionally with the options of
+    the mode's quantizer (``int8{opt=val,...}``)."""
     from .passes_api import parse_pipeline
     kind, brace, rest = mode.partition("{")
     if kind not in QUANTIZE_PASSES:

@@ -56,11 +56,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "it leaves on the CPU run in float inside its partition (one quantization step per op, "
                         "8 at most at the outputs)")
     p.add_argument("--quantize", metavar="MODE",
-                   help="full-integer post-training quantization from the .tflite: 'int8' (float inputs and "
-                        "outputs), or with quantize-int8's options, e.g. 'int8{io=int8,percentile=99.99}'; adds "
-                        "quantize-int8 and float-islands before the clean-up; the result must keep each output's "
-                        "SQNR against IN at 10 dB or more (min-sqnr-db=...), reported per output; checked on "
-                        "--inputs, else on the calibration samples")
+                   help="post-training quantization from the .tflite: 'int8' (full integer, float inputs and "
+                        "outputs; quantize-int8 and float-islands, e.g. 'int8{io=int8,percentile=99.99}'), "
+                        "'dynamic' (quantize-dynamic: int8 per-channel weights, float activations, where XNNPACK "
+                        "takes the op so; depthwise convs stay float) or 'fp16' (quantize-fp16: float16 "
+                        "weights); added before the clean-up; the result must keep each output's SQNR against IN "
+                        "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), reported per "
+                        "output; checked on --inputs, else on the calibration samples")
     p.add_argument("--calibration", metavar="DATA.npz",
                    help="calibration samples for --quantize: arrays keyed by input name (as LiteRT reports it) or "
                         "arr_0.. in input order, first axis = sample (default: --inputs, else generated data, "
