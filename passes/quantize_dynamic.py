@@ -33,7 +33,7 @@ from tflc.passes_api import Pass, register
 from tflc.schema import TYPE_CODES
 
 from .fold_float16_weights import FACT, FoldFloat16Dequantize
-from .quantize_int8 import _NODE, _out, _probe, qparams, quantize_weights, weight_scales
+from .quantize_int8 import _out, qparams, quantize_weights, refused_op, weight_scales
 
 _F32, _I8 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"]
 
@@ -134,7 +134,6 @@ class QuantizeDynamic(Pass):
         return self.options.min_sqnr_db
 
     def run(self, model: Model, ctx) -> bool:
-        from tflc.io import serialize
         from tflc.rewrite import apply_rules
         from tflc.targets import get_target
         record = ctx.facts.setdefault(FACT, {}) if ctx is not None else {}
@@ -166,16 +165,14 @@ class QuantizeDynamic(Pass):
                 break
             trial = model.clone()
             rewrite(trial, chosen)
-            err = _probe(serialize(trial))
+            err, uid = refused_op(trial, chosen)
             if err is None:
                 break
-            m = _NODE.search(err)
-            node = trial.main.operators[int(m.group(1))] if m and int(m.group(1)) < len(trial.main.operators) else None
-            if node is None or node.uid not in chosen:
+            if uid is None:
                 ctx.note(f"{self.name}: not quantized: LiteRT refused the result and no quantized op was named: {err}")
                 return False
-            chosen.discard(node.uid)
-            reasons[node.uid] = f"LiteRT refused it with int8 weights ({err.split(': ', 1)[-1][:160]})"
+            chosen.discard(uid)
+            reasons[uid] = f"LiteRT refused it with int8 weights ({err.split(': ', 1)[-1][:160]})"
         else:
             ctx.note(f"{self.name}: not quantized: LiteRT still refused the result after {self.max_retries} tries")
             return False

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import tflc.analyses.calibration  # noqa: F401  (registers the 'calibration' analysis)
 from tflc.ir.build import builtin_opcode
 from tflc.ir.core import Model, Operator, Tensor
 from tflc.ir.quant import is_quantized
@@ -377,6 +376,20 @@ def _probe(data: bytes) -> str | None:
     return None
 
 
+def refused_op(trial: Model, chosen: set[int]) -> tuple[str | None, int | None]:
+    """Run ``trial`` (a quantized copy) in LiteRT: ``(None, None)`` if it runs, else LiteRT's error
+    and the uid of the op it names when that op is one of ``chosen`` (else None: nothing to demote).
+    The quantization passes demote that op to float and try again."""
+    from tflc.io import serialize
+    err = _probe(serialize(trial))
+    if err is None:
+        return None, None
+    m = _NODE.search(err)
+    ops = trial.main.operators
+    node = ops[int(m.group(1))] if m and int(m.group(1)) < len(ops) else None
+    return err, (node.uid if node is not None and node.uid in chosen else None)
+
+
 @register
 class QuantizeInt8(Pass):
     __doc__ = __doc__
@@ -393,7 +406,6 @@ class QuantizeInt8(Pass):
         return self.options.min_sqnr_db
 
     def run(self, model: Model, ctx) -> bool:
-        from tflc.io import serialize
         from tflc.rewrite import apply_rules
         record = ctx.facts.setdefault(FACT, {}) if ctx is not None else {}
         apply_rules(model, [FoldFloat16Dequantize(record)], ctx)
@@ -429,15 +441,13 @@ class QuantizeInt8(Pass):
                 break
             trial = model.clone()
             notes = rewrite(trial, {op.uid for op in ops}, params, self.options.io)
-            err = _probe(serialize(trial))
+            err, uid = refused_op(trial, {op.uid for op in ops})
             if err is None:
                 break
-            m = _NODE.search(err)
-            node = trial.main.operators[int(m.group(1))] if m and int(m.group(1)) < len(trial.main.operators) else None
-            if node is None or node.uid not in {op.uid for op in ops}:
+            if uid is None:
                 ctx.note(f"{self.name}: not quantized: LiteRT refused the result and no quantized op was named: {err}")
                 return False
-            demoted[node.uid] = f"LiteRT refused it in int8 ({err.split(': ', 1)[-1][:160]})"
+            demoted[uid] = f"LiteRT refused it in int8 ({err.split(': ', 1)[-1][:160]})"
         else:
             ctx.note(f"{self.name}: not quantized: LiteRT still refused the result after {self.max_retries} tries")
             return False
