@@ -148,8 +148,4 @@ class ExactIslands(Pass):
     @classmethod
     def covers(cls, op: Operator, target) -> bool:
         """Would this pass move ``op`` into the partition? (``tflc partition`` lists it as a rewrite.)"""
-        if op.type not in ROOTS or op.subgraph is None:
-            return False
-        rule = ExactIsland(target)
-        m = rule.match(op, op.subgraph)
-        return m is not None and rule.check(m)[0]
+        return ExactIsland(target).applies(op)

@@ -106,8 +106,4 @@ class SplitRequantizePass(Pass):
     @classmethod
     def covers(cls, op: Operator, target) -> bool:
         """Would this pass move ``op`` into the partition? (``tflc partition`` lists it as a rewrite.)"""
-        if op.type != "QUANTIZE" or op.subgraph is None:
-            return False
-        rule = SplitRequantize(target)
-        m = rule.match(op, op.subgraph)
-        return m is not None and rule.check(m)[0]
+        return SplitRequantize(target).applies(op)

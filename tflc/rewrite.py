@@ -41,6 +41,13 @@ class Rule:
     def apply(self, m: Match) -> None:
         raise NotImplementedError
 
+    def applies(self, op: Operator) -> bool:
+        """Would this rule rewrite ``op`` as it stands (a match that passes the check)? For a pass's
+        ``covers`` (``tflc partition`` lists the rewrites that would apply)."""
+        if op.subgraph is None or (self.roots and op.type not in self.roots):
+            return False
+        return any(self.check(m)[0] for m in _matches(self.match(op, op.subgraph)))
+
 
 class RulePass(Pass):
     """A pass made of rules, applied until nothing matches (bounded by ``max_rounds``)."""
