@@ -112,10 +112,10 @@ class FloatIslands(Pass):
                 plan, why = plan_island(op, target, self.options.max_const_bytes)
                 if plan is None:
                     if why:
-                        ctx.note(f"{self.name}: kept {op.type} '{_out(op)}': {why}")
+                        ctx.note(f"{self.name}: kept {op.type} '{op.output_name}': {why}")
                     continue
                 make_island(sg, op, plan.inputs, plan.outputs)
-                ctx.note(f"{self.name}: {op.type} '{_out(op)}' runs in float inside the partition ({why})")
+                ctx.note(f"{self.name}: {op.type} '{op.output_name}' runs in float inside the partition ({why})")
                 changed = True
         return changed
 
@@ -124,6 +124,3 @@ class FloatIslands(Pass):
         """Would this pass move ``op`` into the partition? (``tflc partition`` lists it as a rewrite.)"""
         return plan_island(op, target)[0] is not None
 
-
-def _out(op: Operator) -> str:
-    return next((t.name for t in op.outputs if t is not None), "?")

@@ -33,7 +33,7 @@ from tflc.passes_api import Pass, register
 from tflc.schema import TYPE_CODES
 
 from .fold_float16_weights import FACT, FoldFloat16Dequantize
-from .quantize_int8 import _out, qparams, quantize_weights, refused_op, weight_scales
+from .quantize_int8 import qparams, quantize_weights, refused_op, weight_scales
 
 _F32, _I8 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"]
 
@@ -178,7 +178,7 @@ class QuantizeDynamic(Pass):
             return False
         for op in sg.operators:
             if op.uid in reasons:
-                ctx.note(f"{self.name}: kept {op.type} '{_out(op)}' float: {reasons[op.uid]}")
+                ctx.note(f"{self.name}: kept {op.type} '{op.output_name}' float: {reasons[op.uid]}")
         if not chosen:
             ctx.note(f"{self.name}: nothing to quantize")
             return False

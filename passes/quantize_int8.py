@@ -458,7 +458,7 @@ class QuantizeInt8(Pass):
         reasons.update(demoted)
         for op in sg.operators:
             if op.uid in reasons and op.type not in ("QUANTIZE", "DEQUANTIZE"):
-                ctx.note(f"{self.name}: kept {op.type} '{_out(op)}' float: {reasons[op.uid]}")
+                ctx.note(f"{self.name}: kept {op.type} '{op.output_name}' float: {reasons[op.uid]}")
         total = len(sg.operators)
         notes = rewrite(model, {op.uid for op in ops}, params, self.options.io)
         for n in notes:
@@ -467,6 +467,3 @@ class QuantizeInt8(Pass):
                  f"{cal.samples} sample(s) from {cal.source}")
         return True
 
-
-def _out(op: Operator) -> str:
-    return next((t.name for t in op.outputs if t is not None), "?")

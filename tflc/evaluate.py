@@ -254,14 +254,11 @@ def _evaluate_batch(ops: list[Operator], ctx) -> dict[int, np.ndarray]:
                                           if any(t is not None and id(t) == k for t in op.inputs)}))
         except (EvaluationError, ValueError) as e:
             if ctx is not None:
-                ctx.note(f"fold: kept {op.type} '{_out_name(op)}': LiteRT cannot evaluate it ({e})")
+                ctx.note(f"fold: kept {op.type} '{op.output_name}': LiteRT cannot evaluate it ({e})")
     if ctx is not None and not results:
         ctx.note(f"fold: LiteRT evaluation failed ({first})")
     return results
 
-
-def _out_name(op: Operator) -> str:
-    return next((t.name for t in op.outputs if t is not None), "?")
 
 
 def _nbytes(arr: np.ndarray) -> int:
@@ -329,14 +326,14 @@ def fold(model: Model, ctx, *, max_bytes: int = 1 << 20, fold_dequantize: bool =
             if problem is not None:
                 untrusted.update(id(t) for t, _ in outs)
                 if ctx is not None:
-                    ctx.note(f"fold: kept {op.type} '{_out_name(op)}': {problem}")
+                    ctx.note(f"fold: kept {op.type} '{op.output_name}': {problem}")
                 continue
             result_bytes = sum(_nbytes(a) for _, a in outs)
             const_in = sum(t.nbytes if t.is_constant else _nbytes(results[id(t)])
                            for t in op.inputs if t is not None and (t.is_constant or id(t) in now_constant))
             if max_bytes and result_bytes > max(max_bytes, const_in):
                 if ctx is not None:
-                    ctx.note(f"fold: kept {op.type} '{_out_name(op)}': its result ({result_bytes} bytes) is larger "
+                    ctx.note(f"fold: kept {op.type} '{op.output_name}': its result ({result_bytes} bytes) is larger "
                              f"than its constant inputs ({const_in} bytes) and max-bytes ({max_bytes})")
                 continue
             to_fold.append((op, outs))

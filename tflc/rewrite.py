@@ -79,7 +79,7 @@ def apply_rules(model: Model, rules: Iterable[Rule], ctx, max_rounds: int = 50) 
                             key = (rule.name, id(op), reason)
                             if reason and key not in refused and ctx is not None:
                                 refused.add(key)
-                                ctx.note(f"{rule.name}: kept {op.type} '{_out_name(op)}': {reason}")
+                                ctx.note(f"{rule.name}: kept {op.type} '{op.output_name}': {reason}")
                             continue
                         rule.apply(m)
                         applied = True
@@ -97,9 +97,6 @@ def _matches(found: "Match | Iterable[Match] | None") -> list[Match]:
         return []
     return [found] if isinstance(found, Match) else list(found)
 
-
-def _out_name(op: Operator) -> str:
-    return next((t.name for t in op.outputs if t is not None), "?")
 
 
 def sole_consumer(t: Tensor, sg: Subgraph) -> Operator | None:

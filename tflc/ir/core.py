@@ -240,6 +240,11 @@ class Operator:
         return self.opcode.name
 
     @property
+    def output_name(self) -> str:
+        """The name of its first output, which is how notes and reports name an op ("?" if none)."""
+        return next((t.name for t in self._outputs if t is not None), "?")
+
+    @property
     def index(self) -> int:
         assert self.subgraph is not None
         return self.subgraph._index_of(self)
