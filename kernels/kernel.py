@@ -13,7 +13,11 @@ model whose custom code has a registered kernel:
   (e.g. a Numba ``@cfunc``; its ``.address``). Its ``invoke(TfLiteContext*, TfLiteNode*)`` gets
   a node whose ``user_data`` points to a ``TfLiteNode`` describing the op as the model holds it:
   its inputs and outputs in order and its custom options (``custom_initial_data``), the view a
-  kernel registered with LiteRT's op resolver would have.
+  kernel registered with LiteRT's op resolver would have. ``init`` (optional, Python, called once
+  per op when the interpreter is built, as a LiteRT kernel's ``init``) turns the op's custom options
+  into a block of parameters (a numpy array) that the delegate keeps alive with the op; its address
+  is then that ``TfLiteNode``'s ``user_data``. ``prepare`` (optional) is called at every shape
+  change, ``invoke`` at every run.
 """
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ class NativeKernel:
 
     invoke: int
     prepare: int = 0
+    #: ``init(custom_options) -> numpy array``: the op's parameters, decoded once (None: none)
+    init: Callable[[bytes], Any] | None = None
     kind = "native"
 
     def __post_init__(self) -> None:
@@ -51,6 +57,8 @@ class NativeKernel:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 0 or (name == "invoke" and v == 0):
                 raise TypeError(f"NativeKernel.{name} must be a function address (int), got {v!r}")
+        if self.init is not None and not callable(self.init):
+            raise TypeError("NativeKernel.init must be callable (custom_options) -> numpy array")
 
 
 Kernel = PythonKernel | NativeKernel

@@ -5,7 +5,8 @@ tflc runs LiteRT, inherits it). Packages add kernels through the ``tflc.kernels`
 group: the entry point's name is the custom code, its object the kernel (a callable or a kernel
 object), e.g. ``Landmarks2TransformMatrix = "my_pkg.kernels:landmarks_to_matrix"``. Entry points are
 read on the first lookup; a kernel registered in code takes precedence over an entry point's.
-tflc's own kernels (custom codes ``TFLC_*``) will register themselves here too.
+tflc's own kernels (custom codes ``TFLC_*``, :mod:`tflc.kernels.library`) are loaded on the first
+lookup of such a code (compiling them takes a moment, so models without them never pay it).
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ ENTRY_POINT_GROUP = "tflc.kernels"
 _REGISTRY: dict[str, Kernel] = {}
 _ORIGIN: dict[str, str] = {}
 _loaded = False
+_own_loaded = False
+TFLC_PREFIX = "TFLC_"
 
 
 def _check_code(code: Any) -> str:
@@ -49,12 +52,15 @@ def unregister(custom_code: str) -> None:
 
 def lookup(custom_code: str) -> Kernel | None:
     _load_entry_points()
+    if isinstance(custom_code, str) and custom_code.startswith(TFLC_PREFIX):
+        _load_own()
     return _REGISTRY.get(custom_code)
 
 
 def registered() -> dict[str, str]:
     """Every registered custom code and where its kernel comes from."""
     _load_entry_points()
+    _load_own()
     return dict(sorted(_ORIGIN.items()))
 
 
@@ -75,3 +81,17 @@ def _load_entry_points() -> None:
             continue
         _REGISTRY[code] = k
         _ORIGIN[code] = ep.dist.name if getattr(ep, "dist", None) else ep.value
+
+
+def _load_own() -> None:
+    """tflc's own kernels, under their ``TFLC_*`` codes (a kernel registered in code for one of
+    those codes keeps precedence)."""
+    global _own_loaded
+    if _own_loaded:
+        return
+    _own_loaded = True
+    from .library import KERNELS
+    for code, k in KERNELS.items():
+        if code not in _REGISTRY:
+            _REGISTRY[code] = k
+            _ORIGIN[code] = "tflc"

@@ -17,6 +17,7 @@ def clean_registry(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", {})
     monkeypatch.setattr(registry, "_ORIGIN", {})
     monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(registry, "_own_loaded", True)      # without tflc's own TFLC_* kernels
     return registry
 
 
@@ -33,6 +34,16 @@ def test_register_lookup_unregister(clean_registry):
     K.unregister("MyOp")
     K.unregister("MyOp")                     # forgetting twice is no error
     assert K.lookup("MyOp") is None and K.registered() == {}
+
+
+def test_tflc_kernels_load_on_the_first_lookup_of_a_tflc_code(monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_ORIGIN", {})
+    monkeypatch.setattr(registry, "_own_loaded", False)
+    assert K.lookup("NotTflc") is None and not registry._own_loaded     # other codes never load them
+    from tflc.kernels.library import KERNELS
+    assert K.lookup("TFLC_LUT8") is KERNELS["TFLC_LUT8"]
+    assert {c: o for c, o in K.registered().items() if c.startswith("TFLC_")} == {c: "tflc" for c in KERNELS}
 
 
 def test_bad_kernels_and_codes_are_refused(clean_registry):

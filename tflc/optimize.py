@@ -107,7 +107,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
                   tolerance: float | None = None, verify_each: bool = False,
                   latency_guard: bool | None = None, target: str | None = None,
                   on_pass: Callable[[PassRecord], None] | None = None, quantize: str | None = None,
-                  calibration: str | None = None) -> OptimizeResult:
+                  calibration: str | None = None, kernels: bool = False) -> OptimizeResult:
     """``latency_guard`` (default: as the level says, on at -O2) keeps the result only where LiteRT does not run it
     slower; see ``passmanager.guard_latency``. ``target`` (a ``tflc.targets`` name) adds the passes
     that raise that delegate's coverage to the level, and tells every pass which delegate it is for.
@@ -124,8 +124,12 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     (an .npz of samples; else ``input_source``, else generated data, with a warning). The result is
     then judged by each output's SQNR against the float model (at least the quantizer's
     ``min_sqnr_db``, reported per output in the notes), not by a relative tolerance; a result below
-    it is an error (the level is not run again without the quantizer)."""
-    kw = dict(level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
+    it is an error (the level is not run again without the quantizer).
+
+    ``kernels`` (``--kernels``) adds ``use-kernels``: ops the target leaves on LiteRT's builtin
+    kernels run as exact tflc kernels where the whole model gets faster; the output then needs
+    ``tflc.runtime`` (or tflc's kernels registered) to run."""
+    kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
               shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
               target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)
     try:
@@ -141,7 +145,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
 
 def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None, passes, run_options,
                    input_source, steps, shapes, tolerance, verify_each, latency_guard, target,
-                   on_pass, quantize=None, calibration=None) -> OptimizeResult:
+                   on_pass, quantize=None, calibration=None, kernels=False) -> OptimizeResult:
     t0 = time.perf_counter()
     src_p = Path(src)
     model = load(src_p)
@@ -153,7 +157,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         from .targets import get_target
         get_target(target)                              # an unknown target is a usage error, before any work
     plan = plan_pipeline(level=level, passes=passes, tolerance=tolerance, latency_guard=latency_guard,
-                         default_tolerance=DEFAULT_TOLERANCE, target=target, quantize=quantize)
+                         default_tolerance=DEFAULT_TOLERANCE, target=target, quantize=quantize, kernels=kernels)
     pipeline, level, skipped, budget, guard = plan.passes, plan.level, plan.skipped, plan.tolerance, plan.latency_guard
     # custom ops that LiteRT cannot run and no kernel is registered for: -O0 still writes the model
     # (checked by structure); a pipeline cannot be checked at all, so it stops here, before any work

@@ -57,6 +57,8 @@ LEVELS: dict[str, Level] = {lvl.name: lvl for lvl in (
 #: coverage (the target's rules decide where each applies). The lossless ones first (each proved
 #: bit-identical in LiteRT, so they also run at --tolerance 0), then float-islands for what is left
 TARGET_PASSES: tuple[str, ...] = ("split-requantize", "exact-islands", "float-islands")
+#: what --kernels adds: tflc kernels for the ops the target leaves on LiteRT's builtin kernels
+KERNEL_PASS = "use-kernels"
 
 #: what ``--quantize MODE`` adds, before the level's clean-up passes (MODE with options, e.g.
 #: ``int8{io=int8,percentile=99.99}``: the options of the mode's quantizer, its first pass). ``int8``:
@@ -112,13 +114,16 @@ def quantize_passes(mode: str) -> list[Pass]:
 
 def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | None" = None,
                   tolerance: float | None = None, latency_guard: bool | None = None,
-                  default_tolerance: float = 1e-5, target: str | None = None, quantize: str | None = None) -> Plan:
+                  default_tolerance: float = 1e-5, target: str | None = None, quantize: str | None = None,
+                  kernels: bool = False) -> Plan:
     """The one place that turns a level (or an explicit pass list) and the user's options into a plan.
 
     A level adapts to ``tolerance``: its passes that may change outputs by more are skipped (an
     explicit list is taken as asked). The check tolerance is ``tolerance`` if given, else 0 for a
     lossless pipeline, else the largest of ``default_tolerance`` and what the passes declare. The
     latency guard runs if asked, else as the level says (never for an explicit list).
+    ``kernels`` adds ``use-kernels`` (with a level, the target's coverage rewrites too): after the
+    lossless coverage rewrites, before ``float-islands``, so that exact kernels and islands compete.
     """
     from .passes_api import parse_pipeline
     if isinstance(passes, str):
@@ -141,10 +146,25 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
             coverage = [i for i, p in enumerate(pipeline[:at]) if p.name in TARGET_PASSES]
             at = coverage[0] if coverage else at    # the quantizer goes before --target's rewrites
             pipeline[at:at] = extra
+    if kernels:
+        pipeline = list(pipeline)
+        names = [p.name for p in pipeline]
+        if level is not None and "exact-islands" not in names and pipeline:
+            at = names.index("remove-dead-code") if "remove-dead-code" in names else len(pipeline)
+            pipeline[at:at] = [get_pass(n)() for n in TARGET_PASSES]
+            names = [p.name for p in pipeline]
+        if KERNEL_PASS not in names:
+            at = (names.index("float-islands") if "float-islands" in names else
+                  names.index("exact-islands") + 1 if "exact-islands" in names else
+                  names.index("remove-dead-code") if "remove-dead-code" in names else len(pipeline))
+            pipeline.insert(at, get_pass(KERNEL_PASS)())
     skipped: list[Pass] = []
     if level is not None and tolerance is not None:
         skipped = [p for p in pipeline if p.tolerance > tolerance]
         pipeline = [p for p in pipeline if p.tolerance <= tolerance]
+    for p in pipeline:        # use-kernels leaves an op to float-islands only where that pass runs
+        if p.name == KERNEL_PASS and level is not None:
+            p.options.islands = any(q.name == "float-islands" for q in pipeline)
     lossless = all(p.tolerance == 0.0 for p in pipeline)
     budget = tolerance if tolerance is not None else (
         0.0 if lossless else max([default_tolerance] + [p.tolerance for p in pipeline]))

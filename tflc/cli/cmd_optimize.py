@@ -55,6 +55,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "split-requantize where LiteRT proves them bit-identical, then float-islands: the int8 ops "
                         "it leaves on the CPU run in float inside its partition (one quantization step per op, "
                         "8 at most at the outputs)")
+    p.add_argument("--kernels", action="store_true",
+                   help="also run the ops the target leaves on LiteRT's builtin kernels as tflc kernels "
+                        "(use-kernels: bit-identical table and integer kernels, kept only where the whole model "
+                        "gets faster, measured against the builtin op and against a float island); the output "
+                        "then holds TFLC_* custom ops and runs only in tflc.runtime (tflc.runtime.Interpreter, "
+                        "or any tflc command)")
     p.add_argument("--quantize", metavar="MODE",
                    help="post-training quantization from the .tflite: 'int8' (full integer, float inputs and "
                         "outputs; quantize-int8 and float-islands, e.g. 'int8{io=int8,percentile=99.99}'), "
@@ -111,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                             input_source=args.inputs, steps=args.steps, shapes=shapes(args),
                             tolerance=args.tolerance, verify_each=args.verify_each,
                             latency_guard=args.latency_guard, target=args.target, on_pass=on_pass,
-                            quantize=args.quantize, calibration=args.calibration)
+                            quantize=args.quantize, calibration=args.calibration, kernels=args.kernels)
     data = res.to_json()
     if args.report:
         write_report(args.report, data)

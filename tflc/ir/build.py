@@ -26,3 +26,8 @@ def add_op(sg: Subgraph, name: str, ins: Iterable[Tensor | None], outs: Iterable
            options: Any = None, options_type: int = 0) -> Operator:
     """Append a builtin op ``name`` (version 1) reading ``ins`` and writing ``outs``."""
     return sg.add_op(Operator(builtin_opcode(name), ins, outs, options=options, options_type=options_type))
+
+
+def custom_opcode(code: str, version: int = 1) -> OpCode:
+    """An OpCode for a custom op with custom code ``code``."""
+    return OpCode(OP_CODES["CUSTOM"], code, version, None)

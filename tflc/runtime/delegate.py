@@ -179,11 +179,25 @@ class KernelDelegate:
             self.error = self.error or f"tflc's kernel delegate got a partition of {len(nodes)} nodes, not one"
             return 0
         if op.kernel.kind == "native":     # user_data: a TfLiteNode of the op as the model holds it
-            handle = _native_node(op)
+            handle = _native_node(op, self._native_params(op))
         else:
             handle = next(self._handles)
         self._ops[handle] = op
         return handle
+
+    def _native_params(self, op: _Op) -> int:
+        """The address of the parameter block a native kernel's ``init`` decodes from the op's
+        options (kept with the op), or 0: none, or ``init`` refused the op (its invoke then fails)."""
+        init = getattr(op.kernel, "init", None)
+        if init is None:
+            return 0
+        try:
+            block = np.ascontiguousarray(init(op.options))
+        except Exception as e:  # noqa: BLE001 - a refusal is a reason, reported at the first run
+            self.error = self.error or f"the kernel for {op.label()}: {e}"
+            return 0
+        op.keep.append(block)
+        return int(block.ctypes.data)
 
     def _kernel_free(self, context: int, buffer: int) -> None:
         self._ops.pop(buffer or 0, None)
@@ -241,13 +255,14 @@ def _write_output(ctx: C.Context, op: _Op, index: int, k: int, value: np.ndarray
     view[...] = value
 
 
-def _native_node(op: _Op) -> int:
-    """A TfLiteNode describing ``op`` (kept alive by it); its address."""
+def _native_node(op: _Op, user_data: int = 0) -> int:
+    """A TfLiteNode describing ``op`` (kept alive by it), with ``user_data``; its address."""
     ins = (ctypes.c_int * (len(op.inputs) + 1))(len(op.inputs), *op.inputs)
     outs = (ctypes.c_int * (len(op.outputs) + 1))(len(op.outputs), *op.outputs)
     opts = ctypes.create_string_buffer(op.options, max(1, len(op.options)))
     node = C.TfLiteNode()
     node.inputs, node.outputs = ctypes.addressof(ins), ctypes.addressof(outs)
     node.custom_initial_data, node.custom_initial_data_size = ctypes.addressof(opts), len(op.options)
+    node.user_data = user_data or None
     op.keep += [ins, outs, opts, node]
     return ctypes.addressof(node)

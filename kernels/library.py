@@ -1,0 +1,21 @@
+"""tflc's own kernel library: every ``TFLC_*`` custom code and its kernel.
+
+The registry (``tflc.kernels.lookup``) loads this module on the first lookup of a ``TFLC_*`` code.
+Each kernel family lives in a module of its own, with its constraints as ``tflc.capabilities``
+predicates: ``CONSTRAINTS`` (what the custom op accepts) and ``REPLACES`` (which builtin ops it
+stands for, which is what the kernel pass and ``tflc partition --target tflc`` ask).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import lut
+
+#: custom code -> kernel
+KERNELS: dict[str, Any] = {**lut.KERNELS}
+#: custom code -> predicate over the custom op
+CONSTRAINTS: dict[str, Any] = {**lut.CONSTRAINTS}
+#: custom code -> predicate over the builtin ops it can replace
+REPLACES: dict[str, Any] = {**lut.REPLACES}
+#: custom code -> the module that documents it
+FAMILIES: dict[str, Any] = {code: lut for code in lut.KERNELS}
