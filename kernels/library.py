@@ -17,5 +17,8 @@ KERNELS: dict[str, Any] = {**lut.KERNELS}
 CONSTRAINTS: dict[str, Any] = {**lut.CONSTRAINTS}
 #: custom code -> predicate over the builtin ops it can replace
 REPLACES: dict[str, Any] = {**lut.REPLACES}
+#: custom code -> ``fn(op) -> custom options`` for the kernels whose parameters come from the op
+#: itself (table kernels get theirs from LiteRT, in the pass)
+OPTIONS: dict[str, Any] = {}
 #: custom code -> the module that documents it
 FAMILIES: dict[str, Any] = {code: lut for code in lut.KERNELS}

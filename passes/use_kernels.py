@@ -110,7 +110,9 @@ def find_candidates(model: Model, target: Any, codes: set[str] | None, ctx: Any)
             if code is None:
                 ctx.note(f"use-kernels: no kernel for {op.type} '{op.output_name}' ({why})")
                 continue
-            out.append(Candidate([op], code, live=_live(op)))
+            # a table reads the run-time inputs (constants are in it); other kernels read every input
+            ins = _live(op) if code.startswith("TFLC_LUT") else [t for t in op.inputs if t is not None]
+            out.append(Candidate([op], code, live=ins))
     return out
 
 
@@ -272,11 +274,13 @@ def _sampled(c: Candidate) -> tuple[bool, str]:
     m, copy = one_op_model(c.ops[0])
     original = serialize(m)
     sg = m.subgraphs[0]
-    _apply_in(sg, Candidate([copy], c.code, c.options, c.table, _live(copy)))
+    kernel_ins = _live(copy) if c.code.startswith("TFLC_LUT") else [t for t in copy.inputs if t is not None]
+    _apply_in(sg, Candidate([copy], c.code, c.options, c.table, kernel_ins))
     rewritten = serialize(m)
     rng = np.random.default_rng(0)
-    shapes = [tuple(t.shape) for t in c.live]
-    dts = [np.int8 if t.type_name == "INT8" else np.uint8 for t in c.live]
+    run_time = _live(c.ops[0])
+    shapes = [tuple(t.shape) for t in run_time]
+    dts = [np.int8 if t.type_name == "INT8" else np.uint8 for t in run_time]
     cases = []
     for k in range(6):
         arrays = []
@@ -328,7 +332,8 @@ def _alone_us(c: Candidate, ctx: Any) -> tuple[float, float] | None:
                 if len(c.ops) > 1:       # the kernel writes the chain's last output: its dtype/quant
                     ksg.set_quantization(last_out, c.last.outputs[0].quantization)
                     ksg.set_dtype(last_out, c.last.outputs[0].dtype)
-                _apply_in(ksg, Candidate([kcopy], c.code, c.options, c.table, _live(kcopy)))
+                ins = _live(kcopy) if c.code.startswith("TFLC_LUT") else [t for t in kcopy.inputs if t is not None]
+                _apply_in(ksg, Candidate([kcopy], c.code, c.options, c.table, ins))
                 cmp = compare_latency(original, serialize(km), threads=ctx.run_options.threads, rounds=10,
                                       per_round=20, max_seconds=2.0)
                 builtin += cmp.a.p50_us
@@ -387,6 +392,12 @@ class UseKernels(Pass):
             return False
         tables = [c for c in cands if c.code.startswith("TFLC_LUT")]
         make_tables(tables)
+        for c in cands:                      # parameter kernels: their options from the op itself
+            if not c.code.startswith("TFLC_LUT"):
+                try:
+                    c.options = _library().OPTIONS[c.code](c.ops[0])
+                except ValueError as e:
+                    c.refused = str(e)
         if self.options.fuse:
             cands = fuse_chains(cands, model)
         ok_cands = []
@@ -440,6 +451,12 @@ class UseKernels(Pass):
                      + (f"; alone {d['builtin_us']:.1f} -> {d['kernel_us']:.1f} us" if alone else "")
                      + f"; chose {d['chosen']}")
         return changed
+
+
+    @classmethod
+    def covers(cls, op: Operator, target) -> bool:
+        """Would a tflc kernel run ``op``? (``tflc partition`` lists it as a rewrite.)"""
+        return not target.check(op)[0] and not op.opcode.is_custom and match(op)[0] is not None
 
 
 def _txt(c: Any) -> str:

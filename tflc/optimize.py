@@ -129,6 +129,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     ``kernels`` (``--kernels``) adds ``use-kernels``: ops the target leaves on LiteRT's builtin
     kernels run as exact tflc kernels where the whole model gets faster; the output then needs
     ``tflc.runtime`` (or tflc's kernels registered) to run."""
+    kernels = kernels or target == "tflc"          # the target of XNNPACK and tflc's kernels
     kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
               shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
               target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)

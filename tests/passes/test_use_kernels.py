@@ -3,46 +3,19 @@ measuring the whole model against the builtin op and against a float island."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from tflc.io import read_model, serialize
-from tflc.ir.build import add_op, new_model
+from tflc.kernels import lut
+from tflc.passes.use_kernels import FACTS_KEY
 from tflc.passes_api import parse_pipeline
 from tflc.passmanager import KERNEL_PASS, PassContext, plan_pipeline, run_pipeline
 from tflc.runtime import RunOptions, Session
-from tflc.schema import TYPE_CODES, fb
-from tflc.kernels import lut
 
-from tflc.passes.use_kernels import FACTS_KEY
-
-I8 = TYPE_CODES["INT8"]
-
-
-def _q(scale: float, zp: int) -> fb.QuantizationParametersT:
-    q = fb.QuantizationParametersT()
-    q.scale, q.zeroPoint = [scale], [zp]
-    return q
-
-
-def _layer_norm_piece(n_rows: int = 64, width: int = 192):
-    """x -> ADD (XNNPACK) -> SQUARED_DIFFERENCE(x, mean) (builtin in int8) -> ADD (XNNPACK)."""
-    m, sg = new_model("int8 squared difference between delegated ops")
-    x = sg.new_tensor("x", I8, (1, n_rows, width), quantization=_q(0.05, 0))
-    mu = sg.new_tensor("mu", I8, (1, n_rows, 1), quantization=_q(0.05, 0))
-    a = sg.new_tensor("a", I8, (1, n_rows, width), quantization=_q(0.1, 0))
-    d = sg.new_tensor("d", I8, (1, n_rows, width), quantization=_q(0.5, -128))
-    y = sg.new_tensor("y", I8, (1, n_rows, width), quantization=_q(1.0, -128))
-    add_op(sg, "ADD", [x, x], [a], fb.AddOptionsT(), fb.BuiltinOptions.AddOptions)
-    add_op(sg, "SQUARED_DIFFERENCE", [a, mu], [d], fb.SquaredDifferenceOptionsT(),
-           fb.BuiltinOptions.SquaredDifferenceOptions)
-    add_op(sg, "ADD", [d, d], [y], fb.AddOptionsT(), fb.BuiltinOptions.AddOptions)
-    sg.set_graph_inputs([x, mu])
-    sg.set_graph_outputs([y])
-    return m
+from kernel_graphs import layer_norm_piece
 
 
 def test_use_kernels_measures_kernel_island_and_builtin_and_reports_the_choice():
-    m = _layer_norm_piece()
+    m = layer_norm_piece()
     ctx = PassContext(target="xnnpack")
     out = m.clone()
     run_pipeline(out, parse_pipeline("use-kernels{max-seconds=1}"), ctx)
@@ -59,7 +32,7 @@ def test_use_kernels_measures_kernel_island_and_builtin_and_reports_the_choice()
 
 
 def test_without_measuring_every_exact_match_is_replaced_and_outputs_stay_bit_identical():
-    m = _layer_norm_piece(4, 8)
+    m = layer_norm_piece(4, 8)
     out = m.clone()
     run_pipeline(out, parse_pipeline("use-kernels{measure=false}"), PassContext(target="xnnpack"))
     assert [op.type for op in out.main.operators] == ["ADD", lut.LUT8X8, "ADD"]

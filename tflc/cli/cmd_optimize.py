@@ -50,7 +50,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     lv.add_argument("--passes", metavar="LIST",
                     help="explicit pipeline instead of a level: 'a,b{opt=val,...},c' (see 'tflc passes')")
     p.add_argument("--target", metavar="NAME",
-                   help="the delegate the model is for (xnnpack, gpu, nnapi, ethos-u: see 'tflc partition'); at a "
+                   help="the delegate the model is for (xnnpack, gpu, nnapi, ethos-u, or tflc: XNNPACK with tflc's kernels, which implies --kernels; see 'tflc partition'); at a "
                         "level, adds the rewrites that raise its coverage (see 'tflc passes'): exact-islands and "
                         "split-requantize where LiteRT proves them bit-identical, then float-islands: the int8 ops "
                         "it leaves on the CPU run in float inside its partition (one quantization step per op, "

@@ -89,6 +89,11 @@ def build_report(path: str, target, *, profile: bool, check: bool) -> dict:
         rep["latency"] = latency_shares(plan, prof)
         if target.name == "xnnpack":            # the views measure XNNPACK; other delegates are not at hand
             rep["cost"] = cost_model(plan, prof, boundary_cost()["per_boundary_us"])
+    if target.name == "tflc":
+        rep["kernels"] = _kernel_coverage(model, rep["ops"])
+        if profile:
+            from ..splits import measure_splits
+            rep["splits"] = measure_splits(path)
     if check:
         from ..runtime.delegation import xnnpack_delegation
         real = xnnpack_delegation(path)
@@ -100,6 +105,23 @@ def build_report(path: str, target, *, profile: bool, check: bool) -> dict:
                         "predicted_partitions": len(pred_parts),
                         "predicted_only": sorted(predicted - actual), "actual_only": sorted(actual - predicted)}
     return rep
+
+
+def _kernel_coverage(model, ops: list[dict]) -> dict:
+    """For --target tflc: which tflc kernel would run each op XNNPACK leaves out (``kernel`` on
+    the op's JSON), or why none does (``kernel_reason``)."""
+    from ..passes.use_kernels import match
+    counts: dict[str, int] = {}
+    for d in ops:
+        if d["delegated"]:
+            continue
+        code, why = match(model.subgraphs[d["subgraph"]].operators[d["index"]])
+        if code is None:
+            d["kernel_reason"] = why
+        else:
+            d["kernel"] = code
+            counts[code] = counts.get(code, 0) + 1
+    return {"ops": sum(counts.values()), "by_kernel": counts}
 
 
 def _edges(sg) -> list[list[int]]:

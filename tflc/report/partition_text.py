@@ -82,6 +82,34 @@ def partition_blocks(rep: dict, *, verbose: bool = False) -> list[Table | str]:
             blocks.append(v)
     if rep.get("warnings"):
         blocks.append("warnings:\n" + "\n".join(f"  {w}" for w in rep["warnings"]))
+    if rep.get("kernels") is not None:
+        k = rep["kernels"]
+        by = ", ".join(f"{n} on {c}" for c, n in sorted(k["by_kernel"].items())) or "none"
+        blocks.append(f"tflc kernels: {k['ops']} of the {s['cpu']} op(s) on the CPU have a tflc kernel ({by}); "
+                      "-v lists why the others have none")
+        if verbose:
+            for o in cpu:
+                if o.get("kernel_reason"):
+                    blocks.append(f"  {o['subgraph']}:{o['index']} {o['type']}: no tflc kernel ({o['kernel_reason']})")
+    if rep.get("splits"):
+        t = Table("Splits tried (latency against the model as is, paired in LiteRT)",
+                  ["split", "XNNPACK ops", "tflc kernels", "builtin ops", "partitions", "latency x [95%]",
+                   "reading", "outputs"])
+        for r in rep["splits"]:
+            cell = "1" if r["split"] == "as is" else ("-" if r.get("ratio") is None else
+                                                    f"{r['ratio']:.3f}x [{r['ci'][0]:.3f}-{r['ci'][1]:.3f}]")
+            outs = "identical" if r.get("identical") else (f"up to {r['max_steps']} step(s)"
+                                                           if r.get("max_steps") is not None else "differ")
+            t.rows.append([r["split"], str(r["xnnpack"]), str(r["tflc_kernels"]), str(r["builtin"]),
+                           str(r["partitions"]), cell, r["verdict"], outs])
+        blocks.append(t)
+        for r in rep["splits"]:
+            for d in r.get("decisions", []):
+                parts = [f"kernel {d['kernel']['ratio']:.3f}x" if d.get("kernel") else "",
+                         f"float island {d['island']['ratio']:.3f}x" if d.get("island") else "",
+                         f"alone {d['builtin_us']:.1f} -> {d['kernel_us']:.1f} us" if d.get("builtin_us") else ""]
+                blocks.append(f"  chosen: {d['pattern']} on {len(d['ops'])} op(s): "
+                              + ", ".join(p for p in parts if p) + f" -> {d['chosen']}")
     if rep.get("rewrites"):
         blocks.append("rewrites that would raise coverage:\n" + "\n".join(f"  - {r}" for r in rep["rewrites"]))
     chk = rep.get("check")

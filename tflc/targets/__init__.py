@@ -65,6 +65,7 @@ def _load() -> None:
     from . import gpu  # noqa: F401
     from . import nnapi  # noqa: F401
     from . import ethos_u  # noqa: F401
+    from . import tflc  # noqa: F401
 
 
 def target_names() -> list[str]:
