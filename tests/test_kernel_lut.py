@@ -201,3 +201,29 @@ def test_an_op_lite_rt_fails_on_for_some_values_is_refused_with_the_reason():
     out, ctx = _kernels(m)
     assert [op.type for op in out.main.operators] == ["RSQRT"]
     assert any("fails on some of the input values" in n for n in ctx.messages), ctx.messages
+
+
+def test_no_python_runs_per_invoke():
+    """After the first run (prepare, in Python), a run calls no Python of the kernel, its helpers
+    or tflc's delegate: LiteRT calls the Numba cfunc directly."""
+    import sys
+    from tflc.kernels import _native
+    from tflc.runtime import delegate
+    m = _binary("SQUARED_DIFFERENCE", (1, 4, 8), (1, 4, 1), (1, 4, 8))
+    out, _ = _kernels(m)
+    s = Session(serialize(out), RunOptions())
+    x = [np.ones((1, 4, 8), np.int8), np.zeros((1, 4, 1), np.int8)]
+    s.run(x)
+    files = {lut.__file__, _native.__file__, delegate.__file__}
+    seen = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename in files:
+            seen.append(frame.f_code.co_name)
+    sys.setprofile(profile)
+    try:
+        for _ in range(3):
+            s.invoke() if hasattr(s, "invoke") else s.run(x)
+    finally:
+        sys.setprofile(None)
+    assert seen == []

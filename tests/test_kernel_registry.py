@@ -18,6 +18,7 @@ def clean_registry(monkeypatch):
     monkeypatch.setattr(registry, "_ORIGIN", {})
     monkeypatch.setattr(registry, "_loaded", False)
     monkeypatch.setattr(registry, "_own_loaded", True)      # without tflc's own TFLC_* kernels
+    monkeypatch.setattr(registry.metadata, "entry_points", lambda group=None: [])   # nor installed plug-ins
     return registry
 
 
@@ -44,6 +45,18 @@ def test_tflc_kernels_load_on_the_first_lookup_of_a_tflc_code(monkeypatch):
     from tflc.kernels.library import KERNELS
     assert K.lookup("TFLC_LUT8") is KERNELS["TFLC_LUT8"]
     assert {c: o for c, o in K.registered().items() if c.startswith("TFLC_")} == {c: "tflc" for c in KERNELS}
+
+
+def test_the_installed_package_ships_mediapipes_face_kernels(monkeypatch):
+    """tflc's own entry points (pyproject) register the worked example, so every command runs
+    face_landmark_with_attention without a line of code."""
+    monkeypatch.setattr(registry, "_REGISTRY", {})
+    monkeypatch.setattr(registry, "_ORIGIN", {})
+    monkeypatch.setattr(registry, "_loaded", False)
+    from tflc.kernels import mediapipe_face as MF
+    for code, kernel in MF.KERNELS.items():
+        assert K.lookup(code) is kernel
+        assert K.registered()[code] != "tflc.kernels.register"
 
 
 def test_bad_kernels_and_codes_are_refused(clean_registry):

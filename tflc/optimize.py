@@ -58,13 +58,15 @@ class OptimizeResult:
     skipped: list[str] = field(default_factory=list)
     #: why they were left out when the user did not ask (the level's first result was out of bounds)
     skipped_why: str | None = None
+    #: use-kernels' decisions (pattern, ops, builtin/kernel µs alone, whole-model ratios, choice)
+    kernels: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "level": self.level,
                 "passes": records_json(self.passes), "before": self.before, "after": self.after,
                 "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
                 "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency,
-                "skipped": self.skipped, "skipped_why": self.skipped_why}
+                "skipped": self.skipped, "skipped_why": self.skipped_why, "kernels": self.kernels}
 
 
 def _structure_only(missing: dict[str, int], budget: float) -> dict[str, Any]:
@@ -221,4 +223,5 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         raise
     return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
                           src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
-                          notes + ctx.messages, latency, [p.name for p in skipped])
+                          notes + ctx.messages, latency, [p.name for p in skipped],
+                          kernels=list(ctx.facts.get("use-kernels", [])))
