@@ -450,13 +450,27 @@ class UseKernels(Pass):
                      + (f", float island {_txt(i_cmp)}" if i_cmp is not None else "")
                      + (f"; alone {d['builtin_us']:.1f} -> {d['kernel_us']:.1f} us" if alone else "")
                      + f"; chose {d['chosen']}")
+        if changed:
+            mark_needs_tflc(model)
         return changed
-
 
     @classmethod
     def covers(cls, op: Operator, target) -> bool:
         """Would a tflc kernel run ``op``? (``tflc partition`` lists it as a rewrite.)"""
         return not target.check(op)[0] and not op.opcode.is_custom and match(op)[0] is not None
+
+
+#: the metadata entry that tells a reader of the file what runs it (tools like Netron show it)
+METADATA_NAME = "tflc_kernels"
+
+
+def mark_needs_tflc(model: Model) -> None:
+    """Say in the file that it holds tflc kernels: stock LiteRT only says "unresolved custom op"."""
+    codes = sorted({op.type for op in model.operators() if op.opcode.is_custom and op.type.startswith("TFLC_")})
+    text = (f"this model needs tflc.runtime: it holds tflc kernels ({', '.join(codes)}), custom ops that stock "
+            "LiteRT cannot run; run it with tflc.runtime.Interpreter (pip install tflc), a drop-in for "
+            "ai_edge_litert's Interpreter") if codes else None
+    model.set_metadata(METADATA_NAME, text.encode() if text else None)
 
 
 def _txt(c: Any) -> str:

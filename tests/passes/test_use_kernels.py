@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tflc.io import read_model, serialize
+from tflc.io import read_model, read_model_bytes, serialize
 from tflc.kernels import lut
 from tflc.passes.use_kernels import FACTS_KEY
 from tflc.passes_api import parse_pipeline
@@ -36,6 +36,9 @@ def test_without_measuring_every_exact_match_is_replaced_and_outputs_stay_bit_id
     out = m.clone()
     run_pipeline(out, parse_pipeline("use-kernels{measure=false}"), PassContext(target="xnnpack"))
     assert [op.type for op in out.main.operators] == ["ADD", lut.LUT8X8, "ADD"]
+    # the file says what runs it (stock LiteRT only reports an unresolved custom op)
+    meta = dict(read_model_bytes(serialize(out)).metadata)
+    assert b"this model needs tflc.runtime" in meta["tflc_kernels"].data.tobytes()
     a, b = Session(serialize(m), RunOptions()), Session(serialize(out), RunOptions())
     rng = np.random.default_rng(0)
     for _ in range(5):

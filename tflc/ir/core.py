@@ -642,6 +642,14 @@ class Model:
         for sg in self.subgraphs:
             yield from sg._ops
 
+    def set_metadata(self, name: str, data: bytes | None) -> None:
+        """Set (or, with None, remove) the metadata entry ``name`` (the first of that name)."""
+        kept = [(n, b) for n, b in self.metadata if n != name]
+        at = next((i for i, (n, _) in enumerate(self.metadata) if n == name), len(kept))
+        if data is not None:
+            kept.insert(min(at, len(kept)), (name, Buffer(bytes(data))))
+        self.metadata = kept
+
     def clone(self) -> "Model":
         return clone_model(self)
 
