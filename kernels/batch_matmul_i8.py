@@ -352,3 +352,112 @@ def compute(lhs, rhs, out, dims, ip, fp):
                 else:
                     _mat_km_nk(lhs, la, rhs, ra, out, ob, acc, M, N, K, zl, zr, ip, fp)
                 ob += M * N
+
+
+# --------------------------------------------------------------------------- TFLC_BATCH_MATMUL_I8: the native kernel
+
+from numba import cfunc  # noqa: E402  (the kernel below builds on the compute above)
+
+from tflc.capabilities import Predicate  # noqa: E402
+from tflc.ir.quant import quant_params  # noqa: E402
+
+from . import _native as N  # noqa: E402
+from . import _params as P  # noqa: E402
+from .kernel import NativeKernel  # noqa: E402
+
+CODE = "TFLC_BATCH_MATMUL_I8"
+#: ip as written in the file: params' 8 entries, then adj_x and adj_y (read by prepare)
+_ADJ = 8
+
+
+@cfunc(N.SIGNATURE, nopython=True, cache=True)
+def invoke(context, node):
+    op = N.op_node(node)
+    p = N.params_of(op)
+    if p == N.u64(0):
+        return N.i32(N.ERROR)
+    ip, d, fp = P.views(p)
+    ta, tb, to = N.input_tensor(context, op, 0), N.input_tensor(context, op, 1), N.output_tensor(context, op, 0)
+    compute(N.int8s_at(N.data(ta), N.num_elements(ta)), N.int8s_at(N.data(tb), N.num_elements(tb)),
+            N.int8s_at(N.data(to), N.num_elements(to)), d, ip, fp)
+    return N.i32(N.OK)
+
+
+def output_shape(a: tuple[int, ...], b: tuple[int, ...], adj_x: bool, adj_y: bool) -> tuple[int, ...]:
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"batch_matmul int8: operands of shapes {list(a)} and {list(b)} need rank >= 2")
+    try:
+        batch = tuple(int(d) for d in np.broadcast_shapes(a[:-2], b[:-2]))
+    except ValueError:
+        raise ValueError(f"batch_matmul int8: the batch axes of {list(a)} and {list(b)} do not broadcast") from None
+    m = a[-1] if adj_x else a[-2]
+    n = b[-2] if adj_y else b[-1]
+    return batch + (m, n)
+
+
+def _plan(v: N.OpView) -> np.ndarray:
+    if len(v.inputs) != 2 or len(v.outputs) != 1:
+        raise N.Refused(f"{CODE} has 2 inputs and 1 output")
+    for t in (*v.inputs, *v.outputs):
+        if v.type_of(t) != "INT8":
+            raise N.Refused(f"a tensor is {v.type_of(t)}, needs INT8")
+    ip, _, _ = P.block_parts(P.block_at(v.params))
+    adj_x, adj_y = bool(ip[_ADJ]), bool(ip[_ADJ + 1])
+    a, b = v.shape_of(v.inputs[0]), v.shape_of(v.inputs[1])
+    try:
+        out = output_shape(a, b, adj_x, adj_y)
+        v.resize(v.outputs[0], out)
+        return dims(a, b, adj_x, adj_y, out)
+    except ValueError as e:
+        raise N.Refused(str(e)) from None
+
+
+_PREPARE = P.make_prepare(f"{CODE} (tflc.kernels.batch_matmul_i8)", _plan)
+
+
+def _init(custom_options: bytes) -> np.ndarray:
+    block = P.block_from_options(custom_options)
+    if int(block[0]) != _ADJ + 2:
+        raise N.Refused(f"its options hold {int(block[0])} integer parameters, {CODE} needs {_ADJ + 2}")
+    return block
+
+
+KERNEL = NativeKernel(invoke=invoke.address, prepare=N.address(_PREPARE), init=_init)
+
+
+def _op_params(op) -> tuple[np.ndarray, np.ndarray]:
+    """``params`` (builtin mode: the op is one XNNPACK leaves to the builtin kernel) and adj flags
+    from an IR BATCH_MATMUL op (ValueError: not one this kernel takes)."""
+    if op.type != "BATCH_MATMUL" or len(op.inputs) != 2 or len(op.outputs) != 1:
+        raise ValueError(f"{op.type} is not a two-input BATCH_MATMUL")
+    a, b, y = op.inputs[0], op.inputs[1], op.outputs[0]
+    if any(t is None or t.type_name != "INT8" for t in (a, b, y)):
+        raise ValueError("batch_matmul int8: both operands and the output must be INT8")
+    qs = [quant_params(t) for t in (a, b, y)]
+    if any(q is None or q.per_channel for q in qs):
+        raise ValueError("batch_matmul int8: operands and output must be quantized per tensor")
+    adj_x = bool(getattr(op.options, "adjX", False)) if op.options is not None else False
+    adj_y = bool(getattr(op.options, "adjY", False)) if op.options is not None else False
+    dims(a.shape or (), b.shape or (), adj_x, adj_y, y.shape or ())
+    ip, fp = params(qs[0].scale[0], qs[0].zero_point[0], qs[1].scale[0], qs[1].zero_point[0], qs[2].scale[0],
+                    qs[2].zero_point[0], xnnpack=False)
+    return np.concatenate([ip, np.array([adj_x, adj_y], np.int64)]), fp
+
+
+def options(op) -> bytes:
+    """The custom options of the TFLC_BATCH_MATMUL_I8 op standing for ``op``."""
+    return P.encode_options(*_op_params(op))
+
+
+def _replaces(op) -> tuple[bool, str]:
+    try:
+        _op_params(op)
+    except ValueError as e:
+        return False, str(e)
+    return True, ""
+
+
+REPLACES = Predicate(_replaces, "an int8 BATCH_MATMUL (ranks 2-5, batch broadcasting, adj_x/adj_y) quantized per "
+                                "tensor, any zero points; bit-identical to LiteRT 2.3.0's builtin kernel")
+CONSTRAINTS = Predicate(lambda op: (op.type == CODE, "" if op.type == CODE else f"op is {op.type}, needs {CODE}"),
+                        "two INT8 inputs and one INT8 output; requantization, zero points and adj flags in its options")

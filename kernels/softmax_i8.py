@@ -119,55 +119,176 @@ def dims(input_shape) -> np.ndarray:
     return np.array([outer, depth], np.int64)
 
 
+@njit(inline="always")
+def _row_max(x, base, depth):
+    mx = np.int64(-128)
+    for j in range(depth):
+        v = np.int64(x[base + j])
+        if v > mx:
+            mx = v
+    return mx
+
+
+@njit(inline="always")
+def _row_out(x, out, base, depth, fp, off, s, out_scale, tmax, zp):
+    """One row's outputs from its sum ``s``: ``clamp(int32(roundf(table * inv)) + zp)``."""
+    den = s * out_scale
+    inv = np.float32(np.inf) if den == np.float32(0.0) else np.float32(1.0) / den
+    bound = np.float64(tmax) * np.float64(inv)
+    if bound >= 0.0 and bound < 1073741824.0:
+        # every p lies in [0, 2^30): roundf(p) (half away from zero) is floor(double(p) + 0.5)
+        # exactly, and no x86 overflow case arises; a loop LLVM vectorizes
+        for j in range(depth):
+            p = fp[off + np.int64(x[base + j])] * inv
+            q = np.int64(np.floor(np.float64(p) + 0.5)) + zp
+            out[base + j] = np.int8(min(max(q, -128), 127))
+        return
+    for j in range(depth):
+        p = fp[off + np.int64(x[base + j])] * inv
+        # roundf, then the float->int32 conversion of x86 (out of range or NaN reads as
+        # INT32_MIN), the int32 add of the zero point, the clamp
+        if p >= np.float32(0.0) and p < np.float32(2147483648.0):
+            f = np.floor(p)
+            q = np.int64(f)
+            if p - f >= np.float32(0.5):
+                q += 1
+        elif p < np.float32(0.0) and p > np.float32(-2147483648.0):
+            f = np.floor(-p)
+            q = -np.int64(f)
+            if -p - f >= np.float32(0.5):
+                q -= 1
+        else:
+            q = np.int64(-2147483648)
+        q = q + zp
+        q = ((q + 2147483648) & 0xFFFFFFFF) - 2147483648      # int32 wrap-around
+        if q > 127:
+            q = 127
+        elif q < -128:
+            q = -128
+        out[base + j] = np.int8(q)
+
+
 @njit(cache=True, nogil=True)
 def compute(x, out, dims, ip, fp):
-    """LiteRT's int8 softmax over rows of ``dims[1]`` values: ``x`` int8 in, ``out`` int8 out."""
+    """LiteRT's int8 softmax over rows of ``dims[1]`` values: ``x`` int8 in, ``out`` int8 out.
+
+    Four rows at a time: their four float32 sums run side by side, each in index order (the same
+    sums as LiteRT's, so the same bits), which hides the latency of one serial sum; ``fp[off + x]``
+    with ``off = 255 - max`` is LiteRT's ``table[255 - max + x]``."""
     outer = dims[0]
     depth = dims[1]
     if outer <= 0 or depth <= 0:
         return
     zp = ip[0]
     out_scale = fp[256]
-    one = np.float32(1.0)
-    half = np.float32(0.5)
-    for i in range(outer):
-        # row views: indices provably non-negative, so no negative-index wrap-around per element
-        X = x[i * depth:(i + 1) * depth]
-        O = out[i * depth:(i + 1) * depth]
-        mx = np.int64(-128)
+    tmax = np.float32(0.0)              # the largest table entry bounds every p of a row by tmax * inv
+    for k in range(256):
+        if not fp[k] <= tmax:           # (NaN too)
+            tmax = fp[k]
+    i = 0
+    while i + 4 <= outer:
+        b0 = i * depth
+        b1 = b0 + depth
+        b2 = b1 + depth
+        b3 = b2 + depth
+        o0, o1 = 255 - _row_max(x, b0, depth), 255 - _row_max(x, b1, depth)
+        o2, o3 = 255 - _row_max(x, b2, depth), 255 - _row_max(x, b3, depth)
+        s0 = s1 = s2 = s3 = np.float32(0.0)
         for j in range(depth):
-            v = np.int64(X[j])
-            if v > mx:
-                mx = v
-        T = fp[127 - mx:256]              # T[x + 128] = table[255 - max + x] = exp(-(max - x) * scale * beta)
-        s = np.float32(0.0)
+            s0 += fp[o0 + np.int64(x[b0 + j])]
+            s1 += fp[o1 + np.int64(x[b1 + j])]
+            s2 += fp[o2 + np.int64(x[b2 + j])]
+            s3 += fp[o3 + np.int64(x[b3 + j])]
+        _row_out(x, out, b0, depth, fp, o0, s0, out_scale, tmax, zp)
+        _row_out(x, out, b1, depth, fp, o1, s1, out_scale, tmax, zp)
+        _row_out(x, out, b2, depth, fp, o2, s2, out_scale, tmax, zp)
+        _row_out(x, out, b3, depth, fp, o3, s3, out_scale, tmax, zp)
+        i += 4
+    while i < outer:
+        b0 = i * depth
+        o0 = 255 - _row_max(x, b0, depth)
+        s0 = np.float32(0.0)
         for j in range(depth):
-            s += T[np.int64(X[j]) + 128]
-        den = s * out_scale
-        if den == np.float32(0.0):          # never for finite tables (the max contributes 1)
-            inv = np.float32(np.inf)
-        else:
-            inv = one / den
-        for j in range(depth):
-            p = T[np.int64(X[j]) + 128] * inv
-            # roundf (half away from zero; p >= 0), then the float->int32 conversion of x86
-            # (out of range or NaN reads as INT32_MIN), the int32 add of the zero point, the clamp
-            if p >= np.float32(0.0) and p < np.float32(2147483648.0):
-                f = np.floor(p)
-                q = np.int64(f)
-                if p - f >= half:
-                    q += 1
-            elif p < np.float32(0.0) and p > np.float32(-2147483648.0):
-                f = np.floor(-p)
-                q = -np.int64(f)
-                if -p - f >= half:
-                    q -= 1
-            else:
-                q = np.int64(-2147483648)
-            q = q + zp
-            q = ((q + 2147483648) & 0xFFFFFFFF) - 2147483648      # int32 wrap-around
-            if q > 127:
-                q = 127
-            elif q < -128:
-                q = -128
-            O[j] = np.int8(q)
+            s0 += fp[o0 + np.int64(x[b0 + j])]
+        _row_out(x, out, b0, depth, fp, o0, s0, out_scale, tmax, zp)
+        i += 1
+
+
+# --------------------------------------------------------------------------- TFLC_SOFTMAX_I8: the native kernel
+
+from numba import cfunc  # noqa: E402  (the kernel below builds on the compute above)
+
+from tflc.capabilities import Predicate  # noqa: E402
+from tflc.ir.quant import quant_params  # noqa: E402
+
+from . import _native as N  # noqa: E402
+from . import _params as P  # noqa: E402
+from .kernel import NativeKernel  # noqa: E402
+
+CODE = "TFLC_SOFTMAX_I8"
+
+
+@cfunc(N.SIGNATURE, nopython=True, cache=True)
+def invoke(context, node):
+    op = N.op_node(node)
+    p = N.params_of(op)
+    if p == N.u64(0):
+        return N.i32(N.ERROR)
+    ip, d, fp = P.views(p)
+    n = d[0] * d[1]
+    compute(N.int8s_at(N.data(N.input_tensor(context, op, 0)), n),
+            N.int8s_at(N.data(N.output_tensor(context, op, 0)), n), d, ip, fp)
+    return N.i32(N.OK)
+
+
+def _plan(v: N.OpView) -> np.ndarray:
+    if len(v.inputs) != 1 or len(v.outputs) != 1:
+        raise N.Refused(f"{CODE} has 1 input and 1 output")
+    for t in (*v.inputs, *v.outputs):
+        if v.type_of(t) != "INT8":
+            raise N.Refused(f"a tensor is {v.type_of(t)}, needs INT8")
+    shape = v.shape_of(v.inputs[0])
+    v.resize(v.outputs[0], shape)
+    try:
+        return dims(shape)
+    except ValueError as e:
+        raise N.Refused(str(e)) from None
+
+
+_PREPARE = P.make_prepare(f"{CODE} (tflc.kernels.softmax_i8)", _plan)
+KERNEL = NativeKernel(invoke=invoke.address, prepare=N.address(_PREPARE), init=P.block_from_options)
+
+
+def _op_params(op) -> tuple[np.ndarray, np.ndarray]:
+    """``params`` from an IR SOFTMAX op (ValueError: not one this kernel takes)."""
+    if op.type != "SOFTMAX" or len(op.inputs) != 1 or len(op.outputs) != 1:
+        raise ValueError(f"{op.type} is not a one-input SOFTMAX")
+    x, y = op.inputs[0], op.outputs[0]
+    if x is None or y is None or x.type_name != "INT8" or y.type_name != "INT8":
+        raise ValueError("softmax int8: input and output must be INT8")
+    qx, qy = quant_params(x), quant_params(y)
+    if qx is None or qy is None or qx.per_channel or qy.per_channel:
+        raise ValueError("softmax int8: input and output must be quantized per tensor")
+    dims(x.shape or ())
+    beta = float(getattr(op.options, "beta", 1.0) if op.options is not None else 1.0)
+    return params(qx.scale[0], qx.zero_point[0], qy.scale[0], qy.zero_point[0], beta)
+
+
+def options(op) -> bytes:
+    """The custom options of the TFLC_SOFTMAX_I8 op standing for ``op``."""
+    return P.encode_options(*_op_params(op))
+
+
+def _replaces(op) -> tuple[bool, str]:
+    try:
+        _op_params(op)
+    except ValueError as e:
+        return False, str(e)
+    return True, ""
+
+
+REPLACES = Predicate(_replaces, "an int8 SOFTMAX quantized per tensor (output 1/256, zero point -128), any beta, "
+                                "static shape; bit-identical to LiteRT 2.3.0's builtin kernel")
+CONSTRAINTS = Predicate(lambda op: (op.type == CODE, "" if op.type == CODE else f"op is {op.type}, needs {CODE}"),
+                        "one INT8 input, one INT8 output of its shape; parameters (exp table, output scale and "
+                        "zero point) in its options")

@@ -468,8 +468,8 @@ def mark_needs_tflc(model: Model) -> None:
     """Say in the file that it holds tflc kernels: stock LiteRT only says "unresolved custom op"."""
     codes = sorted({op.type for op in model.operators() if op.opcode.is_custom and op.type.startswith("TFLC_")})
     text = (f"this model needs tflc.runtime: it holds tflc kernels ({', '.join(codes)}), custom ops that stock "
-            "LiteRT cannot run; run it with tflc.runtime.Interpreter (pip install tflc), a drop-in for "
-            "ai_edge_litert's Interpreter") if codes else None
+            "LiteRT cannot run; run it with tflc.runtime's Interpreter, a drop-in for ai_edge_litert's "
+            "(pip install tflc)") if codes else None
     model.set_metadata(METADATA_NAME, text.encode() if text else None)
 
 

@@ -264,3 +264,55 @@ def test_transformer_batch_matmul_ops(zoo):
             rq0 = (qs[1][0], 0)
             assert np.array_equal(_ours(a, b, adj_x, adj_y, qs[0], rq0, qs[2]),
                                   _session(lt.shape, rt.shape, adj_x, adj_y, qs[0], rq0, qs[2]).run([a, b])[0])
+
+
+# --------------------------------------------------------------------------- TFLC_BATCH_MATMUL_I8 inside LiteRT
+
+def _model(ls, rs, adj_x, adj_y, lq, rq, oq, const_rhs=None):
+    m, sg = new_model("one int8 batch_matmul")
+    a = sg.new_tensor("lhs", I8, ls, quantization=_q(*lq))
+    b = (sg.new_constant("rhs", const_rhs, I8, quantization=_q(*rq)) if const_rhs is not None
+         else sg.new_tensor("rhs", I8, rs, quantization=_q(*rq)))
+    y = sg.new_tensor("out", I8, _out_shape(ls, rs, adj_x, adj_y), quantization=_q(*oq))
+    o = fb.BatchMatMulOptionsT()
+    o.adjX, o.adjY = bool(adj_x), bool(adj_y)
+    op = add_op(sg, "BATCH_MATMUL", [a, b], [y], o, fb.BuiltinOptions.BatchMatMulOptions)
+    sg.require_version(op, 2)
+    sg.set_graph_inputs([a] if const_rhs is not None else [a, b])
+    sg.set_graph_outputs([y])
+    return m
+
+
+@pytest.mark.parametrize("ls,rs,adj_x,adj_y", [((1, 3, 64, 64), (1, 3, 64, 64), False, False),
+                                               ((1, 3, 64, 16), (1, 3, 64, 16), False, True),
+                                               ((2, 1, 5, 7), (1, 3, 5, 4), True, False),
+                                               ((4, 9), (9, 6), False, False)])
+def test_the_native_kernel_runs_in_litert_bit_identically(ls, rs, adj_x, adj_y):
+    from tflc.kernels.batch_matmul_i8 import CODE
+    from tflc.passes_api import parse_pipeline
+    from tflc.passmanager import PassContext, run_pipeline
+    m = _model(ls, rs, adj_x, adj_y, (0.05, 3), (0.04, 4), (0.3, -5))    # right zero point 4: XNNPACK refuses it
+    out = m.clone()
+    run_pipeline(out, parse_pipeline("use-kernels{measure=false}"), PassContext(target="xnnpack"))
+    assert [op.type for op in out.main.operators] == [CODE]
+    ref, got = Session(serialize(m), RunOptions()), Session(serialize(out), RunOptions())
+    rng = np.random.default_rng(5)
+    cases = [[rng.integers(-128, 128, ls).astype(np.int8), rng.integers(-128, 128, rs).astype(np.int8)]
+             for _ in range(4)]
+    cases.append([np.full(ls, -128, np.int8), np.full(rs, 127, np.int8)])
+    for x in cases:
+        assert ref.run(x)[0].tobytes() == got.run(x)[0].tobytes()
+
+
+def test_a_constant_right_operand_is_read_from_the_model():
+    from tflc.kernels.batch_matmul_i8 import CODE
+    from tflc.passes_api import parse_pipeline
+    from tflc.passmanager import PassContext, run_pipeline
+    w = np.random.default_rng(0).integers(-128, 128, (8, 5)).astype(np.int8)
+    m = _model((3, 8), (8, 5), False, False, (0.05, 3), (0.04, 4), (0.3, -5), const_rhs=w)
+    out = m.clone()
+    run_pipeline(out, parse_pipeline("use-kernels{measure=false}"), PassContext(target="xnnpack"))
+    assert [op.type for op in out.main.operators] == [CODE]
+    x = np.random.default_rng(1).integers(-128, 128, (3, 8)).astype(np.int8)
+    assert (Session(serialize(m), RunOptions()).run([x])[0].tobytes()
+            == Session(serialize(out), RunOptions()).run([x])[0].tobytes())

@@ -15,7 +15,7 @@ from .. import __version__
 from ..errors import TflcError
 
 #: subcommand modules in tflc/cli/, each with ``add_parser(subparsers)`` and ``run(args) -> int``
-COMMANDS = ["optimize", "inspect", "passes", "compare", "profile", "bench", "partition", "qat"]
+COMMANDS = ["optimize", "inspect", "passes", "compare", "profile", "bench", "bench_kernels", "partition", "qat"]
 
 EPILOG = """\
 examples:
