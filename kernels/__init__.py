@@ -16,7 +16,8 @@ Packages add kernels with an entry point in the ``tflc.kernels`` group (name: th
 A kernel that must not run Python per call is a Numba ``@cfunc`` given to ``NativeKernel``:
 ``tflc.kernels.mediapipe_face`` (MediaPipe's face-landmark ops, ``register_all()``) is the worked
 example, with declared constraints as ``(ok, reason)`` predicates; docs/kernels.md walks through
-it. tflc's own kernels (custom codes ``TFLC_*``) arrive with the custom-kernel issue.
+it. tflc's own kernels (custom codes ``TFLC_*``: ``lut``, ``softmax_i8``, ``batch_matmul_i8``,
+gathered in ``library``) are looked up the same way; the ``use-kernels`` pass writes them.
 
 This package sits below ``tflc.runtime``: it never imports the runtime or LiteRT.
 """

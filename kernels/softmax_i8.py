@@ -21,7 +21,7 @@ float32 rounding of the double ``exp`` stands in (glibc's expf is correctly roun
 XNNPACK does not take int8 SOFTMAX, so the stock interpreter always runs this builtin kernel.
 
 Contract (shared with the native-kernel wrapper): ``params`` -> ``(ip, fp)`` with
-``ip = [output_zero_point]`` and ``fp = table[0:256] ++ [output_scale]``; ``dims(shape) ->
+``ip = [output_zero_point]`` and ``fp = table[0:256] ++ [output_scale, max(table)]``; ``dims(shape) ->
 [outer, depth]``; ``compute(x, out, dims, ip, fp)`` on flat C-contiguous arrays.
 """
 from __future__ import annotations
@@ -97,10 +97,13 @@ def params(input_scale: float, input_zero_point: int, output_scale: float, outpu
         raise ValueError(f"softmax int8: beta must be finite, got {beta}")
     # float32 throughout, as the C++ (-input_scale * beta in float, then times float(v))
     scale = np.float32(-np.float32(in_scale)) * np.float32(beta)
-    fp = np.empty(TABLE_SIZE + 1, np.float32)
+    fp = np.empty(TABLE_SIZE + 2, np.float32)
     for v in range(TABLE_SIZE):
         fp[TABLE_SIZE - 1 - v] = _expf(np.float32(scale * np.float32(v)))
     fp[_FP_SCALE] = s
+    table = fp[:TABLE_SIZE]
+    # the largest entry (NaN if any is NaN): bounds every p of a row, for compute's fast path
+    fp[_FP_SCALE + 1] = np.float32(np.nan) if np.isnan(table).any() else table.max()
     ip = np.array([out_zp], np.int64)
     return ip, fp
 
@@ -181,10 +184,13 @@ def compute(x, out, dims, ip, fp):
         return
     zp = ip[0]
     out_scale = fp[256]
-    tmax = np.float32(0.0)              # the largest table entry bounds every p of a row by tmax * inv
-    for k in range(256):
-        if not fp[k] <= tmax:           # (NaN too)
-            tmax = fp[k]
+    if fp.size > 257:                   # the largest table entry bounds every p of a row by tmax * inv
+        tmax = fp[257]
+    else:
+        tmax = np.float32(0.0)
+        for k in range(256):
+            if not fp[k] <= tmax:       # (NaN too)
+                tmax = fp[k]
     i = 0
     while i + 4 <= outer:
         b0 = i * depth

@@ -39,3 +39,16 @@ def test_partition_target_tflc_names_the_kernel_of_each_cpu_op(tmp_path, capsys)
     rc = main(["partition", str(path), "--target", "tflc", "--no-profile"])
     out, _ = capsys.readouterr()
     assert rc == 0 and "tflc kernels: 1 of the 1 op(s) on the CPU have a tflc kernel (1 on TFLC_LUT8X8)" in out
+
+
+def test_each_op_type_gets_builtin_kernel_and_island_measured(tmp_path):
+    from tflc.splits import op_type_choices
+    path = tmp_path / "piece.tflite"
+    path.write_bytes(serialize(layer_norm_piece()))
+    (d,) = op_type_choices(str(path), max_seconds=1.0)
+    assert d["pattern"] == "SQUARED_DIFFERENCE => TFLC_LUT8X8"
+    assert d["builtin_us"] > 0 and d["kernel_us"] > 0 and d["kernel"]["verdict"] and d["island"]["verdict"]
+    assert d["fastest"] in ("tflc kernel", "float island", "builtin (no difference beyond noise)")
+    if d["fastest"] != "builtin (no difference beyond noise)":
+        key = "kernel" if d["fastest"] == "tflc kernel" else "island"
+        assert d[key]["verdict"] == "faster"

@@ -122,8 +122,9 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
     explicit list is taken as asked). The check tolerance is ``tolerance`` if given, else 0 for a
     lossless pipeline, else the largest of ``default_tolerance`` and what the passes declare. The
     latency guard runs if asked, else as the level says (never for an explicit list).
-    ``kernels`` adds ``use-kernels`` (with a level, the target's coverage rewrites too): after the
-    lossless coverage rewrites, before ``float-islands``, so that exact kernels and islands compete.
+    ``kernels`` adds ``use-kernels``: after the target's lossless coverage rewrites and before
+    ``float-islands`` where ``target`` brought them (exact kernels and islands then compete), else
+    before the clean-up.
     """
     from .passes_api import parse_pipeline
     if isinstance(passes, str):
@@ -149,10 +150,6 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
     if kernels:
         pipeline = list(pipeline)
         names = [p.name for p in pipeline]
-        if level is not None and "exact-islands" not in names and pipeline:
-            at = names.index("remove-dead-code") if "remove-dead-code" in names else len(pipeline)
-            pipeline[at:at] = [get_pass(n)() for n in TARGET_PASSES]
-            names = [p.name for p in pipeline]
         if KERNEL_PASS not in names:
             at = (names.index("float-islands") if "float-islands" in names else
                   names.index("exact-islands") + 1 if "exact-islands" in names else

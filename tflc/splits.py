@@ -74,3 +74,25 @@ def measure_splits(path: str, *, threads: int = 1, max_seconds: float = 4.0,
             row["decisions"] = ctx.facts.get("use-kernels", [])
         rows.append(row)
     return rows
+
+
+def op_type_choices(path: str, *, threads: int = 1, max_seconds: float = 4.0) -> list[dict]:
+    """For every op type XNNPACK leaves out that a tflc kernel stands for (chains fused): the op
+    alone on the builtin kernel and on the tflc kernel, and the whole model with the kernel and with
+    a float island instead, each against the model as is (use-kernels' measurement, on the model as
+    it is, before any other rewrite), and which of the three is fastest."""
+    from .io import read_model
+    from .passes_api import parse_pipeline
+    from .passmanager import PassContext, run_pipeline
+    from .runtime import RunOptions
+    m = read_model(path)
+    ctx = PassContext(target="xnnpack", run_options=RunOptions(threads=threads))
+    run_pipeline(m, parse_pipeline(f"use-kernels{{islands=true,max-seconds={max_seconds:g}}}"), ctx)
+    out = []
+    for d in ctx.facts.get("use-kernels", []):
+        # only a ratio faster beyond the noise band counts; the builtin kernel is the default
+        faster = [(r["ratio"], name) for name, r in (("tflc kernel", d.get("kernel")), ("float island", d.get("island")))
+                  if r and r["verdict"] == "faster"]
+        out.append({**d, "fastest": min(faster)[1] if faster else "builtin (no difference beyond noise)"})
+    return out
+

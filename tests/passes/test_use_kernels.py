@@ -47,9 +47,13 @@ def test_without_measuring_every_exact_match_is_replaced_and_outputs_stay_bit_id
 
 
 def test_kernels_places_the_pass_between_the_exact_rewrites_and_float_islands():
-    names = [p.name for p in plan_pipeline(level="O2", kernels=True).passes]
+    names = [p.name for p in plan_pipeline(level="O2", kernels=True, target="xnnpack").passes]
     assert names.index("exact-islands") < names.index(KERNEL_PASS) < names.index("float-islands")
-    plan = plan_pipeline(level="O2", kernels=True, tolerance=0.0)
+    # without a target, --kernels adds the kernels alone (no islands), before the clean-up
+    names = [p.name for p in plan_pipeline(level="O2", kernels=True).passes]
+    assert KERNEL_PASS in names and "float-islands" not in names
+    assert names.index(KERNEL_PASS) < names.index("remove-dead-code")
+    plan = plan_pipeline(level="O2", kernels=True, tolerance=0.0, target="xnnpack")
     names = [p.name for p in plan.passes]
     assert KERNEL_PASS in names and "float-islands" not in names
     # with no float-islands after it, the pass must not leave an op to islands

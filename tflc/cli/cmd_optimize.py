@@ -58,7 +58,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--kernels", action="store_true",
                    help="also run the ops the target leaves on LiteRT's builtin kernels as tflc kernels "
                         "(use-kernels: bit-identical table and integer kernels, kept only where the whole model "
-                        "gets faster, measured against the builtin op and against a float island); the output "
+                        "gets faster, measured against the builtin op and, with --target, against a float island); the output "
                         "then holds TFLC_* custom ops and runs only in tflc.runtime (tflc.runtime.Interpreter, "
                         "or any tflc command)")
     p.add_argument("--quantize", metavar="MODE",

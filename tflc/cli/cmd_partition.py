@@ -92,7 +92,8 @@ def build_report(path: str, target, *, profile: bool, check: bool) -> dict:
     if target.name == "tflc":
         rep["kernels"] = _kernel_coverage(model, rep["ops"])
         if profile:
-            from ..splits import measure_splits
+            from ..splits import measure_splits, op_type_choices
+            rep["op_types"] = op_type_choices(path)
             rep["splits"] = measure_splits(path)
     if check:
         from ..runtime.delegation import xnnpack_delegation

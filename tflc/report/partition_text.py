@@ -91,6 +91,20 @@ def partition_blocks(rep: dict, *, verbose: bool = False) -> list[Table | str]:
             for o in cpu:
                 if o.get("kernel_reason"):
                     blocks.append(f"  {o['subgraph']}:{o['index']} {o['type']}: no tflc kernel ({o['kernel_reason']})")
+    if rep.get("op_types"):
+        t = Table("Per op type XNNPACK leaves out: builtin kernel, tflc kernel or float island "
+                  "(whole-model latency against the model as is)",
+                  ["ops", "tflc kernel", "alone: builtin -> kernel", "with the kernel [95%]", "with islands [95%]",
+                   "fastest"])
+        for d in rep["op_types"]:
+            pattern, _, code = d["pattern"].partition(" => ")
+
+            def cell(r):
+                return "-" if not r else f"{r['ratio']:.3f}x [{r['ci'][0]:.3f}-{r['ci'][1]:.3f}]"
+            alone = (f"{fmt_us(d['builtin_us'])} -> {fmt_us(d['kernel_us'])}" if d.get("kernel_us") else "-")
+            t.rows.append([f"{len(d['ops'])}x {pattern}", code, alone, cell(d.get("kernel")), cell(d.get("island")),
+                           d["fastest"]])
+        blocks.append(t)
     if rep.get("splits"):
         t = Table("Splits tried (latency against the model as is, paired in LiteRT)",
                   ["split", "XNNPACK ops", "tflc kernels", "builtin ops", "partitions", "latency x [95%]",
