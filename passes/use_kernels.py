@@ -56,7 +56,7 @@ class Candidate:
     """One replacement: the ops it replaces (a chain, first to last), the kernel, its options."""
     ops: list[Operator]
     code: str
-    options: bytes = b""
+    payload: bytes = b""                  # its custom options
     table: np.ndarray | None = None        # table kernels: the composed table
     live: list[Tensor] = field(default_factory=list)   # the kernel's inputs
     steps: list[np.ndarray] = field(default_factory=list)   # table kernels: each op's own table
@@ -218,9 +218,9 @@ def apply(model: Model, c: Candidate) -> Operator:
     from tflc.kernels.lut import encode_options
     if c.table is not None:
         dt = np.int8 if c.last.outputs[0].type_name == "INT8" else np.uint8
-        c.options = encode_options(c.table.view(dt))
+        c.payload = encode_options(c.table.view(dt))
     sg = _subgraph_of(model, c.ops[0])
-    new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.options)
+    new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.payload)
     for op in reversed(c.ops[1:]):
         sg.remove_op(op, detach=True)
     sg.replace_op(c.ops[0], new)
@@ -258,8 +258,8 @@ def _apply_in(sg: Subgraph, c: Candidate) -> None:
     from tflc.kernels.lut import encode_options
     dt = np.int8 if c.last.outputs[0].type_name == "INT8" else np.uint8
     if c.table is not None:
-        c.options = encode_options(c.table.view(dt))
-    new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.options)
+        c.payload = encode_options(c.table.view(dt))
+    new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.payload)
     sg.replace_op(c.ops[0], new)
 
 
@@ -275,7 +275,7 @@ def _sampled(c: Candidate) -> tuple[bool, str]:
     original = serialize(m)
     sg = m.subgraphs[0]
     kernel_ins = _live(copy) if c.code.startswith("TFLC_LUT") else [t for t in copy.inputs if t is not None]
-    _apply_in(sg, Candidate([copy], c.code, c.options, c.table, kernel_ins))
+    _apply_in(sg, Candidate([copy], c.code, c.payload, c.table, kernel_ins))
     rewritten = serialize(m)
     rng = np.random.default_rng(0)
     run_time = _live(c.ops[0])
@@ -333,7 +333,7 @@ def _alone_us(c: Candidate, ctx: Any) -> tuple[float, float] | None:
                     ksg.set_quantization(last_out, c.last.outputs[0].quantization)
                     ksg.set_dtype(last_out, c.last.outputs[0].dtype)
                 ins = _live(kcopy) if c.code.startswith("TFLC_LUT") else [t for t in kcopy.inputs if t is not None]
-                _apply_in(ksg, Candidate([kcopy], c.code, c.options, c.table, ins))
+                _apply_in(ksg, Candidate([kcopy], c.code, c.payload, c.table, ins))
                 cmp = compare_latency(original, serialize(km), threads=ctx.run_options.threads, rounds=10,
                                       per_round=20, max_seconds=2.0)
                 builtin += cmp.a.p50_us
@@ -395,7 +395,7 @@ class UseKernels(Pass):
         for c in cands:                      # parameter kernels: their options from the op itself
             if not c.code.startswith("TFLC_LUT"):
                 try:
-                    c.options = _library().OPTIONS[c.code](c.ops[0])
+                    c.payload = _library().OPTIONS[c.code](c.ops[0])
                 except ValueError as e:
                     c.refused = str(e)
         if self.options.fuse:
@@ -427,7 +427,7 @@ class UseKernels(Pass):
                 d["builtin_us"], d["kernel_us"] = round(alone[0], 2), round(alone[1], 2)
             with_k = model.clone()
             for c in members:
-                apply(with_k, Candidate([_op_by_uid(with_k, o.uid) for o in c.ops], c.code, c.options, c.table,
+                apply(with_k, Candidate([_op_by_uid(with_k, o.uid) for o in c.ops], c.code, c.payload, c.table,
                                         [_tensor_by_uid(with_k, t.uid) for t in c.live]))
             k_cmp = _whole(model, with_k, ctx, self.options.max_seconds)
             d["kernel"] = _ratio(k_cmp)

@@ -27,6 +27,13 @@ def pytest_generate_tests(metafunc):
                              indirect=True)
 
 
+def pytest_collection_modifyitems(session, config, items):
+    # The QAT tests import tensorflow-model-optimization, which switches the process's tf.keras to
+    # Keras 2 for good: run them after every test that builds a model with the converter, so that
+    # the test zoo is built with Keras 3 whatever the order or the cache.
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_qat.py"))
+
+
 @pytest.fixture
 def shared_model(request):
     if request.param is None:

@@ -298,7 +298,7 @@ def prepare_kernels(cands: list[Any]) -> dict[int, str]:
         if make is None:
             continue
         try:
-            c.options = bytes(make(c.ops[0]))
+            c.payload = bytes(make(c.ops[0]))
         except ValueError as e:
             refused[id(c)] = str(e)
     return refused
@@ -309,7 +309,7 @@ def kernel_model(int8: Model, code: str, made: Any) -> bytes:
     options ``made`` (a prepared candidate of the same op at any shape) holds."""
     uk = _use_kernels()
     c = _candidate(int8, code)
-    c.table, c.options, c.steps = made.table, made.options, list(made.steps)
+    c.table, c.payload, c.steps = made.table, made.payload, list(made.steps)
     uk.apply(int8, c)
     return serialize(int8)
 
