@@ -229,3 +229,46 @@ def broadcast_shape(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(int(d) for d in np.broadcast_shapes(a, b))
     except ValueError:
         raise Refused(f"inputs of shapes {list(a)} and {list(b)} do not broadcast") from None
+
+
+# --------------------------------------------------------------------------- 256-entry table lookups in SIMD
+
+def _host_has_vbmi() -> bool:
+    try:
+        import llvmlite.binding as ll
+        f = ll.get_host_cpu_features()
+        return bool(f.get("avx512vbmi", False) and f.get("avx512bw", False))
+    except Exception:  # noqa: BLE001 - no feature list: the portable loop
+        return False
+
+
+#: the CPU has AVX512-VBMI (``vpermi2b``): a 256-byte table looks up 64 bytes in four instructions.
+#: Numba compiles for the host CPU (its cache is keyed by it), so code using it is built only here.
+HAS_VBMI = _host_has_vbmi()
+
+
+@intrinsic
+def lut256_x64(typingctx, table, src, dst):
+    """``dst[0:64] = table[src[0:64]]`` for a 256-byte ``table`` (integer addresses; unaligned):
+    two ``vpermi2b`` look up the low and high halves of the table by the index's low 7 bits, and
+    its top bit selects between them. Only for CPUs with AVX512-VBMI (:data:`HAS_VBMI`)."""
+    from llvmlite import ir
+
+    def codegen(context, builder, sig, args):
+        v64 = ir.VectorType(ir.IntType(8), 64)
+        ptr = v64.as_pointer()
+        t, s, d = args
+
+        def load(addr, offset):
+            v = builder.load(builder.inttoptr(builder.add(addr, ir.Constant(addr.type, offset)), ptr))
+            v.align = 1
+            return v
+        name = "llvm.x86.avx512.vpermi2var.qi.512"
+        fn = builder.module.globals.get(name) or ir.Function(builder.module, ir.FunctionType(v64, [v64, v64, v64]), name)
+        t0, t1, t2, t3 = (load(t, 64 * k) for k in range(4))
+        x = load(s, 0)
+        low, high = builder.call(fn, [t0, x, t1]), builder.call(fn, [t2, x, t3])
+        out = builder.select(builder.icmp_signed("<", x, ir.Constant(v64, None)), high, low)
+        builder.store(out, builder.inttoptr(d, ptr)).align = 1
+        return context.get_dummy_value()
+    return types.void(table, src, dst), codegen
