@@ -48,7 +48,11 @@ def _models(args) -> list[tuple[str, Path]]:
 
 
 def _cmp(a: Path, b: Path, rounds: int) -> dict:
+    """B's latency against A's; two byte-identical files are not timed (two copies of one model
+    read up to ±4% apart on a busy machine, which says nothing about the models)."""
     from tflc.profiler import compare_latency
+    if Path(a).read_bytes() == Path(b).read_bytes():
+        return {"ratio": 1.0, "ci": [1.0, 1.0], "verdict": "the same file (nothing changed)", "p50_us": None}
     c = compare_latency(str(a), str(b), rounds=rounds, max_seconds=20.0)
     return {"ratio": round(c.ratio, 4), "ci": [round(c.ci_low, 4), round(c.ci_high, 4)], "verdict": c.verdict,
             "p50_us": [round(c.a.p50_us, 1), round(c.b.p50_us, 1)]}
