@@ -7,9 +7,19 @@ from which a percentile range is read (``TensorRange.range(percentile)``).
 
 Where the samples come from, first found: ``ctx.calibration`` (``--calibration DATA.npz``: keys are
 the inputs' names as LiteRT reports them, or ``arr_0``.. in input order; the first axis is the
-sample), then ``ctx.input_source`` (``--inputs``), else ``GENERATED_SAMPLES`` generated samples
-(floats uniform in [-1, 1], seeded apart from the check's inputs), with a warning in the result (``warning``) that the pass reports:
+sample; or ``--calibration DIR``, a folder of images: see below), then ``ctx.input_source``
+(``--inputs``), else ``GENERATED_SAMPLES`` generated samples (floats uniform in [-1, 1], seeded
+apart from the check's inputs), with a warning in the result (``warning``) that the pass reports:
 ranges from generated data fit generated data only.
+
+A folder of images (PNG, JPEG, ...; ``tflc.runtime.inputs.load_images``) feeds a model with one
+NHWC image input: files sorted by name, each resized (bilinear) to the input's H x W, RGB or
+grayscale as its channels say, pixels 0..255 mapped onto the input range (``--input-range LO,HI``,
+carried by the source as a ``tflc.runtime.inputs.InputSource``, or ``ctx.input_range``; default
+0,1). A folder that cannot feed the model (no images, a model with no single image input, no
+Pillow) is the user's to fix: a ``UsageError``, not a failed calibration. ``--calibration-samples N``
+(``InputSource.limit`` or ``ctx.calibration_samples``) takes the first N samples of the data given,
+or generates N.
 
 Registered without ``needs_inputs``: that flag makes a pass refuse to run without ``--inputs``,
 and generated data with a warning is what the quantizer falls back to.
@@ -61,7 +71,16 @@ class CalibrationResult:
 
 
 def calibration_source(ctx: Any) -> str | None:
-    return getattr(ctx, "calibration", None) or getattr(ctx, "input_source", None)
+    """The samples' source; a plain path gets ``ctx.input_range`` / ``ctx.calibration_samples``
+    where the context has them (the Python API's way to say what the CLI's flags say)."""
+    source = getattr(ctx, "calibration", None) or getattr(ctx, "input_source", None)
+    if source is None:
+        return None
+    rng, cap = getattr(ctx, "input_range", None), getattr(ctx, "calibration_samples", None)
+    if (rng is not None and getattr(source, "input_range", None) is None) or (cap and getattr(source, "limit", None) is None):
+        from ..runtime.inputs import InputSource
+        source = InputSource(source, getattr(source, "input_range", None) or rng, getattr(source, "limit", None) or cap)
+    return source
 
 
 def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samples: int, seed: int,
@@ -99,7 +118,7 @@ def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samp
 
 @analysis("calibration", "per-tensor value ranges of the float model on calibration inputs (--calibration)")
 def calibration(model: Any, ctx: Any) -> CalibrationResult:
-    from ..errors import TflcError
+    from ..errors import TflcError, UsageError
     from ..io import serialize
     from ..runtime import run_isolated
     source = calibration_source(ctx)
@@ -115,11 +134,16 @@ def calibration(model: Any, ctx: Any) -> CalibrationResult:
     try:
         named, count = run_isolated(_collect, serialize(probe), names, source, n, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
                                     shapes or None, KEEP_VALUES, what="LiteRT calibrating the model")
+    except UsageError as e:
+        from pathlib import Path
+        if source is not None and (Path(source).is_dir() or not Path(source).exists()):
+            raise                                    # a folder (or path) that cannot feed the model
+        return CalibrationResult(error=str(e), source=str(source))
     except TflcError as e:
-        return CalibrationResult(error=str(e), source=source or "generated")
+        return CalibrationResult(error=str(e), source=str(source) if source else "generated")
     ranges = {uid: TensorRange(lo, hi, smp, c) for uid, (lo, hi, smp, c) in named.items()}
     warning = None
     if source is None:
-        warning = (f"no calibration data (--calibration DATA.npz): ranges from {count} generated samples "
-                   "(uniform in [-1, 1]); they fit real inputs only as far as those look alike")
-    return CalibrationResult(ranges, count, source or "generated", warning)
+        warning = (f"no calibration data (--calibration DATA.npz or a folder of images): ranges from {count} "
+                   "generated samples (uniform in [-1, 1]); they fit real inputs only as far as those look alike")
+    return CalibrationResult(ranges, count, str(source) if source else "generated", warning)

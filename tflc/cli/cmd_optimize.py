@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from ..optimize import DEFAULT_TOLERANCE, optimize_file
@@ -69,10 +70,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "weights); added before the clean-up; the result must keep each output's SQNR against IN "
                         "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), reported per "
                         "output; checked on --inputs, else on the calibration samples")
-    p.add_argument("--calibration", metavar="DATA.npz",
-                   help="calibration samples for --quantize: arrays keyed by input name (as LiteRT reports it) or "
-                        "arr_0.. in input order, first axis = sample (default: --inputs, else generated data, "
-                        "with a warning)")
+    p.add_argument("--calibration", metavar="DATA.npz|DIR",
+                   help="calibration samples for --quantize: an .npz of arrays keyed by input name (as LiteRT "
+                        "reports it) or arr_0.. in input order, first axis = sample; or a folder of images (PNG, "
+                        "JPEG, ...; sorted by name) for a model with one NHWC image input: each resized (bilinear) "
+                        "to its H x W, RGB or grayscale, scaled into --input-range (default: --inputs, else "
+                        "generated data, with a warning)")
+    p.add_argument("--input-range", metavar="LO,HI",
+                   help="the values image pixels 0..255 map to, for a folder of images given to --calibration or "
+                        "--inputs (default 0,1; e.g. -1,1 for MobileNet-style models)")
+    # '--input-range -1,1': argparse reads a word starting with '-' as an option unless it looks like a
+    # negative number; let 'LO,HI' with a negative LO pass as one too
+    p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.eE+-]*,[-\d.eE+]*$")
+    p.add_argument("--calibration-samples", type=int, metavar="N",
+                   help="calibrate on the first N samples of --calibration (images in name order) only")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
                    help="largest relative output error accepted (default: 0 for lossless pipelines, "
                         f"else {DEFAULT_TOLERANCE:g} or what the passes declare); at -O1/-O2 the passes that "
@@ -102,8 +113,26 @@ def _print_text(data: dict, verbose: bool = False) -> None:
         print(line)
 
 
+def _sources(args: argparse.Namespace) -> tuple:
+    """--calibration and --inputs with --input-range and --calibration-samples attached (InputSource)."""
+    from ..errors import UsageError
+    from ..runtime.inputs import InputSource, parse_input_range
+    rng = None if args.input_range is None else parse_input_range(args.input_range)
+    n = args.calibration_samples
+    if n is not None and (n < 1 or args.calibration is None):
+        raise UsageError("--calibration-samples N needs N >= 1 and --calibration")
+    folders = [s for s in (args.calibration, args.inputs) if s is not None and os.path.isdir(s)]
+    if rng is not None and not folders:
+        raise UsageError("--input-range applies to a folder of images (--calibration DIR or --inputs DIR)")
+    cal = None if args.calibration is None else InputSource(
+        args.calibration, rng if os.path.isdir(args.calibration) else None, n)
+    inputs = args.inputs if args.inputs is None or not os.path.isdir(args.inputs) else InputSource(args.inputs, rng)
+    return cal, inputs
+
+
 def run(args: argparse.Namespace) -> int:
     level = None if args.passes is not None else args.level
+    args.calibration, args.inputs = _sources(args)
     if args.report:
         check_report_path(args.report, not_same_as=[args.input, args.output])
     from ..report.progress import Progress

@@ -143,36 +143,86 @@ def _fit(path: Any, a: np.ndarray, d: Mapping[str, Any]) -> np.ndarray:
     return a.astype(dt)
 
 
-def load_images(folder: str | Path, details: Sequence[Mapping[str, Any]], limit: int | None = None) -> list[Step]:
-    """Each image a step, resized to the (single) image input, scaled to the input's type."""
+class InputSource(str):
+    """A path (.npz or image folder) with how to read it: ``input_range`` (lo, hi): the real values
+    an image's pixels 0..255 map to (default (0, 1); e.g. (-1, 1) for MobileNet-style models),
+    ``limit``: at most that many samples (the first, in order). A ``str``, so it goes wherever a
+    path does (``--calibration``, ``--inputs``) and prints as the path."""
+
+    input_range: tuple[float, float] | None = None
+    limit: int | None = None
+
+    def __new__(cls, path: Any, input_range: tuple[float, float] | None = None, limit: int | None = None):
+        self = super().__new__(cls, str(path))
+        self.input_range = None if input_range is None else (float(input_range[0]), float(input_range[1]))
+        self.limit = None if limit is None else int(limit)
+        return self
+
+    def __reduce__(self):
+        return (InputSource, (str(self), self.input_range, self.limit))
+
+
+def parse_input_range(spec: str) -> tuple[float, float]:
+    """``LO,HI`` (e.g. ``-1,1``) with LO < HI, both finite."""
+    try:
+        lo, hi = (float(v) for v in str(spec).split(","))
+    except ValueError:
+        raise UsageError(f"bad --input-range {spec!r}: expected LO,HI (e.g. 0,1 or -1,1)") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise UsageError(f"bad --input-range {spec!r}: expected finite LO < HI (e.g. 0,1 or -1,1)")
+    return lo, hi
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The images of a folder (by suffix), sorted by name."""
+    return sorted((p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: p.name)
+
+
+def load_images(folder: str | Path, details: Sequence[Mapping[str, Any]], limit: int | None = None,
+                input_range: tuple[float, float] | None = None) -> list[Step]:
+    """Each image a step (files sorted by name, the first ``limit``), resized (bilinear) to the
+    single NHWC image input's H x W, RGB (or grayscale for one channel), pixels 0..255 mapped
+    linearly onto ``input_range`` (default (0, 1)) for a float input; quantized with the input's
+    parameters for a quantized one, raw 0..255 for an unquantized integer input."""
     try:
         from PIL import Image
     except ImportError:
-        raise UsageError("reading an image folder needs Pillow: pip install pillow") from None
+        raise UsageError("reading a folder of images needs Pillow: pip install pillow") from None
     if len(details) != 1 or len(concrete_shape(details[0])) != 4:
-        raise UsageError("an image folder can feed only a model with one NHWC image input")
-    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise UsageError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        got = ", ".join(f"{d['name']!r} {_sig(d) or 'scalar'}" for d in details) or "none"
+        raise UsageError(f"{folder}: a folder of images needs a model with one image input (NHWC, rank 4); "
+                         f"this model's inputs: {got}")
     d = details[0]
     _, h, w, c = concrete_shape(d)
+    if c not in (1, 3, 4):
+        raise UsageError(f"{folder}: input {d['name']!r} is {_sig(d)}: {c} channels is no image "
+                         "(a folder of images feeds 1, 3 or 4 channels, NHWC)")
+    files = image_files(folder)
+    if not files:
+        raise UsageError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    lo, hi = input_range if input_range is not None else (0.0, 1.0)
     dt = np.dtype(d["dtype"])
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[c]
+    bilinear = getattr(getattr(Image, "Resampling", Image), "BILINEAR")
     steps = []
     for f in files[:limit]:
         try:
-            img = Image.open(f).convert("L" if c == 1 else "RGB").resize((w, h))
+            with Image.open(f) as im:
+                img = im.convert(mode).resize((w, h), bilinear)
         except Exception as e:  # a broken or unsupported image
             raise UsageError(f"{f}: cannot read the image ({type(e).__name__}: {e})") from None
-        x = np.asarray(img, dtype=np.float32).reshape(1, h, w, c) / 255.0
+        x = np.asarray(img, dtype=np.float32).reshape(1, h, w, c) / np.float32(255.0)
+        real = (np.float32(lo) + x * np.float32(hi - lo)).astype(np.float32)
         if dt.kind == "f":
-            arr = x.astype(dt)
+            arr = real.astype(dt)
         else:
             scale, zp = d.get("quantization", (0.0, 0))
             if not scale:
                 arr = (x * 255.0).round().astype(dt)
             else:
                 info = np.iinfo(dt)
-                arr = np.clip(np.round(x / scale + zp), info.min, info.max).astype(dt)
+                arr = np.clip(np.round(real / scale + zp), info.min, info.max).astype(dt)
         steps.append([arr])
     return steps
 
@@ -227,14 +277,16 @@ def convert_inputs(steps: list[Step], ref: Sequence[Mapping[str, Any]], other: S
 
 def load_inputs(source: str | None, details: Sequence[Mapping[str, Any]], *, steps: int = 1, seed: int = 0,
                 shapes: Mapping[str, tuple[int, ...]] | None = None) -> list[Step]:
-    """``source`` None: generated; an .npz file; or a folder of images."""
+    """``source`` None: generated; an .npz file; or a folder of images. An ``InputSource`` also
+    says how to scale images (``input_range``) and how many samples to take at most (``limit``)."""
     if source is None:
         return generate(details, steps, seed, shapes)
     p = Path(source)
+    limit = getattr(source, "limit", None)
     if p.is_dir():
-        return load_images(p, details)
+        return load_images(p, details, limit=limit, input_range=getattr(source, "input_range", None))
     if p.suffix == ".npz":
-        return load_npz(p, details)
+        return load_npz(p, details)[:limit]
     if not p.exists():
         raise UsageError(f"{source}: no such file or folder")
     raise UsageError(f"{source}: inputs must be an .npz file or a folder of images")
