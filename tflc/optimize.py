@@ -60,13 +60,17 @@ class OptimizeResult:
     skipped_why: str | None = None
     #: use-kernels' decisions (pattern, ops, builtin/kernel µs alone, whole-model ratios, choice)
     kernels: list[dict] = field(default_factory=list)
+    #: quantize-int8's measurements on its samples: per-output SQNR / errors / cosine, the per-op
+    #: sensitivity table, the ops mixed precision (min-sqnr) kept float (None: no such quantizer ran)
+    quantization: dict | None = None
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "level": self.level,
                 "passes": records_json(self.passes), "before": self.before, "after": self.after,
                 "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
                 "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency,
-                "skipped": self.skipped, "skipped_why": self.skipped_why, "kernels": self.kernels}
+                "skipped": self.skipped, "skipped_why": self.skipped_why, "kernels": self.kernels,
+                "quantization": self.quantization}
 
 
 def _structure_only(missing: dict[str, int], budget: float) -> dict[str, Any]:
@@ -224,4 +228,5 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
     return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
                           src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
                           notes + ctx.messages, latency, [p.name for p in skipped],
-                          kernels=list(ctx.facts.get("use-kernels", [])))
+                          kernels=list(ctx.facts.get("use-kernels", [])),
+                          quantization=ctx.facts.get("quantize-int8") or ctx.facts.get("quantize-int16x8"))

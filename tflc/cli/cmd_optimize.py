@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
 import sys
@@ -70,6 +71,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "weights); added before the clean-up; the result must keep each output's SQNR against IN "
                         "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), reported per "
                         "output; checked on --inputs, else on the calibration samples")
+    p.add_argument("--min-sqnr", type=float, metavar="DB",
+                   help="mixed precision for --quantize int8 (sets its min-sqnr=DB): a target SQNR (dB) per output "
+                        "against IN, measured on the calibration samples; the ops whose int8 costs the most (a "
+                        "per-op sensitivity table, measured in LiteRT) stay float until every output reaches it; "
+                        "the notes and --json ('quantization') say which and why. A target: the floor that fails "
+                        "the result is still the mode's (min-sqnr-db)")
     p.add_argument("--calibration", metavar="DATA.npz|DIR",
                    help="calibration samples for --quantize: an .npz of arrays keyed by input name (as LiteRT "
                         "reports it) or arr_0.. in input order, first axis = sample; or a folder of images (PNG, "
@@ -130,6 +137,23 @@ def _sources(args: argparse.Namespace) -> tuple:
     return cal, inputs
 
 
+def _with_min_sqnr(quantize: str | None, db: float | None) -> str | None:
+    """--min-sqnr DB as the quantizer's option: 'int8' -> 'int8{min-sqnr=DB}' (with its other options kept)."""
+    if db is None:
+        return quantize
+    from ..errors import UsageError
+    from ..passes_api import get_pass
+    from ..passmanager import QUANTIZE_PASSES
+    kind, _, rest = (quantize or "").partition("{")
+    passes = QUANTIZE_PASSES.get(kind)
+    if not passes or "min_sqnr" not in {f.name for f in dataclasses.fields(get_pass(passes[0]).Options)}:
+        raise UsageError("--min-sqnr needs --quantize int8 (mixed precision keeps int8 ops float)")
+    opts = rest.strip().removesuffix("}").strip()
+    if any(o.split("=")[0].strip() == "min-sqnr" for o in opts.split(",")):
+        raise UsageError("--min-sqnr given twice (also as the --quantize option min-sqnr)")
+    return f"{kind}{{{opts + ',' if opts else ''}min-sqnr={db!r}}}"
+
+
 def run(args: argparse.Namespace) -> int:
     level = None if args.passes is not None else args.level
     args.calibration, args.inputs = _sources(args)
@@ -146,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
                             input_source=args.inputs, steps=args.steps, shapes=shapes(args),
                             tolerance=args.tolerance, verify_each=args.verify_each,
                             latency_guard=args.latency_guard, target=args.target, on_pass=on_pass,
-                            quantize=args.quantize, calibration=args.calibration, kernels=args.kernels)
+                            quantize=_with_min_sqnr(args.quantize, args.min_sqnr), calibration=args.calibration,
+                            kernels=args.kernels)
     data = res.to_json()
     if args.report:
         write_report(args.report, data)

@@ -1,0 +1,312 @@
+"""quantize-int8's accuracy measurements in LiteRT: per-output errors, per-op sensitivity, mixed precision.
+
+**Per-output error.** The float model and a quantized candidate run in LiteRT (``tflc.runtime``, the
+same run options as the check) on the same samples; each output is compared as ``tflc optimize``'s
+check compares it (``tflc.runtime.compare_results``: the step with the largest absolute error gives
+the output's SQNR, max and mean absolute error and cosine similarity).
+
+**Per-op sensitivity: one op quantized at a time.** For each op the pass would quantize, the model
+with ONLY that op int8 (QUANTIZE before it, DEQUANTIZE after, every other op float; the parameters
+are those of the full quantization) is run against the float model. Its SQNR per output is the
+noise that op's quantization (its weights, its input and output tensors) adds on its own.
+
+Why this one and not "everything int8 except that op": (1) it isolates each op: in a model of ~100
+quantized ops, removing one op's noise moves the total by a fraction of a dB, a difference of two
+nearly equal noise powers that the other ops' noise swamps, so the ranking would be mostly noise;
+(2) quantization noise from independent sources adds up in power to first order, so the one-at-a-
+time noise powers ``10^(-SQNR_i/10)`` form a budget: their sum predicts the whole model's noise, and
+their shares say how much of an output's noise each op accounts for, which is what mixed precision
+needs to decide how many ops to keep float in one round; (3) it is the standard "per-layer
+quantization enabled" analysis (AIMET's QuantAnalyzer, the TFLite quantization debugger's layer-wise
+view). Its known bias: an op kept float between int8 neighbours still reads and writes quantized
+tensors, so keeping it float gains less than its one-at-a-time noise; the mixed-precision loop
+therefore measures the real model after every round and goes on until the target holds.
+
+**Speed.** Every trial is built (clone, rewrite, serialize: a few ms) and run inside ONE isolated
+LiteRT child (forked: the model is not copied through a pipe, only small results come back), on a
+few samples: ~150 trials of a MediaPipe-sized model take seconds.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from tflc.metrics import OutputDiff
+
+#: mixed-precision rounds that may keep a single op float; later rounds keep 2, 4, 8, ... at least
+ROUNDS_ONE_BY_ONE = 4
+
+
+@dataclass
+class Samples:
+    """Where the measurement samples come from (the calibration analysis' source and seed)."""
+
+    source: str | None
+    count: int
+    seed: int
+    shapes: dict | None
+    run_options: Any
+
+
+def _measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes], smp: Samples,
+             ) -> tuple[list[list[OutputDiff] | str], int]:
+    """In the child: the reference on the samples once, then each candidate; per candidate its
+    per-output diffs, or LiteRT's error (a string)."""
+    from tflc.errors import TflcError
+    from tflc.runtime import RunResult, Session, compare_results, load_inputs
+    from tflc.runtime.inputs import convert_inputs
+    keep = ("name", "index", "shape", "dtype", "quantization")
+    ref = Session(reference, smp.run_options, name="the float model")
+    steps = load_inputs(smp.source, ref.input_details, steps=smp.count, seed=smp.seed, shapes=smp.shapes)
+    steps = steps[:smp.count]
+    ref_res = RunResult([{k: d[k] for k in keep if k in d} for d in ref.input_details],
+                        [{k: d[k] for k in keep if k in d} for d in ref.output_details], steps, ref.run_steps(steps))
+    del ref
+    out: list[list[OutputDiff] | str] = []
+    for cand in candidates:
+        try:
+            data = cand() if callable(cand) else cand
+            s = Session(data, smp.run_options, name="the quantized model")
+            feed = convert_inputs(steps, ref_res.input_details, s.input_details)
+            got = RunResult(ref_res.input_details, [{k: d[k] for k in keep if k in d} for d in s.output_details],
+                            feed, s.run_steps(feed))
+            out.append(compare_results(ref_res, got).diffs)
+        except (TflcError, ValueError, RuntimeError) as e:
+            out.append(f"{type(e).__name__}: {e}")
+    return out, len(steps)
+
+
+def measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes], smp: Samples
+            ) -> tuple[list[list[OutputDiff] | str], int]:
+    """Each candidate (bytes, or a function that builds them in the child) against ``reference``
+    on the samples, in one isolated LiteRT child. Returns the per-candidate results and the
+    number of samples used."""
+    from tflc.runtime import run_isolated
+    return run_isolated(_measure, reference, list(candidates), smp, timeout=1800.0,
+                        what="LiteRT measuring the quantized model")
+
+
+# --- the numbers -----------------------------------------------------------------------------
+
+def finite(x: float | None, nd: int = 2) -> float | None:
+    """A JSON-safe rounded number (None for inf / NaN)."""
+    if x is None or not math.isfinite(x):
+        return None
+    return round(float(x), nd)
+
+
+def noise(db: float) -> float:
+    """Relative noise power of an SQNR in dB (0 for an identical output, 1e6 for a broken one)."""
+    if db != db:
+        return 1e6
+    return 0.0 if db == float("inf") else min(1e6, 10.0 ** (-db / 10.0))
+
+
+def worst_db(diffs: Sequence[OutputDiff]) -> float:
+    vals = [d.sqnr_db if d.sqnr_db == d.sqnr_db else float("-inf") for d in diffs]
+    return min(vals, default=float("inf"))
+
+
+def outputs_json(diffs: Sequence[OutputDiff]) -> list[dict]:
+    return [{"output": d.name, "sqnr_db": finite(d.sqnr_db), "max_abs": finite(d.max_abs, 6),
+             "mean_abs": finite(d.mean_abs, 6), "cosine": finite(d.cosine, 6)} for d in diffs]
+
+
+def describe(diffs: Sequence[OutputDiff]) -> str:
+    return "; ".join(f"'{d.name}' SQNR {'identical' if d.sqnr_db == float('inf') else f'{d.sqnr_db:.1f} dB'}, "
+                     f"max abs error {d.max_abs:.3g}, mean {d.mean_abs:.3g}, cosine {d.cosine:.5f}" for d in diffs)
+
+
+@dataclass
+class Row:
+    """One op of the sensitivity table: the model's per-output SQNR with only this op int8."""
+
+    uid: int
+    op_type: str
+    tensor: str                       # the op's (first) output, which names it in notes
+    sqnr_db: dict[str, float] = field(default_factory=dict)   # output -> dB (inf: identical)
+    error: str | None = None          # LiteRT could not run the trial
+
+    @property
+    def worst(self) -> float:
+        return min(self.sqnr_db.values(), default=float("inf"))
+
+    @property
+    def worst_output(self) -> str | None:
+        return min(self.sqnr_db, key=self.sqnr_db.get) if self.sqnr_db else None
+
+    def to_json(self) -> dict:
+        return {"op": self.op_type, "output": self.tensor, "sqnr_db": finite(self.worst),
+                "worst_output": self.worst_output,
+                "sqnr_db_per_output": {k: finite(v) for k, v in self.sqnr_db.items()},
+                **({"error": self.error} if self.error else {})}
+
+
+def sensitivity(reference: bytes, ops: Sequence[Any], build: Callable[[set[int]], bytes], smp: Samples) -> list[Row]:
+    """The sensitivity table: one row per op of ``ops`` (``build({uid})`` makes the model with only
+    that op int8), most sensitive (lowest SQNR) first."""
+    trials = [(lambda u=op.uid: build({u})) for op in ops]
+    results, _ = measure(reference, trials, smp)
+    rows = []
+    for op, res in zip(ops, results):
+        if isinstance(res, str):
+            rows.append(Row(op.uid, op.type, op.output_name, {}, res))
+        else:
+            rows.append(Row(op.uid, op.type, op.output_name, {d.name: float(d.sqnr_db) for d in res}))
+    rows.sort(key=lambda r: (r.error is not None, r.worst))
+    return rows
+
+
+def pick(rows: Sequence[Row], diffs: Sequence[OutputDiff], target_db: float, least: int = 1) -> list[Row]:
+    """The ops to keep float in one mixed-precision round: by their share of the noise of the
+    outputs under ``target_db``, most first, as many as the noise budget says bring every such
+    output to the target (at least one). The one-at-a-time noise powers are scaled per output so
+    that they add up to the measured noise (``scale``), which absorbs how far from additive it is.
+    ``least``: take at least that many (later rounds grow, so that a model far from additive
+    cannot take one round per op)."""
+    goal = noise(target_db)
+    bad = [d for d in diffs if not d.sqnr_db >= target_db]
+    usable = [r for r in rows if r.error is None]
+    if not bad or not usable:
+        return []
+    total = {d.name: noise(d.sqnr_db) for d in bad}
+    share = {d.name: sum(noise(r.sqnr_db.get(d.name, float("inf"))) for r in usable) for d in bad}
+    scale = {k: (total[k] / share[k] if share[k] > 0 else 1.0) for k in total}
+
+    def weight(r: Row) -> float:
+        return max(scale[k] * noise(r.sqnr_db.get(k, float("inf"))) / total[k] for k in total)
+
+    order = sorted(usable, key=weight, reverse=True)
+    left = dict(total)
+    chosen = []
+    for r in order:
+        if len(chosen) >= least and (all(v <= goal for v in left.values()) or weight(r) <= 0):
+            break
+        chosen.append(r)
+        for k in left:
+            left[k] -= scale[k] * noise(r.sqnr_db.get(k, float("inf")))
+    return chosen
+
+
+# --- in the pass ------------------------------------------------------------------------------
+
+def _kept_text(k: dict) -> str:
+    """An op mixed precision kept float, with why: the model's SQNR with only it int8."""
+    db = "identical" if k["sqnr_db"] is None else f"{k['sqnr_db']:.1f} dB"
+    return f"{k['op']} '{k['output']}' (alone {db} on '{k['worst_output']}', rank {k['rank']})"
+
+
+def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, params: dict, ctx: Any, *,
+                    plan: Callable[[], Any], build: Callable[[dict, str], Callable[[set[int]], bytes]]):
+    """Measure the quantized model's outputs against the float one in LiteRT; with ``sensitivity``
+    or ``min_sqnr``, the per-op sensitivity table; with ``min_sqnr``, keep the most sensitive ops
+    float, round by round, until every output reaches it. Returns the ops and parameters to
+    quantize and the report for ``ctx.facts`` (None where nothing could be measured)."""
+    from tflc.analyses.calibration import SEED_OFFSET, calibration_source
+    from tflc.errors import TflcError
+    from tflc.io import serialize
+    from tflc.runtime import RunOptions
+
+    target = p.options.min_sqnr
+    rows_n = p.options.sensitivity or (10 if target is not None else 0)
+    t0 = time.perf_counter()
+    smp = Samples(calibration_source(ctx), p.options.samples, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
+                  dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
+    reference = serialize(model)
+    io = p.options.io
+    try:
+        (diffs,), n = measure(reference, [build(params, io)({op.uid for op in ops})], smp)
+    except TflcError as e:
+        diffs = str(e)
+    if isinstance(diffs, str):
+        ctx.note(f"{p.name}: could not measure the quantized model in LiteRT: {diffs}")
+        return ops, params, None
+    rows: list = []
+    if rows_n:
+        try:
+            rows = sensitivity(reference, ops, build(params, "float"), smp)
+        except TflcError as e:
+            ctx.note(f"{p.name}: could not measure the sensitivity table in LiteRT: {e}")
+    first = diffs
+    sens_s = time.perf_counter() - t0
+    rank = {r.uid: i + 1 for i, r in enumerate(rows)}
+    rounds: list[dict] = []
+    kept: list[dict] = []
+    reached = None
+    if target is not None:
+        reached = worst_db(diffs) >= target
+        while not reached:
+            quantized = {op.uid for op in ops}
+            least = 1 if len(rounds) < ROUNDS_ONE_BY_ONE else 2 ** (len(rounds) - ROUNDS_ONE_BY_ONE + 1)
+            chosen = pick([r for r in rows if r.uid in quantized], diffs, target, least)
+            if not chosen:
+                break
+            before = diffs
+            for r in chosen:
+                demoted[r.uid] = f"min-sqnr={target:g}: among the most sensitive ops (round {len(rounds) + 1})"
+            planned = plan()
+            if planned is None:            # keep the last result that LiteRT ran (noted by _plan)
+                for r in chosen:
+                    demoted.pop(r.uid, None)
+                break
+            if not planned[0]:
+                ops, params = planned
+                diffs = []
+                reached = True
+                rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": None})
+                kept += [{**r.to_json(), "rank": rank[r.uid], "round": len(rounds)} for r in chosen]
+                break
+            new_ops, new_params = planned
+            try:
+                (res,), _ = measure(reference, [build(new_params, io)(
+                    {op.uid for op in new_ops})], smp)
+            except TflcError as e:
+                res = str(e)
+            if isinstance(res, str):
+                ctx.note(f"{p.name}: min-sqnr: could not measure a round in LiteRT ({res}); kept the last one")
+                for r in chosen:
+                    demoted.pop(r.uid, None)
+                break
+            ops, params, diffs = new_ops, new_params, res
+            gain = worst_db(diffs) - worst_db(before)
+            rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": finite(worst_db(diffs)),
+                           "gain_db": finite(gain)})
+            why = (f"min-sqnr={target:g}: one of the {len(chosen)} most sensitive int8 ops kept float in round "
+                   f"{len(rounds)} (worst output {worst_db(before):.1f} -> {worst_db(diffs):.1f} dB; "
+                   "each op's SQNR with only it int8 is in the min-sqnr note)")
+            for r in chosen:
+                kept.append({**r.to_json(), "rank": rank[r.uid], "round": len(rounds),
+                             "round_gain_db": finite(gain)})
+                demoted[r.uid] = why
+            reached = worst_db(diffs) >= target
+    seconds = time.perf_counter() - t0
+    report = {"samples": n, "source": str(smp.source) if smp.source else "generated", "seconds": round(seconds, 2),
+              "outputs": outputs_json(diffs), "outputs_all_int8": outputs_json(first)}
+    if rows:
+        report["sensitivity"] = [dict(r.to_json(), rank=i + 1) for i, r in enumerate(rows)]
+        report["sensitivity_seconds"] = round(sens_s, 2)
+        report["sensitivity_method"] = ("each op int8 alone (every other op float): the model's SQNR per "
+                                        "output against the float model")
+        ctx.note(f"{p.name}: sensitivity (model SQNR with only that op int8, {n} sample(s), "
+                 f"{len(rows)} ops in {sens_s:.1f} s), most sensitive first: " + "; ".join(
+                     f"{r.op_type} '{r.tensor}' " + (f"error: {r.error}" if r.error else
+                                                     f"{r.worst:.1f} dB on '{r.worst_output}'")
+                     for r in rows[:rows_n]))
+    if target is not None:
+        report.update(min_sqnr=target, reached=bool(reached), rounds=rounds, kept_float=kept)
+        if not rounds and reached:
+            ctx.note(f"{p.name}: min-sqnr={target:g}: met with every op int8 (worst output "
+                     f"{worst_db(diffs):.1f} dB)")
+        elif reached and diffs:
+            ctx.note(f"{p.name}: min-sqnr={target:g}: met after {len(rounds)} round(s) with {len(kept)} op(s) "
+                     f"kept float (worst output {worst_db(first):.1f} -> {worst_db(diffs):.1f} dB): "
+                     + ", ".join(_kept_text(k) for k in kept))
+        elif not reached:
+            ctx.note(f"{p.name}: min-sqnr={target:g}: not met (worst output {worst_db(first):.1f} -> "
+                     f"{worst_db(diffs):.1f} dB after {len(rounds)} round(s), {len(kept)} op(s) kept float)"
+                     + (": " + ", ".join(_kept_text(k) for k in kept) if kept else ""))
+    if diffs:
+        ctx.note(f"{p.name}: measured on {n} calibration sample(s): {describe(diffs)}")
+    return ops, params, report
