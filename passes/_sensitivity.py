@@ -37,6 +37,8 @@ from tflc.metrics import OutputDiff
 
 #: mixed-precision rounds that may keep a single op float; later rounds keep 2, 4, 8, ... at least
 ROUNDS_ONE_BY_ONE = 4
+#: give-back: the ops kept float that go back to int8 may use this share of the slack under the target
+GIVE_BACK_SHARE = 0.7
 
 
 @dataclass
@@ -198,8 +200,38 @@ def _kept_text(k: dict) -> str:
     return f"{k['op']} '{k['output']}' (alone {db} on '{k['worst_output']}', rank {k['rank']})"
 
 
+def give_back_order(kept: Sequence[Row], trials: Sequence[list[OutputDiff] | str], diffs: Sequence[OutputDiff],
+                    target_db: float, use: float = GIVE_BACK_SHARE) -> list[Row]:
+    """Ops kept float that may be int8 again: each trial is the model with one of them int8 again;
+    their added noise powers (against the current ``diffs``), least first, while their sum stays
+    within ``use`` of each output's slack under the target."""
+    goal = noise(target_db)
+    now = {d.name: noise(d.sqnr_db) for d in diffs}
+    slack = {k: goal - v for k, v in now.items()}
+    if any(v <= 0 for v in slack.values()):
+        return []
+    cost = []
+    for r, res in zip(kept, trials):
+        if isinstance(res, str):
+            continue
+        add = {d.name: max(0.0, noise(d.sqnr_db) - now.get(d.name, 0.0)) for d in res}
+        share = max((add[k] / slack[k] for k in slack if k in add), default=float("inf"))
+        if share < use:
+            cost.append((share, r, add))
+    cost.sort(key=lambda c: c[0])
+    used = dict.fromkeys(slack, 0.0)
+    out = []
+    for _, r, add in cost:
+        if all(used[k] + add.get(k, 0.0) <= use * slack[k] for k in slack):
+            out.append(r)
+            for k in slack:
+                used[k] += add.get(k, 0.0)
+    return out
+
+
 def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, params: dict, ctx: Any, *,
-                    plan: Callable[[], Any], build: Callable[[dict, str], Callable[[set[int]], bytes]]):
+                    plan: Callable[[], Any], build: Callable[[dict, str], Callable[[set[int]], bytes]],
+                    params_for: Callable[[set[int]], Any] | None = None):
     """Measure the quantized model's outputs against the float one in LiteRT; with ``sensitivity``
     or ``min_sqnr``, the per-op sensitivity table; with ``min_sqnr``, keep the most sensitive ops
     float, round by round, until every output reaches it. Returns the ops and parameters to
@@ -234,6 +266,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     rank = {r.uid: i + 1 for i, r in enumerate(rows)}
     rounds: list[dict] = []
     kept: list[dict] = []
+    kept_rows: list[Row] = []
+    given_back: list[dict] = []
     reached = None
     if target is not None:
         reached = worst_db(diffs) >= target
@@ -244,12 +278,13 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
             if not chosen:
                 break
             before = diffs
+            snapshot = dict(demoted)
             for r in chosen:
                 demoted[r.uid] = f"min-sqnr={target:g}: among the most sensitive ops (round {len(rounds) + 1})"
             planned = plan()
             if planned is None:            # keep the last result that LiteRT ran (noted by _plan)
-                for r in chosen:
-                    demoted.pop(r.uid, None)
+                demoted.clear()
+                demoted.update(snapshot)
                 break
             if not planned[0]:
                 ops, params = planned
@@ -266,8 +301,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                 res = str(e)
             if isinstance(res, str):
                 ctx.note(f"{p.name}: min-sqnr: could not measure a round in LiteRT ({res}); kept the last one")
-                for r in chosen:
-                    demoted.pop(r.uid, None)
+                demoted.clear()
+                demoted.update(snapshot)
                 break
             ops, params, diffs = new_ops, new_params, res
             gain = worst_db(diffs) - worst_db(before)
@@ -279,8 +314,16 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
             for r in chosen:
                 kept.append({**r.to_json(), "rank": rank[r.uid], "round": len(rounds),
                              "round_gain_db": finite(gain)})
+                kept_rows.append(r)
                 demoted[r.uid] = why
             reached = worst_db(diffs) >= target
+        if reached and diffs and kept_rows and params_for is not None:
+            ops, params, diffs, back = _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, target,
+                                                  plan, build, params_for, ctx)
+            if back:
+                names = {r.tensor for r in back}
+                kept = [k for k in kept if k["output"] not in names]
+                given_back = [dict(r.to_json(), rank=rank[r.uid]) for r in back]
     seconds = time.perf_counter() - t0
     report = {"samples": n, "source": str(smp.source) if smp.source else "generated", "seconds": round(seconds, 2),
               "outputs": outputs_json(diffs), "outputs_all_int8": outputs_json(first)}
@@ -295,7 +338,11 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                                                      f"{r.worst:.1f} dB on '{r.worst_output}'")
                      for r in rows[:rows_n]))
     if target is not None:
-        report.update(min_sqnr=target, reached=bool(reached), rounds=rounds, kept_float=kept)
+        report.update(min_sqnr=target, reached=bool(reached), rounds=rounds, kept_float=kept, given_back=given_back)
+        if given_back:
+            ctx.note(f"{p.name}: min-sqnr={target:g}: {len(given_back)} op(s) kept float in the rounds are int8 again "
+                     f"(the target still holds without them): " + ", ".join(
+                         f"{g['op']} '{g['output']}'" for g in given_back))
         if not rounds and reached:
             ctx.note(f"{p.name}: min-sqnr={target:g}: met with every op int8 (worst output "
                      f"{worst_db(diffs):.1f} dB)")
@@ -310,3 +357,43 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     if diffs:
         ctx.note(f"{p.name}: measured on {n} calibration sample(s): {describe(diffs)}")
     return ops, params, report
+
+
+def _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, target, plan, build, params_for, ctx):
+    """After the target holds: the ops the rounds kept float whose int8 costs little (each tried
+    alone, in one LiteRT child) go back to int8 together, as far as the slack under the target
+    allows; the result is measured, and halved until it holds (3 tries)."""
+    from tflc.errors import TflcError
+    io = p.options.io
+    cur = {op.uid for op in ops}
+    rows, trials = [], []
+    for r in kept_rows:
+        prm, drop = params_for(cur | {r.uid})
+        if not drop:
+            rows.append(r)
+            trials.append(lambda u=cur | {r.uid}, prm=prm: build(prm, io)(u))
+    try:
+        results, _ = measure(reference, trials, smp) if trials else ([], 0)
+    except TflcError:
+        return ops, params, diffs, []
+    back = give_back_order(rows, results, diffs, target)
+    snapshot = dict(demoted)
+    for _ in range(3):
+        if not back:
+            break
+        for r in back:
+            demoted.pop(r.uid, None)
+        planned = plan()
+        res = None
+        if planned is not None and planned[0]:
+            try:
+                (res,), _ = measure(reference, [build(planned[1], io)({op.uid for op in planned[0]})], smp)
+            except TflcError:
+                res = None
+        if planned is not None and planned[0] and not isinstance(res, (str, type(None))) and worst_db(res) >= target:
+            return planned[0], planned[1], res, back
+        demoted.clear()
+        demoted.update(snapshot)
+        back = back[:len(back) // 2]
+    return ops, params, diffs, []
+
