@@ -37,6 +37,8 @@ from tflc.metrics import OutputDiff
 
 #: mixed-precision rounds that may keep a single op float; later rounds keep 2, 4, 8, ... at least
 ROUNDS_ONE_BY_ONE = 4
+#: a round that lowers the worst output by more than this (dB) is undone
+WORSE_DB = 0.5
 #: give-back: the ops kept float that go back to int8 may use this share of the slack under the target
 GIVE_BACK_SHARE = 0.7
 
@@ -267,6 +269,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     rounds: list[dict] = []
     kept: list[dict] = []
     kept_rows: list[Row] = []
+    no_gain: set[int] = set()
     given_back: list[dict] = []
     reached = None
     if target is not None:
@@ -274,7 +277,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
         while not reached:
             quantized = {op.uid for op in ops}
             least = 1 if len(rounds) < ROUNDS_ONE_BY_ONE else 2 ** (len(rounds) - ROUNDS_ONE_BY_ONE + 1)
-            chosen = pick([r for r in rows if r.uid in quantized], diffs, target, least)
+            chosen = pick([r for r in rows if r.uid in quantized and r.uid not in no_gain], diffs, target, least)
             if not chosen:
                 break
             before = diffs
@@ -304,6 +307,15 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                 demoted.clear()
                 demoted.update(snapshot)
                 break
+            if worst_db(res) < worst_db(before) - WORSE_DB:
+                # float islands can cost more than they save (their edges requantize): undo the
+                # round, and do not try those ops again
+                rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": finite(worst_db(res)),
+                               "gain_db": finite(worst_db(res) - worst_db(before)), "undone": True})
+                no_gain |= {r.uid for r in chosen}
+                demoted.clear()
+                demoted.update(snapshot)
+                continue
             ops, params, diffs = new_ops, new_params, res
             gain = worst_db(diffs) - worst_db(before)
             rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": finite(worst_db(diffs)),
