@@ -270,6 +270,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     kept: list[dict] = []
     kept_rows: list[Row] = []
     no_gain: set[int] = set()
+    undo = True
     given_back: list[dict] = []
     reached = None
     if target is not None:
@@ -278,6 +279,9 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
             quantized = {op.uid for op in ops}
             least = 1 if len(rounds) < ROUNDS_ONE_BY_ONE else 2 ** (len(rounds) - ROUNDS_ONE_BY_ONE + 1)
             chosen = pick([r for r in rows if r.uid in quantized and r.uid not in no_gain], diffs, target, least)
+            if not chosen and no_gain & quantized:       # only ops an undone round held are left: no more undoing
+                no_gain, undo = set(), False
+                chosen = pick([r for r in rows if r.uid in quantized], diffs, target, least)
             if not chosen:
                 break
             before = diffs
@@ -307,9 +311,11 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                 demoted.clear()
                 demoted.update(snapshot)
                 break
-            if worst_db(res) < worst_db(before) - WORSE_DB:
+            picked = {r.uid for r in chosen}
+            others = any(r.error is None and r.uid in quantized and r.uid not in no_gain | picked for r in rows)
+            if undo and others and worst_db(res) < worst_db(before) - WORSE_DB:
                 # float islands can cost more than they save (their edges requantize): undo the
-                # round, and do not try those ops again
+                # round, and try those ops again only when no other op is left
                 rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": finite(worst_db(res)),
                                "gain_db": finite(worst_db(res) - worst_db(before)), "undone": True})
                 no_gain |= {r.uid for r in chosen}
