@@ -30,14 +30,29 @@ leaves always loads and runs in stock LiteRT.
 Float16-weight models: the DEQUANTIZE ops of float16 constants are folded first
 (``fold-float16-weights``' rule), so weights are float32 constants the pass can quantize.
 
+int16x8 (``activations=int16``; ``quantize-int16x8``, ``--quantize int16x8``): TFLite's 16x8 scheme,
+activations int16 symmetric per tensor (zero point 0, scale max |x| / 32767), weights int8 as above,
+biases int64 (scale = input scale x weight scale); LOGISTIC, TANH and SOFTMAX write (1/32768, 0); the
+ops of ``INT16_SUPPORTED`` only (LiteRT's int16 kernels; a refusal demotes the op as above). XNNPACK
+takes none of it: every op runs on LiteRT's builtin kernels (a warning says so).
+
 Only the main subgraph is quantized. The loss is judged by ``tflc optimize`` as a minimum SQNR per
 output against the float model (``min_sqnr_db``, default 10 dB: a floor
 against broken quantization, not a quality target), and reported per output.
+
+Measured in LiteRT by the pass itself (``passes._sensitivity``), on the first ``samples``
+calibration samples: each output's SQNR, max and mean absolute error and cosine similarity against
+the float model (notes, and ``ctx.facts['quantize-int8']``, which ``tflc optimize --json`` reports as
+``quantization``); with ``sensitivity=N``, a per-op sensitivity table (the model's SQNR with only
+that op int8); with ``min-sqnr=DB`` (mixed precision, a target, not a check), the most sensitive
+ops are kept float, round by round, until every output reaches DB or nothing is left int8.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -50,6 +65,7 @@ from tflc.schema import TYPE_CODES, fb
 from .fold_float16_weights import FACT, FoldFloat16Dequantize
 
 _F32, _I8, _I32 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"], TYPE_CODES["INT32"]
+_I16, _I64 = TYPE_CODES["INT16"], TYPE_CODES["INT64"]
 
 #: weight input 1's per-channel axis
 WEIGHTED = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
@@ -68,6 +84,14 @@ FREE = frozenset({
     "PRELU", "BATCH_MATMUL", "SQUARED_DIFFERENCE", "RSQRT", "GELU", "ELU", "NEG", "ABS",
     "ARG_MAX", "ARG_MIN", *FIXED})
 SUPPORTED = frozenset(WEIGHTED) | SAME | FREE
+#: int16x8: the fixed int16 output parameters, and the ops with an int16 kernel in LiteRT (the TF
+#: converter refuses 16x8 for ELU, HARD_SWISH, NEG, PRELU, LOG_SOFTMAX, SPACE_TO_DEPTH, DEPTH_TO_SPACE;
+#: LiteRT 2.3.0 refuses an int16 SQUARED_DIFFERENCE)
+FIXED16 = {"LOGISTIC": (1 / 32768, 0), "SOFTMAX": (1 / 32768, 0), "TANH": (1 / 32768, 0)}
+INT16_SUPPORTED = SUPPORTED - {"ELU", "HARD_SWISH", "NEG", "PRELU", "LOG_SOFTMAX", "L2_NORMALIZATION",
+                               "SPACE_TO_DEPTH", "DEPTH_TO_SPACE", "SQUARED_DIFFERENCE", "GELU"}
+XNNPACK_INT16_WARNING = ("int16x8: XNNPACK delegates none of it (no int16 activations): every op runs on "
+                         "LiteRT's builtin kernels, slower than int8 or float on XNNPACK")
 
 
 @dataclass
@@ -81,13 +105,35 @@ class QuantizeInt8Options:
         "help": "the least SQNR (dB) each output must keep against the float model in tflc optimize's check "
                 "(a floor against broken quantization, not a quality target: each output's SQNR is reported)"})
     keep_float: list[str] = field(default_factory=list, metadata={
-        "help": "op types to leave float (':'-separated)"})
+        "help": "ops to leave float (':'-separated): op types (e.g. SOFTMAX) or ops' output tensor names"})
+    min_sqnr: float | None = field(default=None, metadata={
+        "help": "mixed precision: a target SQNR (dB) per output against the float model, measured in LiteRT on "
+                "the calibration samples; while an output is under it, the ops whose quantization costs the most "
+                "(the sensitivity table) are kept float and the model is quantized again, until it holds or "
+                "nothing is left; which ops stayed float and why is reported. A target, not a check: "
+                "min-sqnr-db is the floor that fails the result"})
+    sensitivity: int = field(default=0, metadata={
+        "help": "measure every quantized op's sensitivity in LiteRT (the model's SQNR with only that op int8) and "
+                "report the N most sensitive (0: only with min-sqnr, which reports 10)"})
+    samples: int = field(default=8, metadata={
+        "help": "calibration samples the SQNR measurements (per output, sensitivity, min-sqnr) run on"})
+    activations: str = field(default="int8", metadata={
+        "help": "int8, or int16: TFLite's 16x8 scheme (int16 symmetric activations, int8 weights, int64 "
+                "biases; --quantize int16x8; XNNPACK takes none of it)"})
 
     def __post_init__(self) -> None:
         if self.io not in ("float", "int8"):
             raise ValueError("io must be float or int8")
+        if self.activations not in ("int8", "int16"):
+            raise ValueError("activations must be int8 or int16")
         if not 50.0 < self.percentile <= 100.0:
             raise ValueError("percentile must be in (50, 100]")
+        if self.sensitivity < 0:
+            raise ValueError("sensitivity must be 0 or more (rows)")
+        if self.samples < 1:
+            raise ValueError("samples must be 1 or more")
+        if self.min_sqnr is not None and not math.isfinite(self.min_sqnr):
+            raise ValueError("min-sqnr must be a finite number of dB")
 
 
 # --- the maths -------------------------------------------------------------------------------
@@ -102,6 +148,14 @@ def activation_params(lo: float, hi: float) -> tuple[float, int]:
     scale = (hi - lo) / 255.0
     zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
     return float(np.float32(scale)), zp
+
+
+def activation_params16(lo: float, hi: float) -> tuple[float, int]:
+    """Symmetric int16 (scale, 0) for [lo, hi]: scale = max(|lo|, |hi|) / 32767."""
+    amax = max(abs(float(lo)), abs(float(hi)))
+    if not np.isfinite(amax):
+        raise ValueError("non-finite range")
+    return (float(np.float32(amax / 32767.0)) if amax > 1e-30 else 1.0 / 32767), 0
 
 
 def weight_scales(w: np.ndarray, axis: int | None) -> np.ndarray:
@@ -124,13 +178,14 @@ def quantize_weights(w: np.ndarray, scales: np.ndarray, axis: int | None) -> np.
     return np.clip(np.round(w / s), -127, 127).astype(np.int8)
 
 
-def quantize_bias(b: np.ndarray, scales: np.ndarray) -> np.ndarray:
+def quantize_bias(b: np.ndarray, scales: np.ndarray, dtype=np.int32) -> np.ndarray:
     q = np.round(np.asarray(b, np.float64) / scales.astype(np.float64))
-    return np.clip(q, np.iinfo(np.int32).min, np.iinfo(np.int32).max).astype(np.int32)
+    return np.clip(q, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
 
 
-def quantize_values(x: np.ndarray, scale: float, zp: int) -> np.ndarray:
-    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zp, -128, 127).astype(np.int8)
+def quantize_values(x: np.ndarray, scale: float, zp: int, dtype=np.int8) -> np.ndarray:
+    info = np.iinfo(dtype)
+    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zp, info.min, info.max).astype(dtype)
 
 
 def qparams(scale, zero_point, axis: int = 0) -> "fb.QuantizationParametersT":
@@ -151,14 +206,14 @@ def _float_const(t: Tensor | None) -> bool:
     return t is not None and t.dtype == _F32 and t.is_constant and not is_quantized(t)
 
 
-def why_float(op: Operator, ranges: dict, keep: set[str]) -> str:
+def why_float(op: Operator, ranges: dict, keep: set[str], activations: str = "int8") -> str:
     """Why ``op`` stays float, or '' when it can be quantized."""
-    if op.type in keep:
+    if op.type in keep or (op.outputs and op.output_name in keep):
         return "asked to stay float (keep-float)"
     if op.opcode.is_custom:
-        return "a custom op (no int8 kernel known)"
-    if op.type not in SUPPORTED:
-        return "no int8 kernel in tflc's table of LiteRT's int8 ops"
+        return f"a custom op (no {activations} kernel known)"
+    if op.type not in (SUPPORTED if activations == "int8" else INT16_SUPPORTED):
+        return f"no {activations} kernel in tflc's table of LiteRT's {activations} ops"
     ins = [t for t in op.inputs if t is not None]
     if not any(_float_act(t) for t in (*ins, *op.outputs)) and op.type not in WEIGHTED:
         return "no float activation"
@@ -214,9 +269,11 @@ def _data_tensors(op: Operator) -> list[Tensor]:
     return out
 
 
-def plan_params(ops: list[Operator], ranges: dict, percentile: float) -> tuple[dict[int, tuple[float, int]], set[int]]:
+def plan_params(ops: list[Operator], ranges: dict, percentile: float,
+                activations: str = "int8") -> tuple[dict[int, tuple[float, int]], set[int]]:
     """Parameters per float tensor uid of the quantized ``ops``, and the uids of ops to drop
     (their group would need two different fixed parameters)."""
+    FIXED_, act_params = (FIXED, activation_params) if activations == "int8" else (FIXED16, activation_params16)
     g = _Groups()
     fixed: dict[int, tuple[float, int]] = {}
     for op in ops:
@@ -226,8 +283,8 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float) -> tuple[d
         if op.type in SAME:
             for t in ts[1:]:
                 g.union(ts[0].uid, t.uid)
-        if op.type in FIXED:
-            fixed[op.outputs[0].uid] = FIXED[op.type]
+        if op.type in FIXED_:
+            fixed[op.outputs[0].uid] = FIXED_[op.type]
     drop: set[int] = set()
     group_fixed: dict[int, tuple[float, int]] = {}
     for u, p in fixed.items():
@@ -249,14 +306,17 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float) -> tuple[d
     params = {}
     for u in by_uid:
         r = g.find(u)
-        params[u] = group_fixed.get(r) or activation_params(lo[r], hi[r])
+        params[u] = group_fixed.get(r) or act_params(lo[r], hi[r])
     return params, set()
 
 
 # --- rewriting -------------------------------------------------------------------------------
 
-def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int]], io: str) -> list[str]:
-    """Quantize the ops whose uids are in ``quantize`` (main subgraph), in place. Returns notes."""
+def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int]], io: str,
+            activations: str = "int8") -> list[str]:
+    """Quantize the ops whose uids are in ``quantize`` (main subgraph), in place. Returns notes.
+    ``activations="int16"``: int16 activations and int64 biases (16x8; ``io="int8"``: int16 edges)."""
+    _A, _ANP, _B, _BNP = (_I8, np.int8, _I32, np.int32) if activations == "int8" else (_I16, np.int16, _I64, np.int64)
     sg = model.main
     notes: list[str] = []
     order = {id(op): i for i, op in enumerate(sg.operators)}
@@ -282,12 +342,13 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 if b is not None:
                     bs = (np.float64(s_in) * ws.astype(np.float64))
                     bv = np.broadcast_to(np.asarray(b.data, np.float32).reshape(-1), (len(ws),))
-                    bq = sg.new_constant(f"{b.name}/int32", quantize_bias(bv, bs).reshape(b.shape or (len(ws),)), _I32)
+                    bq = sg.new_constant(f"{b.name}/{_BNP.__name__}",
+                                         quantize_bias(bv, bs, _BNP).reshape(b.shape or (len(ws),)), _B)
                     sg.set_quantization(bq, qparams(bs.astype(np.float32), np.zeros(len(ws), np.int64), 0))
                     sg.set_input(op, 2, bq)
             elif op.type in WEIGHTED:
                 continue
-            elif op.type == "BATCH_MATMUL" and i == 1:
+            elif op.type == "BATCH_MATMUL" and i == 1 and activations == "int8":
                 s = float(weight_scales(t.data, None)[0])
                 key = (t.uid, s, 0, "sym")
                 if key not in consts:
@@ -299,8 +360,8 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 s, z = params[t.uid]
                 key = (t.uid, s, z)
                 if key not in consts:
-                    consts[key] = c = sg.new_constant(f"{t.name}/int8", quantize_values(t.data, s, z), _I8,
-                                                      shape_signature=t.shape_signature)
+                    consts[key] = c = sg.new_constant(f"{t.name}/{activations}", quantize_values(t.data, s, z, _ANP),
+                                                      _A, shape_signature=t.shape_signature)
                     sg.set_quantization(c, qparams(s, z))
                 sg.set_input(op, i, consts[key])
     # 2. activations
@@ -319,7 +380,7 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
         pinned = sg.is_pinned(t)
         if (produced_q and (io == "int8" or not pinned)) or (graph_in and io == "int8"):
             # the tensor itself becomes int8; float readers get a DEQUANTIZE
-            sg.set_dtype(t, _I8)
+            sg.set_dtype(t, _A)
             sg.set_quantization(t, qparams(s, z))
             if f_uses:
                 f = sg.new_tensor(f"{t.name}/float", _F32, t.shape, shape_signature=t.shape_signature)
@@ -331,10 +392,10 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 for o, i in f_uses:
                     sg.set_input(o, i, f)
             if pinned and io == "int8" and not graph_in:
-                notes.append(f"output '{t.name}' is int8 (scale {s:.6g}, zero point {z})")
+                notes.append(f"output '{t.name}' is {activations} (scale {s:.6g}, zero point {z})")
         elif produced_q:
             # a float graph output: the op writes an int8 twin, DEQUANTIZE writes the output
-            q = sg.new_tensor(f"{t.name}/int8", _I8, t.shape, shape_signature=t.shape_signature,
+            q = sg.new_tensor(f"{t.name}/{activations}", _A, t.shape, shape_signature=t.shape_signature,
                               quantization=qparams(s, z))
             sg.set_output(prod, list(prod.outputs).index(t), q)
             sg.add_op(Operator(builtin_opcode("DEQUANTIZE", 2), [q], [t]), after=prod)
@@ -342,7 +403,7 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 sg.set_input(o, i, q)
         else:
             # read from a float op or a float graph input: QUANTIZE before the first int8 reader
-            q = sg.new_tensor(f"{t.name}/int8", _I8, t.shape, shape_signature=t.shape_signature,
+            q = sg.new_tensor(f"{t.name}/{activations}", _A, t.shape, shape_signature=t.shape_signature,
                               quantization=qparams(s, z))
             first = min((o for o, _ in q_uses), key=lambda o: order[id(o)])
             sg.add_op(Operator(builtin_opcode("QUANTIZE", 1), [t], [q]), before=first)
@@ -415,13 +476,16 @@ class QuantizeInt8(Pass):
             return False
         if cal.warning:
             ctx.note(f"{self.name}: warning: {cal.warning}")
+        act = self.options.activations
+        if act == "int16":
+            ctx.note(f"{self.name}: warning: {XNNPACK_INT16_WARNING}")
         keep = set(self.options.keep_float)
         sg = model.main
         reasons: dict[int, str] = {}
         candidates = []
         for op in sg.operators:
-            why = why_float(op, cal.ranges, keep)
-            if not why and self.options.io == "float" and op.type in FIXED and all(
+            why = why_float(op, cal.ranges, keep, self.options.activations)
+            if not why and self.options.io == "float" and op.type in FIXED and act == "int8" and all(
                     sg.is_graph_output(t) and not t.uses for t in op.outputs):
                 p = FIXED[op.type]
                 why = (f"it writes a float graph output: its fixed int8 output grid ({p[0]:.4g}) would cost the "
@@ -431,39 +495,88 @@ class QuantizeInt8(Pass):
             else:
                 candidates.append(op)
         demoted: dict[int, str] = {}
-        for _ in range(self.max_retries):
-            ops = [op for op in candidates if op.uid not in demoted]
-            params, drop = plan_params(ops, cal.ranges, self.options.percentile)
-            if drop:
-                demoted.update(dict.fromkeys(drop, "its inputs would need two different fixed parameters"))
-                continue
-            if not ops:
-                break
-            trial = model.clone()
-            notes = rewrite(trial, {op.uid for op in ops}, params, self.options.io)
-            err, uid = refused_op(trial, {op.uid for op in ops})
-            if err is None:
-                break
-            if uid is None:
-                ctx.note(f"{self.name}: not quantized: LiteRT refused the result and no quantized op was named: {err}")
-                return False
-            demoted[uid] = f"LiteRT refused it in int8 ({err.split(': ', 1)[-1][:160]})"
-        else:
-            ctx.note(f"{self.name}: not quantized: LiteRT still refused the result after {self.max_retries} tries")
+        planned = self._plan(model, candidates, demoted, cal, ctx)
+        if planned is None:
             return False
-        ops = [op for op in candidates if op.uid not in demoted]
+        ops, params = planned
         if not ops:
             ctx.note(f"{self.name}: nothing to quantize")
+            return False
+        ops, params, report = self._measure_and_mix(model, candidates, demoted, ops, params, cal, ctx)
+        if report is not None:
+            report["int8_ops"], report["ops"] = len(ops), len(sg.operators)
+            ctx.facts[self.name] = report
+        if not ops:
+            ctx.note(f"{self.name}: nothing left to quantize: every op stayed float for min-sqnr="
+                     f"{self.options.min_sqnr:g}; the model is unchanged")
             return False
         reasons.update(demoted)
         for op in sg.operators:
             if op.uid in reasons and op.type not in ("QUANTIZE", "DEQUANTIZE"):
                 ctx.note(f"{self.name}: kept {op.type} '{op.output_name}' float: {reasons[op.uid]}")
         total = len(sg.operators)
-        notes = rewrite(model, {op.uid for op in ops}, params, self.options.io)
+        notes = rewrite(model, {op.uid for op in ops}, params, self.options.io, act)
         for n in notes:
             ctx.note(f"{self.name}: {n}")
-        ctx.note(f"{self.name}: {len(ops)} of {total} ops int8 ({total - len(ops)} float); calibrated on "
+        ctx.note(f"{self.name}: {len(ops)} of {total} ops {'int8' if act == 'int8' else 'int16x8'} "
+                 f"({total - len(ops)} float); calibrated on "
                  f"{cal.samples} sample(s) from {cal.source}")
         return True
 
+    def _plan(self, model: Model, candidates: list[Operator], demoted: dict[int, str], cal, ctx):
+        """The ops to quantize (``candidates`` less ``demoted``, which gains the ops whose groups
+        conflict and those LiteRT refuses in int8) and their parameters; None (noted) on failure."""
+        for _ in range(self.max_retries):
+            ops = [op for op in candidates if op.uid not in demoted]
+            params, drop = plan_params(ops, cal.ranges, self.options.percentile, self.options.activations)
+            if drop:
+                demoted.update(dict.fromkeys(drop, "its inputs would need two different fixed parameters"))
+                continue
+            if not ops:
+                return [], {}
+            trial = model.clone()
+            rewrite(trial, {op.uid for op in ops}, params, self.options.io, self.options.activations)
+            err, uid = refused_op(trial, {op.uid for op in ops})
+            if err is None:
+                return ops, params
+            if uid is None:
+                ctx.note(f"{self.name}: not quantized: LiteRT refused the result and no quantized op was named: {err}")
+                return None
+            demoted[uid] = f"LiteRT refused it in {self.options.activations} ({err.split(': ', 1)[-1][:160]})"
+        ctx.note(f"{self.name}: not quantized: LiteRT still refused the result after {self.max_retries} tries")
+        return None
+
+    def _build(self, model: Model, params: dict, io: str) -> "Callable[[set[int]], bytes]":
+        from tflc.io import serialize
+
+        def build(uids: set[int]) -> bytes:
+            trial = model.clone()
+            rewrite(trial, uids, params, io, self.options.activations)
+            return serialize(trial)
+        return build
+
+    def _measure_and_mix(self, model: Model, candidates: list[Operator], demoted: dict[int, str],
+                         ops: list[Operator], params: dict, cal, ctx):
+        """The measurements in LiteRT and mixed precision (``min_sqnr``): see ``passes._sensitivity``."""
+        from ._sensitivity import measure_and_mix
+        return measure_and_mix(self, model, demoted, ops, params, ctx,
+                               plan=lambda: self._plan(model, candidates, demoted, cal, ctx),
+                               build=lambda prm, io: self._build(model, prm, io),
+                               params_for=lambda uids: plan_params([op for op in candidates if op.uid in uids],
+                                                                   cal.ranges, self.options.percentile,
+                                                                   self.options.activations))
+
+
+@dataclass
+class QuantizeInt16x8Options(QuantizeInt8Options):
+    activations: str = field(default="int16", metadata={
+        "help": "int16 (TFLite's 16x8 scheme: int16 symmetric activations, int8 weights, int64 biases), or int8"})
+
+
+@register
+class QuantizeInt16x8(QuantizeInt8):
+    """quantize-int16x8: ``quantize-int8{activations=int16}`` (``--quantize int16x8``); see quantize-int8."""
+    name = "quantize-int16x8"
+    description = ("post-training 16x8 quantization: int16 activations, int8 weights, int64 biases (TFLite's "
+                   "16x8 scheme); XNNPACK takes none of it")
+    Options = QuantizeInt16x8Options

@@ -66,6 +66,7 @@ KERNEL_PASS = "use-kernels"
 #: its partition); ``dynamic``: quantize-dynamic (int8 per-channel weights, float activations, where
 #: XNNPACK takes the op so); ``fp16``: quantize-fp16 (float16 weights). Each is judged by SQNR.
 QUANTIZE_PASSES: dict[str, tuple[str, ...]] = {"int8": ("quantize-int8", "float-islands"),
+                                               "int16x8": ("quantize-int16x8",),
                                                "dynamic": ("quantize-dynamic",),
                                                "fp16": ("quantize-fp16",)}
 

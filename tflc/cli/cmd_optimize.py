@@ -66,6 +66,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--quantize", metavar="MODE",
                    help="post-training quantization from the .tflite: 'int8' (full integer, float inputs and "
                         "outputs; quantize-int8 and float-islands, e.g. 'int8{io=int8,percentile=99.99}'), "
+                        "'int16x8' (quantize-int16x8: int16 activations, int8 weights, int64 biases; more accurate, "
+                        "but XNNPACK takes none of it: the builtin kernels run it, with a warning), "
                         "'dynamic' (quantize-dynamic: int8 per-channel weights, float activations, where XNNPACK "
                         "takes the op so; depthwise convs stay float) or 'fp16' (quantize-fp16: float16 "
                         "weights); added before the clean-up; the result must keep each output's SQNR against IN "

@@ -1,0 +1,122 @@
+"""quantize-int8's measurements in LiteRT: the per-op sensitivity table (each op int8 alone), the
+per-output errors of the result, and mixed precision (min-sqnr: the most sensitive ops stay float
+until every output reaches the target)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tflc.cli.main import main
+from tflc.io import read_model, serialize
+from tflc.metrics import OutputDiff
+from tflc.passes._sensitivity import Row, pick
+from tflc.passes_api import parse_pipeline
+from tflc.passmanager import PassContext, run_pipeline
+from tflc.runtime import Session, compare_models
+
+SAMPLES = 8
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    """The example model (mobilenet_tiny, converter-built, float) and calibration samples for it."""
+    from pathlib import Path
+    model = Path(__file__).resolve().parents[2] / "examples" / "mobilenet_tiny.tflite"
+    d = Session(str(model)).input_details[0]
+    path = tmp_path_factory.mktemp("sens") / "calib.npz"
+    data = np.random.default_rng(5).uniform(-1, 1, (SAMPLES, *d["shape"])).astype(np.float32)
+    np.savez(path, **{d["name"]: data})
+    return model, path
+
+
+def _quantize(model_path, calib_path, spec):
+    m = read_model(model_path)
+    ctx = PassContext(calibration=str(calib_path))
+    run_pipeline(m, parse_pipeline(spec), ctx)
+    return m, ctx
+
+
+def _int8_ops(m):
+    return [op for op in m.main.operators if op.type not in ("QUANTIZE", "DEQUANTIZE")
+            and any(t.type_name == "INT8" for t in op.outputs)]
+
+
+def test_the_sensitivity_table_has_a_finite_row_per_quantized_op(calib):
+    model, path = calib
+    m, ctx = _quantize(model, path, f"quantize-int8{{sensitivity=100,samples={SAMPLES}}}")
+    fact = ctx.facts["quantize-int8"]
+    rows = fact["sensitivity"]
+    quantized = _int8_ops(m)
+    assert len(rows) == fact["int8_ops"] == len(quantized) > 10
+    assert sorted(r["output"] for r in rows) == sorted(op.output_name for op in quantized)
+    assert {r["op"] for r in rows} <= {op.type for op in m.main.operators}
+    for r in rows:
+        assert r["sqnr_db"] is not None and math.isfinite(r["sqnr_db"]) and r["sqnr_db"] > 0, r
+        assert "error" not in r
+    assert [r["sqnr_db"] for r in rows] == sorted(r["sqnr_db"] for r in rows), "most sensitive first"
+    # each op alone costs less than all of them together
+    (out,) = fact["outputs"]
+    assert all(out[k] is not None and math.isfinite(out[k]) for k in ("sqnr_db", "max_abs", "mean_abs", "cosine"))
+    assert out["sqnr_db"] < rows[0]["sqnr_db"] and 0.9 < out["cosine"] <= 1.0 and out["mean_abs"] <= out["max_abs"]
+    note = next(n for n in ctx.messages if "sensitivity" in n)
+    assert rows[0]["output"] in note and f"{rows[0]['sqnr_db']:.1f} dB" in note
+    assert any("measured on" in n and "cosine" in n for n in ctx.messages)
+
+
+def test_min_sqnr_keeps_the_most_sensitive_ops_float_until_the_target_holds(calib):
+    model, path = calib
+    _, ctx0 = _quantize(model, path, "quantize-int8")
+    base = ctx0.facts["quantize-int8"]["outputs"][0]["sqnr_db"]
+    assert "sensitivity" not in ctx0.facts["quantize-int8"], "no table unless asked"
+    target = round(base + 8, 1)
+    m, ctx = _quantize(model, path, f"quantize-int8{{min-sqnr={target}}}")
+    fact = ctx.facts["quantize-int8"]
+    kept = fact["kept_float"]
+    assert kept and fact["rounds"], "the all-int8 model was under the target"
+    if fact["int8_ops"] == 0:           # everything float was tried
+        assert any("nothing left to quantize" in n for n in ctx.messages)
+        return
+    assert fact["reached"] and fact["outputs"][0]["sqnr_db"] >= target
+    assert fact["outputs_all_int8"][0]["sqnr_db"] == pytest.approx(base)
+    assert fact["int8_ops"] == len(_int8_ops(m)) < len(fact["sensitivity"])
+    assert kept[0]["rank"] == 1 or any(k["rank"] == 1 for k in kept), "the most sensitive op stays float first"
+    still_int8 = {op.output_name for op in _int8_ops(m)}
+    for k in kept:
+        assert k["output"] not in still_int8
+        assert any(n.startswith("quantize-int8: kept ") and f"'{k['output']}' float: min-sqnr={target:g}" in n
+                   for n in ctx.messages), k["output"]
+    for g in fact["given_back"]:        # kept float in a round, int8 again once the target held
+        assert g["output"] in still_int8
+    summary = next(n for n in ctx.messages if f"min-sqnr={target:g}: met" in n)
+    assert kept[0]["output"] in summary and "alone" in summary
+    # the same measurement outside the pass: LiteRT on the calibration samples
+    cmp, _ = compare_models(str(model), serialize(m), source=str(path), steps=SAMPLES)
+    assert cmp.diffs[0].sqnr_db >= target
+
+
+def test_pick_takes_the_biggest_noise_shares_until_the_budget_holds():
+    rows = [Row(1, "CONV_2D", "a", {"y": 20.0}), Row(2, "ADD", "b", {"y": 30.0}), Row(3, "RELU", "c", {"y": 40.0}),
+            Row(4, "CONV_2D", "d", {"y": 50.0})]
+    diff = OutputDiff("y", (1,), False, 1.0, 0.5, 0.1, 0.99, 10 * math.log10(1 / (0.01 + 0.001 + 0.0001 + 0.00001)))
+    assert [r.tensor for r in pick(rows, [diff], 25.0)] == ["a"]
+    assert [r.tensor for r in pick(rows, [diff], 35.0)] == ["a", "b"]
+    assert pick(rows, [diff], 15.0) == [], "already met"
+    assert len(pick(rows, [diff], 200.0)) == 4
+    assert [r.tensor for r in pick(rows, [diff], 25.0, least=3)] == ["a", "b", "c"], "later rounds take more"
+
+
+def test_cli_min_sqnr_sets_the_option_and_json_reports_it(calib, tmp_path, capsys):
+    model, path = calib
+    out = tmp_path / "q.tflite"
+    rc = main(["optimize", str(model), "-o", str(out), "-O1", "--quantize", "int8", "--min-sqnr", "35",
+               "--calibration", str(path), "--json"])
+    text, err = capsys.readouterr()
+    assert rc == 0, err
+    q = json.loads(text)["quantization"]
+    assert q["min_sqnr"] == 35.0 and q["sensitivity"] and q["outputs"][0]["sqnr_db"] is not None
+    assert q["reached"] or q["int8_ops"] == 0
+    assert main(["optimize", str(model), "-o", str(tmp_path / "x.tflite"), "--quantize", "fp16", "--min-sqnr", "30"]) == 2
+    assert "--min-sqnr needs --quantize int8" in capsys.readouterr().err
