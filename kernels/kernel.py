@@ -33,6 +33,9 @@ ShapeFn = Callable[[Sequence[Optional[tuple]], bytes], Sequence[tuple]]
 class PythonKernel:
     fn: Callable[[list, bytes], Any]
     output_shapes: ShapeFn | None = None
+    #: only where LiteRT runs without XNNPACK (whose delegate runs this custom op itself, faster):
+    #: e.g. MediaPipe's Convolution2DTransposeBias, which tflc's calibration needs on the builtin path
+    fallback: bool = False
     kind = "python"
 
     def __post_init__(self) -> None:
@@ -50,6 +53,7 @@ class NativeKernel:
     prepare: int = 0
     #: ``init(custom_options) -> numpy array``: the op's parameters, decoded once (None: none)
     init: Callable[[bytes], Any] | None = None
+    fallback: bool = False        # as PythonKernel.fallback
     kind = "native"
 
     def __post_init__(self) -> None:

@@ -39,10 +39,12 @@ def _kernels_module() -> Any:
     return importlib.import_module("tflc.kernels")
 
 
-def registered_kernels(codes: Mapping[str, int] | Any) -> dict[str, Any]:
-    """Custom code -> kernel, for the codes in ``codes`` that have one."""
+def registered_kernels(codes: Mapping[str, int] | Any, *, xnnpack: bool = True) -> dict[str, Any]:
+    """Custom code -> kernel, for the codes in ``codes`` that have one (with ``xnnpack``, not the
+    fallback kernels: XNNPACK's delegate runs those custom ops itself)."""
     k = _kernels_module()
-    return {c: kern for c in codes if (kern := k.lookup(c)) is not None}
+    return {c: kern for c in codes if (kern := k.lookup(c)) is not None
+            and not (xnnpack and getattr(kern, "fallback", False))}
 
 
 def missing_message(name: str, codes: Mapping[str, int], *, xnnpack: bool = True) -> str:
@@ -73,13 +75,13 @@ def unregistered(buf: Any) -> dict[str, int]:
     return {c: n for c, n in custom.items() if c not in kernels}
 
 
-def kernel_plan(buf: Any, extra: Mapping[str, Any] | None = None) -> KernelPlan:
+def kernel_plan(buf: Any, extra: Mapping[str, Any] | None = None, *, xnnpack: bool = True) -> KernelPlan:
     """The model's custom ops and a delegate for those with a kernel (``extra``: more kernels,
-    for this model only)."""
+    for this model only; ``xnnpack``: the interpreter applies XNNPACK, so fallback kernels stay out)."""
     custom = modelinfo.custom_op_counts(buf)
     if not custom:
         return KernelPlan({}, {}, None)
-    kernels = registered_kernels(custom)
+    kernels = registered_kernels(custom, xnnpack=xnnpack)
     as_kernel = _kernels_module().as_kernel
     kernels.update({c: as_kernel(k) for c, k in (extra or {}).items() if c in custom})
     if not kernels:

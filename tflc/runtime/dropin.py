@@ -119,7 +119,7 @@ class Interpreter(_LiteRTInterpreter):
             buf = modelinfo.model_buffer(source)
             if given is not None:
                 return custom_ops.KernelPlan(modelinfo.custom_op_counts(buf), dict(given.kernels), given)
-            return custom_ops.kernel_plan(buf, self._tflc_kernels)
+            return custom_ops.kernel_plan(buf, self._tflc_kernels, xnnpack=self._tflc_xnnpack)
         except Exception as e:  # noqa: BLE001 - reported after LiteRT had its say
             return e
 

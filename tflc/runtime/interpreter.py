@@ -99,7 +99,7 @@ class Session:
         self._model, self._probe = (bytes(model) if in_memory else str(Path(model))), _probe
         buf = modelinfo.model_buffer(self._model)
         given = [d for d in options.delegates if isinstance(d, KernelDelegate)]       # one made by the caller
-        plan = (custom_ops.kernel_plan(buf, extra_kernels) if not given else
+        plan = (custom_ops.kernel_plan(buf, extra_kernels, xnnpack=options.xnnpack) if not given else
                 custom_ops.KernelPlan(modelinfo.custom_op_counts(buf), dict(given[0].kernels), given[0]))
         self.custom_ops: dict[str, int] = plan.custom        # custom code -> ops, as the file holds them
         self.kernel_delegate = plan.delegate                   # claims the ops with a registered kernel
