@@ -63,6 +63,8 @@ class OptimizeResult:
     #: quantize-int8's measurements on its samples: per-output SQNR / errors / cosine, the per-op
     #: sensitivity table, the ops mixed precision (min-sqnr) kept float (None: no such quantizer ran)
     quantization: dict | None = None
+    #: ``--quantize auto``: the target, the mode chosen and why, every candidate's numbers
+    auto: dict | None = None
 
     def to_json(self) -> dict:
         return {"input": self.input, "output": self.output, "level": self.level,
@@ -70,7 +72,7 @@ class OptimizeResult:
                 "size_before": self.size_before, "size_after": self.size_after, "check": self.check,
                 "seconds": round(self.seconds, 4), "notes": self.notes, "latency": self.latency,
                 "skipped": self.skipped, "skipped_why": self.skipped_why, "kernels": self.kernels,
-                "quantization": self.quantization}
+                "quantization": self.quantization, "auto": self.auto}
 
 
 def _structure_only(missing: dict[str, int], budget: float) -> dict[str, Any]:
@@ -136,6 +138,15 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     kernels run as exact tflc kernels where the whole model gets faster; the output then needs
     ``tflc.runtime`` (or tflc's kernels registered) to run."""
     kernels = kernels or target == "tflc"          # the target of XNNPACK and tflc's kernels
+    if quantize is not None:
+        from .quantize_auto import choose, parse_auto
+        target_db = parse_auto(quantize)
+        if target_db is not None:       # every mode, measured; the fastest within the target is kept
+            auto_kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options,
+                           input_source=input_source, steps=steps, shapes=shapes, tolerance=tolerance,
+                           verify_each=verify_each, latency_guard=latency_guard, target=target, on_pass=on_pass,
+                           calibration=calibration)
+            return choose(src, dst, target_db, optimize_file, auto_kw)
     kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
               shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
               target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)

@@ -63,8 +63,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "gets faster, measured against the builtin op and, with --target, against a float island); the output "
                         "then holds TFLC_* custom ops and runs only in tflc.runtime (tflc.runtime.Interpreter, "
                         "or any tflc command)")
-    p.add_argument("--quantize", metavar="MODE",
-                   help="post-training quantization from the .tflite: 'int8' (full integer, float inputs and "
+    p.add_argument("--quantize", metavar="MODE", nargs="?", const="auto",
+                   help="post-training quantization from the .tflite: 'auto' (the default when MODE is left out: "
+                        "every mode below is tried and measured in LiteRT, and the fastest whose every output keeps "
+                        "the target SQNR against IN is written, 25 dB unless --min-sqnr says; int8 then keeps the "
+                        "ops float whose int8 costs the most), 'int8' (full integer, float inputs and "
                         "outputs; quantize-int8 and float-islands, e.g. 'int8{io=int8,percentile=99.99}'), "
                         "'int16x8' (quantize-int16x8: int16 activations, int8 weights, int64 biases; more accurate, "
                         "but XNNPACK takes none of it: the builtin kernels run it, with a warning), "
@@ -147,6 +150,10 @@ def _with_min_sqnr(quantize: str | None, db: float | None) -> str | None:
     from ..passes_api import get_pass
     from ..passmanager import QUANTIZE_PASSES
     kind, _, rest = (quantize or "").partition("{")
+    if kind == "auto":                 # the target every mode is judged by
+        if rest.strip():
+            raise UsageError("--min-sqnr given twice (also as the --quantize auto option min-sqnr)")
+        return f"auto{{min-sqnr={db!r}}}"
     passes = QUANTIZE_PASSES.get(kind)
     if not passes or "min_sqnr" not in {f.name for f in dataclasses.fields(get_pass(passes[0]).Options)}:
         raise UsageError("--min-sqnr needs --quantize int8 (mixed precision keeps int8 ops float)")
@@ -182,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_text(data, verbose=args.verbose)
         for n in data["notes"]:          # --quantize: each output's SQNR against IN (the check that decided)
-            if n.startswith("quantized output "):
+            if n.startswith("quantized output ") or n.startswith("--quantize auto"):
                 print(n)
     sys.stdout.flush()
     return 0
