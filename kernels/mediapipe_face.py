@@ -31,12 +31,8 @@ kernel lookup. :data:`CONSTRAINTS` holds each op's constraints as a ``tflc.capab
 predicate over IR ops (``pred(op) -> (ok, reason)``, ``pred.describe()``); prepare applies the
 same checks to the tensors LiteRT hands it.
 
-Layout facts (64-bit LiteRT 2.3, as ``tflc.runtime.tflite_c`` declares them; this package sits
-below the runtime and cannot import it, so the offsets are repeated here and a test compares them):
-``TfLiteContext.tensors`` @16, ``ResizeTensor`` @32, ``ReportError`` @40; ``TfLiteNode.inputs``
-@0, ``outputs`` @8, ``user_data`` @32, ``custom_initial_data`` @48 (+ size @56);
-``TfLiteTensor`` is 112 bytes: ``type`` @0, ``data`` @8, ``dims`` @16, ``bytes`` @40;
-``TfLiteIntArray``: ``size`` then the ints.
+The layout of LiteRT's structs, and the jitted readers over it, are shared with tflc's own kernels
+(``kernels/_native.py``; a test compares the offsets with ``tflc.runtime.tflite_c``).
 """
 from __future__ import annotations
 
@@ -48,17 +44,18 @@ from typing import Any, Callable, Sequence
 import numpy as np
 from flatbuffers import flexbuffers
 from numba import carray, cfunc, njit, types
-from numba.extending import intrinsic
 
 from tflc.capabilities import Predicate
 
-# --------------------------------------------------------------------------- struct layout
+# the layout of LiteRT's structs and the readers over it are shared by every native kernel
+from ._native import (CTX_REPORT_ERROR, CTX_RESIZE_TENSOR, CTX_TENSORS, ERROR, NODE_CUSTOM_DATA,
+                      NODE_CUSTOM_SIZE, NODE_INPUTS, NODE_OUTPUTS, NODE_USER_DATA, OK, TENSOR_BYTES, TENSOR_DATA,
+                      TENSOR_DIMS, TENSOR_SIZE, TENSOR_TYPE, Refused, _PrepareFn, _ReportFn, _ResizeFn)
+from ._native import as_ptr as _as_ptr, dim as _dim, int_array as _int_array
+from ._native import load_i32 as _load_i32, load_u64 as _load_u64, read_u64 as _u64
+from ._native import tensor_at as _tensor_at
 
-CTX_TENSORS, CTX_RESIZE_TENSOR, CTX_REPORT_ERROR = 16, 32, 40
-NODE_INPUTS, NODE_OUTPUTS, NODE_USER_DATA, NODE_CUSTOM_DATA, NODE_CUSTOM_SIZE = 0, 8, 32, 48, 56
-TENSOR_SIZE, TENSOR_TYPE, TENSOR_DATA, TENSOR_DIMS, TENSOR_BYTES = 112, 0, 8, 16, 40
 TFLITE_FLOAT32 = 1                    # TfLiteType of float32 (the schema's FLOAT32 is 0)
-OK, ERROR = 0, 1
 
 # the three custom codes, the version implemented
 LANDMARKS_TO_MATRIX, TENSOR_BILINEAR, TRANSFORM_LANDMARKS = \
@@ -79,10 +76,6 @@ _OPTION_KINDS = {
 # (versions 1 of the other two ops take 4-D inputs, which their shape checks refuse)
 _V1_KEYS = {LANDMARKS_TO_MATRIX: set(), TENSOR_BILINEAR: {"mode", "output_size"}, TRANSFORM_LANDMARKS: set()}
 _INT32 = (-(1 << 31), (1 << 31) - 1)
-
-
-class Refused(ValueError):
-    """An op outside a kernel's constraints; the message is the reason."""
 
 
 def decode_options(code: str, data: bytes | None) -> dict[str, Any]:
@@ -251,37 +244,8 @@ CONSTRAINTS: dict[str, Predicate] = {code: _ir_predicate(spec) for code, spec in
 # --------------------------------------------------------------------------- the invoke functions (Numba)
 
 
-@intrinsic
-def _as_ptr(typingctx, addr):
-    """An integer address as a ``void*``."""
-    if not isinstance(addr, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
-    return types.voidptr(addr), codegen
-
-
 u64, i32, f32 = np.uint64, np.int32, np.float32
 
-
-@njit(inline="always")
-def _load_u64(addr):
-    return carray(_as_ptr(addr), (1,), np.uint64)[0]
-
-@njit(inline="always")
-def _load_i32(addr):
-    return carray(_as_ptr(addr), (1,), np.int32)[0]
-
-@njit(inline="always")
-def _tensor_at(context, node_array, k):
-    """The TfLiteTensor* of entry ``k`` of an inputs/outputs TfLiteIntArray."""
-    index = _load_i32(node_array + u64(4) + u64(4) * u64(k))
-    return _load_u64(context + u64(CTX_TENSORS)) + u64(index) * u64(TENSOR_SIZE)
-
-@njit(inline="always")
-def _dim(t, k):
-    return _load_i32(_load_u64(t + u64(TENSOR_DIMS)) + u64(4) + u64(4) * u64(k))
 
 @njit(inline="always")
 def _floats(t, n):
@@ -455,26 +419,9 @@ _INVOKES = {LANDMARKS_TO_MATRIX: landmarks_to_matrix, TENSOR_BILINEAR: tensor_bi
 
 # --------------------------------------------------------------------------- prepare (Python, once per shape)
 
-_PrepareFn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-_ReportFn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p)
-_ResizeFn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
-
 #: op node address -> the params block its invoke reads (kept alive while the op may run)
 _PARAMS: dict[int, np.ndarray] = {}
 _LIBC: Any = None
-
-
-def _u64(addr: int) -> int:
-    return ctypes.c_uint64.from_address(addr).value
-
-
-def _int_array(addr: int) -> list[int]:
-    if not addr:
-        return []
-    n = ctypes.c_int.from_address(addr).value
-    if not 0 <= n < 1 << 16:
-        raise Refused(f"a TfLiteIntArray of {n} entries (not the expected struct layout)")
-    return list((ctypes.c_int * n).from_address(addr + 4))
 
 
 def _params_block(code: str, opts: dict) -> np.ndarray:
