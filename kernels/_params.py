@@ -98,3 +98,26 @@ def make_prepare(label: str, plan: Callable[[N.OpView], np.ndarray]) -> Any:
         dims[:] = 0
         dims[:d.size] = d
     return N.make_prepare(label, check)
+
+
+def family(code: str, op_params: Callable[[Any], tuple[np.ndarray, np.ndarray]], replaces: str,
+           constraints: str) -> tuple[Callable[[Any], bytes], Any, Any]:
+    """What a parameter kernel declares, from ``op_params(op) -> (ip, fp)`` (ValueError: the op is not
+    one it takes): ``options(op)`` (the custom options standing for ``op``), ``REPLACES`` and
+    ``CONSTRAINTS`` as ``tflc.capabilities`` predicates (the texts say them in words)."""
+    from tflc.capabilities import Predicate
+
+    def options(op: Any) -> bytes:
+        return encode_options(*op_params(op))
+
+    def takes(op: Any) -> tuple[bool, str]:
+        try:
+            op_params(op)
+        except ValueError as e:
+            return False, str(e)
+        return True, ""
+
+    def is_it(op: Any) -> tuple[bool, str]:
+        return (True, "") if op.type == code else (False, f"op is {op.type}, needs {code}")
+    return options, Predicate(takes, replaces), Predicate(is_it, constraints)
+

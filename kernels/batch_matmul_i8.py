@@ -358,7 +358,6 @@ def compute(lhs, rhs, out, dims, ip, fp):
 
 from numba import cfunc  # noqa: E402  (the kernel below builds on the compute above)
 
-from tflc.capabilities import Predicate  # noqa: E402
 from tflc.ir.quant import quant_params  # noqa: E402
 
 from . import _native as N  # noqa: E402
@@ -444,20 +443,8 @@ def _op_params(op) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([ip, np.array([adj_x, adj_y], np.int64)]), fp
 
 
-def options(op) -> bytes:
-    """The custom options of the TFLC_BATCH_MATMUL_I8 op standing for ``op``."""
-    return P.encode_options(*_op_params(op))
-
-
-def _replaces(op) -> tuple[bool, str]:
-    try:
-        _op_params(op)
-    except ValueError as e:
-        return False, str(e)
-    return True, ""
-
-
-REPLACES = Predicate(_replaces, "an int8 BATCH_MATMUL (ranks 2-5, batch broadcasting, adj_x/adj_y) quantized per "
-                                "tensor, any zero points; bit-identical to LiteRT 2.3.0's builtin kernel")
-CONSTRAINTS = Predicate(lambda op: (op.type == CODE, "" if op.type == CODE else f"op is {op.type}, needs {CODE}"),
-                        "two INT8 inputs and one INT8 output; requantization, zero points and adj flags in its options")
+options, REPLACES, CONSTRAINTS = P.family(
+    CODE, _op_params,
+    "an int8 BATCH_MATMUL (ranks 2-5, batch broadcasting, adj_x/adj_y) quantized per "
+    "tensor, any zero points; bit-identical to LiteRT 2.3.0's builtin kernel",
+    "two INT8 inputs and one INT8 output; requantization, zero points and adj flags in its options")

@@ -229,7 +229,6 @@ def compute(x, out, dims, ip, fp):
 
 from numba import cfunc  # noqa: E402  (the kernel below builds on the compute above)
 
-from tflc.capabilities import Predicate  # noqa: E402
 from tflc.ir.quant import quant_params  # noqa: E402
 
 from . import _native as N  # noqa: E402
@@ -285,21 +284,9 @@ def _op_params(op) -> tuple[np.ndarray, np.ndarray]:
     return params(qx.scale[0], qx.zero_point[0], qy.scale[0], qy.zero_point[0], beta)
 
 
-def options(op) -> bytes:
-    """The custom options of the TFLC_SOFTMAX_I8 op standing for ``op``."""
-    return P.encode_options(*_op_params(op))
-
-
-def _replaces(op) -> tuple[bool, str]:
-    try:
-        _op_params(op)
-    except ValueError as e:
-        return False, str(e)
-    return True, ""
-
-
-REPLACES = Predicate(_replaces, "an int8 SOFTMAX quantized per tensor (output 1/256, zero point -128), any beta, "
-                                "static shape; bit-identical to LiteRT 2.3.0's builtin kernel")
-CONSTRAINTS = Predicate(lambda op: (op.type == CODE, "" if op.type == CODE else f"op is {op.type}, needs {CODE}"),
-                        "one INT8 input, one INT8 output of its shape; parameters (exp table, output scale and "
-                        "zero point) in its options")
+options, REPLACES, CONSTRAINTS = P.family(
+    CODE, _op_params,
+    "an int8 SOFTMAX quantized per tensor (output 1/256, zero point -128), any beta, "
+    "static shape; bit-identical to LiteRT 2.3.0's builtin kernel",
+    "one INT8 input, one INT8 output of its shape; parameters (exp table, output scale and "
+    "zero point) in its options")
