@@ -26,6 +26,7 @@ __all__ = [
     "MOBILENET_VARIANTS",
     "TRANSFORMER_VARIANTS",
     "ZOO_VERSION",
+    "mobilenet_v2",
     "mobilenet_v3_small",
     "transformer_encoder_3x192",
     "build",
@@ -331,6 +332,31 @@ def mobilenet_v3_small(variant: str = "float32") -> bytes:
     return _convert(_keras_concrete_function(model, spec), variant, _representative_images((1, 160, 160, 3), 16))
 
 
+MOBILENETV2_VARIANTS = ("float32", "int8")
+
+
+def mobilenet_v2(variant: str = "float32", size: int = 224, alpha: float = 1.0) -> bytes:
+    """Keras' MobileNetV2 (random weights, BatchNorm statistics randomised) on a fixed
+    ``1 x size x size x 3`` input in [-1, 1], 1000-way softmax head: the model the Ethos-U
+    int8 flow is judged on (Vela must put every op on the NPU). ``variant`` is one of
+    :data:`MOBILENETV2_VARIANTS` (``int8``: the converter's full-integer model, int8 in and out).
+    :data:`BUILDERS` has the small one (alpha 0.35, 96x96: ``mobilenet_v2_035_96``); the full-size one
+    (``mobilenet_v2()``: alpha 1.0, 224x224, 13 MB float) builds in about 15 s."""
+    if variant not in MOBILENETV2_VARIANTS:
+        raise ValueError(f"unknown mobilenet_v2 variant {variant!r}; expected one of {MOBILENETV2_VARIANTS}")
+    tf = _import_tf()
+    _seed_everything(tf)
+    model = tf.keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=alpha, weights=None, classes=1000,
+                                               name=f"mobilenet_v2_{int(alpha * 100):03d}_{size}")
+    for layer in model.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    rng = np.random.default_rng(_SEED)
+    _randomize_batchnorm(model, rng.uniform(-1.0, 1.0, (8, size, size, 3)).astype(np.float32), rng)
+    spec = tf.TensorSpec([1, size, size, 3], tf.float32, name="image")
+    return _convert(_keras_concrete_function(model, spec), variant, _representative_images((1, size, size, 3), 16))
+
+
 def transformer_encoder_3x192(variant: str = "float32") -> bytes:
     """Three Keras transformer blocks of width 192 (3 heads of 64, GELU FFN 192->768->192) over a
     static ``[1, 64, 192]`` float32 input: the encoder whose converter int8 runs 1.81x slower than
@@ -438,6 +464,8 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "stateful_counter": stateful_counter,
     **{f"mobilenet_v3_small{'' if v == 'float32' else '_' + v.replace('float16', 'fp16')}":
        (lambda v=v: mobilenet_v3_small(v)) for v in MOBILENETV3_VARIANTS},
+    "mobilenet_v2_035_96": lambda: mobilenet_v2("float32", size=96, alpha=0.35),
+    "mobilenet_v2_035_96_int8": lambda: mobilenet_v2("int8", size=96, alpha=0.35),
     **{f"transformer_encoder_3x192{'' if v == 'float32' else '_' + v.replace('float16', 'fp16')}":
        (lambda v=v: transformer_encoder_3x192(v)) for v in ENCODER_VARIANTS},
 }
