@@ -50,36 +50,19 @@ N_LO, N_HI = 20, 220
 
 def copy_kernel():
     """A NativeKernel copying input 0 to output 0 (both float32 of the same size), read through raw
-    pointers as kernels/mediapipe_face.py does (offsets of LiteRT 2.3, 64-bit)."""
-    from numba import carray, cfunc, types
-    from numba.extending import intrinsic
+    pointers with the struct readers every tflc kernel uses (tflc.kernels._native)."""
+    from numba import cfunc
 
     import tflc.kernels
+    from tflc.kernels import _native as N
 
-    ctx_tensors, node_inputs, node_outputs, node_user_data = 16, 0, 8, 32
-    tensor_size, tensor_data, tensor_bytes = 112, 8, 40
-    u64 = np.uint64
-
-    @intrinsic
-    def as_ptr(typingctx, addr):
-        if not isinstance(addr, types.Integer):
-            return None
-
-        def codegen(context, builder, sig, args):
-            return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
-        return types.voidptr(addr), codegen
-
-    @cfunc(types.int32(types.uint64, types.uint64), nopython=True)
+    @cfunc(N.SIGNATURE, nopython=True)
     def invoke(context, node):
-        op = carray(as_ptr(node + u64(node_user_data)), (1,), np.uint64)[0]
-        tensors = carray(as_ptr(context + u64(ctx_tensors)), (1,), np.uint64)[0]
-        i_in = carray(as_ptr(carray(as_ptr(op + u64(node_inputs)), (1,), np.uint64)[0] + u64(4)), (1,), np.int32)[0]
-        i_out = carray(as_ptr(carray(as_ptr(op + u64(node_outputs)), (1,), np.uint64)[0] + u64(4)), (1,), np.int32)[0]
-        t_in = tensors + u64(i_in) * u64(tensor_size)
-        t_out = tensors + u64(i_out) * u64(tensor_size)
-        n = carray(as_ptr(t_out + u64(tensor_bytes)), (1,), np.uint64)[0] // u64(4)
-        x = carray(as_ptr(carray(as_ptr(t_in + u64(tensor_data)), (1,), np.uint64)[0]), (n,), np.float32)
-        y = carray(as_ptr(carray(as_ptr(t_out + u64(tensor_data)), (1,), np.uint64)[0]), (n,), np.float32)
+        op = N.op_node(node)
+        t_in, t_out = N.input_tensor(context, op, 0), N.output_tensor(context, op, 0)
+        n = N.num_elements(t_out)
+        x = N.floats_at(N.data(t_in), n)
+        y = N.floats_at(N.data(t_out), n)
         for k in range(n):
             y[k] = x[k]
         return np.int32(0)

@@ -12,8 +12,7 @@ import weakref
 
 import numpy as np
 import pytest
-from numba import carray, cfunc, types
-from numba.extending import intrinsic
+from numba import cfunc
 
 import tflc.kernels
 import tflc.runtime
@@ -30,41 +29,24 @@ C = np.arange(4, dtype=np.float32).reshape(SHAPE)
 
 # --------------------------------------------------------------------------- the kernel: y = x * scale
 
-# struct offsets (LiteRT 2.3, 64-bit; the same facts kernels/mediapipe_face.py states and tests)
-CTX_TENSORS, NODE_INPUTS, NODE_OUTPUTS, NODE_USER_DATA, NODE_CUSTOM_DATA, NODE_CUSTOM_SIZE = 16, 0, 8, 32, 48, 56
-TENSOR_SIZE, TENSOR_DATA, TENSOR_BYTES = 112, 8, 40
-u64 = np.uint64
+# the struct readers every native kernel uses (LiteRT 2.3, 64-bit layout; tested against tflite_c)
+from tflc.kernels import _native as N  # noqa: E402
 
 
-@intrinsic
-def _as_ptr(typingctx, addr):
-    """An integer address as a ``void*`` (numba has no cast of its own)."""
-    if not isinstance(addr, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], context.get_value_type(types.voidptr))
-    return types.voidptr(addr), codegen
-
-
-@cfunc(types.int32(types.uint64, types.uint64), nopython=True)
+@cfunc(N.SIGNATURE, nopython=True)
 def scale_invoke(context, node):
     """``out = in0 * scale`` over float32: ``scale`` is the op's custom options (a float32; none: 1,
     a copy). Reads the op (``node->user_data``, as the model holds it) through raw pointers."""
-    op = carray(_as_ptr(node + u64(NODE_USER_DATA)), (1,), np.uint64)[0]
-    tensors = carray(_as_ptr(context + u64(CTX_TENSORS)), (1,), np.uint64)[0]
-    i_in = carray(_as_ptr(carray(_as_ptr(op + u64(NODE_INPUTS)), (1,), np.uint64)[0] + u64(4)), (1,), np.int32)[0]
-    i_out = carray(_as_ptr(carray(_as_ptr(op + u64(NODE_OUTPUTS)), (1,), np.uint64)[0] + u64(4)), (1,), np.int32)[0]
-    t_in = tensors + u64(i_in) * u64(TENSOR_SIZE)
-    t_out = tensors + u64(i_out) * u64(TENSOR_SIZE)
-    n = carray(_as_ptr(t_out + u64(TENSOR_BYTES)), (1,), np.uint64)[0] // u64(4)
-    if carray(_as_ptr(t_in + u64(TENSOR_BYTES)), (1,), np.uint64)[0] // u64(4) != n:
+    op = N.op_node(node)
+    t_in, t_out = N.input_tensor(context, op, 0), N.output_tensor(context, op, 0)
+    n = N.num_elements(t_out)
+    if N.num_elements(t_in) != n:
         return np.int32(1)
-    x = carray(_as_ptr(carray(_as_ptr(t_in + u64(TENSOR_DATA)), (1,), np.uint64)[0]), (n,), np.float32)
-    y = carray(_as_ptr(carray(_as_ptr(t_out + u64(TENSOR_DATA)), (1,), np.uint64)[0]), (n,), np.float32)
+    x = N.floats_at(N.data(t_in), n)
+    y = N.floats_at(N.data(t_out), n)
     scale = np.float32(1.0)
-    if carray(_as_ptr(op + u64(NODE_CUSTOM_SIZE)), (1,), np.int32)[0] >= 4:
-        scale = carray(_as_ptr(carray(_as_ptr(op + u64(NODE_CUSTOM_DATA)), (1,), np.uint64)[0]), (1,), np.float32)[0]
+    if N.load_i32(op + N.u64(N.NODE_CUSTOM_SIZE)) >= 4:
+        scale = N.floats_at(N.load_u64(op + N.u64(N.NODE_CUSTOM_DATA)), 1)[0]
     for k in range(n):
         y[k] = x[k] * scale
     return np.int32(0)
