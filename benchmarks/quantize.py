@@ -112,6 +112,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-bench", action="store_true", help="skip latency (SQNR, sizes, partitions only)")
     args = ap.parse_args(argv)
+    from tflc.errors import TflcError
     from tflc.optimize import optimize_file
     from tflc.runtime import Session
     from tflc.testing import zoo
@@ -127,18 +128,32 @@ def main(argv=None) -> int:
         eval_steps = _samples(details, EVAL_SAMPLES, EVAL_SEED)
         cal = _npz(out / f"{stem}_cal.npz", details, cal_steps)
         ev = _npz(out / f"{stem}_eval.npz", details, eval_steps)
-        conv = _litert_int8(fl, out / f"{stem}_litert_int8.tflite", cal_steps) if real else zoo.build(f"{name}_int8")
+        errors: dict[str, str] = {}
+        try:
+            conv = _litert_int8(fl, out / f"{stem}_litert_int8.tflite", cal_steps) if real else zoo.build(f"{name}_int8")
+        except TflcError as e:               # an anchor that fails is a result, not the end of the run
+            conv, errors["converter"] = None, str(e).splitlines()[0]
         tq = out / f"{stem}_tflc_int8.tflite"
-        res = optimize_file(fl, tq, level="O1", quantize="int8", calibration=str(cal), input_source=str(ev))
+        try:
+            res = optimize_file(fl, tq, level="O1", quantize="int8", calibration=str(cal), input_source=str(ev))
+        except TflcError as e:
+            res, errors["tflc"] = None, str(e).splitlines()[0]
         names, ref = _run(fl, eval_steps)
-        _, got_c = _run(conv, eval_steps)
-        _, got_t = _run(tq, eval_steps)
-        row = {"model": stem, "float": str(fl), "converter": str(conv), "tflc": str(tq),
+        got_c = _run(conv, eval_steps)[1] if conv is not None else None
+        got_t = _run(tq, eval_steps)[1] if res is not None else None
+        row = {"model": stem, "float": str(fl), "converter": str(conv), "tflc": str(tq), "errors": errors,
                "converter_kind": "LiteRT CalibrationWrapper" if real else "TF converter (zoo _int8)",
-               "outputs": names, "sqnr_converter_db": _sqnr(ref, got_c), "sqnr_tflc_db": _sqnr(ref, got_t),
-               "size_float": fl.stat().st_size, "size_converter": conv.stat().st_size, "size_tflc": tq.stat().st_size,
-               "partitions": {k: _partitions(p) for k, p in (("float", fl), ("converter", conv), ("tflc", tq))},
-               "kept_float": [n for n in res.notes if "kept " in n and "quantize-int8" in n]}
+               "outputs": names, "sqnr_converter_db": _sqnr(ref, got_c) if got_c is not None else [],
+               "sqnr_tflc_db": _sqnr(ref, got_t) if got_t is not None else [],
+               "size_float": fl.stat().st_size, "size_converter": conv.stat().st_size if conv else None,
+               "size_tflc": tq.stat().st_size if res else None,
+               "partitions": {k: _partitions(p) for k, p in (("float", fl), ("converter", conv), ("tflc", tq))
+                              if p is not None and (k != "tflc" or res is not None)},
+               "kept_float": [n for n in res.notes if "kept " in n and "quantize-int8" in n] if res else []}
+        if errors:
+            print(json.dumps(row, default=str), flush=True)
+            rows.append(row)
+            continue
         if not args.no_bench:
             b = _bench([fl, conv, tq], args.rounds)
             row["p50_us"] = [m["latency"]["p50_us"] for m in b["models"]]
@@ -153,6 +168,9 @@ def main(argv=None) -> int:
           "SQNR converter (dB) | SQNR tflc (dB) | size tflc/float | XNNPACK partitions f/c/t |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        if r.get("errors"):
+            print(f"| {r['model']} | failed: {'; '.join(f'{k}: {v}' for k, v in r['errors'].items())} |")
+            continue
         p = r.get("p50_us") or [float("nan")] * 3
         ratio = r.get("ratio")
         tf = f"{ratio[2]['p50']:.2f} [{ratio[2]['p50_ci'][0]:.2f}-{ratio[2]['p50_ci'][1]:.2f}]" if ratio else "-"
