@@ -11,6 +11,9 @@ composition of their tables: one pass over memory instead of one per op.
   epsilon, and chains of them).
 * ``TFLC_LUT8X8``: ``y[i] = table[a[i] * 256 + b[i]]`` with numpy broadcasting (rank <= 4),
   65,536 bytes (SQUARED_DIFFERENCE, SUB, MUL, MINIMUM, DIV of two activations).
+* ``TFLC_LUT8C``: one table of 256 bytes per channel of the last axis, ``y[.., c] = table[c][x[.., c]]``:
+  an op whose constant differs along the channels only (PRELU's per-channel slope, an ADD or MUL
+  of a per-channel vector); options also hold ``channels``.
 
 Custom options: a flexbuffer map ``{"version": 1, "table": blob}``; the index of a byte is the
 input's bit pattern read as uint8 (int8 -128 is index 128). :data:`REPLACES` holds, as
@@ -19,6 +22,7 @@ what it accepts as a custom op.
 """
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import numpy as np
@@ -32,7 +36,7 @@ from tflc.ir.quant import quant_params
 from . import _native as N
 from .kernel import NativeKernel
 
-LUT8, LUT8X8 = "TFLC_LUT8", "TFLC_LUT8X8"
+LUT8, LUT8X8, LUT8C = "TFLC_LUT8", "TFLC_LUT8X8", "TFLC_LUT8C"
 VERSION = 1
 TABLE_SIZE = {LUT8: 256, LUT8X8: 65536}
 _BYTES = ("INT8", "UINT8")
@@ -41,9 +45,15 @@ _NOT_TABLES = frozenset({"CAST", "DEQUANTIZE", "LOGICAL_NOT"})   # results that 
 
 # --------------------------------------------------------------------------- options
 
-def encode_options(table: np.ndarray) -> bytes:
-    """The custom options of a table kernel (``table``: 256 or 65,536 values, int8 or uint8)."""
+def encode_options(table: np.ndarray, channels: int | None = None) -> bytes:
+    """The custom options of a table kernel (``table``: 256 or 65,536 values, int8 or uint8; with
+    ``channels``, a TFLC_LUT8C table of ``channels`` x 256 values, channel-major)."""
     t = np.ascontiguousarray(table).reshape(-1)
+    if channels is not None:
+        if t.dtype not in (np.int8, np.uint8) or channels < 1 or t.size != 256 * channels:
+            raise ValueError(f"a per-channel table is channels x 256 int8/uint8 values, not {t.size} for {channels}")
+        return bytes(flexbuffers.Dumps({"version": VERSION, "channels": int(channels),
+                                        "table": t.view(np.uint8).tobytes()}))
     if t.dtype not in (np.int8, np.uint8) or t.size not in (256, 65536):
         raise ValueError(f"a table is 256 or 65536 int8/uint8 values, not {t.size} {t.dtype}")
     return bytes(flexbuffers.Dumps({"version": VERSION, "table": t.view(np.uint8).tobytes()}))
@@ -60,7 +70,13 @@ def decode_table(code: str, options: bytes) -> np.ndarray:
     if raw.get("version") != VERSION:
         raise N.Refused(f"options version {raw.get('version')!r}, this tflc reads version {VERSION}")
     table = raw.get("table")
-    want = TABLE_SIZE[code]
+    if code == LUT8C:
+        c = raw.get("channels")
+        if not isinstance(c, int) or isinstance(c, bool) or c < 1:
+            raise N.Refused(f"its options hold channels={c!r}, {code} needs a channel count >= 1")
+        want = 256 * c
+    else:
+        want = TABLE_SIZE[code]
     if not isinstance(table, (bytes, bytearray)) or len(table) != want:
         raise N.Refused(f"its table has {len(table) if isinstance(table, (bytes, bytearray)) else 'no'} bytes, "
                         f"{code} needs {want}")
@@ -82,7 +98,7 @@ def _eight_bit(t: Any) -> str:
     return ""
 
 
-def _replaces(op: Any, live_wanted: int) -> tuple[bool, str]:
+def _replaces(op: Any, live_wanted: int, constants_uniform: bool = True) -> tuple[bool, str]:
     if op.type in _NOT_TABLES or op.opcode.is_custom:
         return False, f"{op.type} is not an 8-bit elementwise op"
     if op.type not in ELEMENTWISE_UNARY and op.type not in ELEMENTWISE_BINARY:
@@ -100,7 +116,7 @@ def _replaces(op: Any, live_wanted: int) -> tuple[bool, str]:
         if bad:
             return False, f"input {t.name!r} is {bad}"
     for t in op.inputs:
-        if t is not None and t.is_constant and not _uniform_constant(t):
+        if constants_uniform and t is not None and t.is_constant and not _uniform_constant(t):
             return False, f"constant input {t.name!r} holds different values at different positions (not a function of the input value alone)"
     out = op.outputs[0]
     if live_wanted == 1 and tuple(out.shape or ()) != tuple(live[0].shape or ()):
@@ -117,11 +133,39 @@ def _replaces(op: Any, live_wanted: int) -> tuple[bool, str]:
     return True, ""
 
 
+def _replaces_channels(op: Any) -> tuple[bool, str]:
+    """One run-time input, constants that differ along the last axis only (some of them do: else
+    TFLC_LUT8 takes the op), the output of the input's shape."""
+    ok, why = _replaces(op, 1, constants_uniform=False)
+    if not ok:
+        return ok, why
+    x = next(t for t in op.inputs if t is not None and not t.is_constant)
+    shape = tuple(x.shape or ())
+    if not shape or shape[-1] < 1:
+        return False, f"its input has shape {list(shape)}, a per-channel table needs a last axis"
+    channels, varying = shape[-1], False
+    for t in op.inputs:
+        if t is None or not t.is_constant or _uniform_constant(t):
+            continue
+        cs = tuple(t.shape or ())
+        if not cs or any(d != 1 for d in cs[:-1]) or cs[-1] != channels or len(cs) > len(shape):
+            return False, (f"constant input {t.name!r} of shape {list(cs)} varies other than along the last axis "
+                           f"({channels} channels)")
+        varying = True
+    if not varying:
+        return False, "its constants are single values (TFLC_LUT8 takes it)"
+    return True, ""
+
+
 #: kernel -> which builtin ops it can stand for (its table then made by LiteRT from the op)
 REPLACES: dict[str, Predicate] = {
     LUT8: Predicate(lambda op: _replaces(op, 1),
                     "an elementwise op with one int8/uint8 input computed at run time (per-tensor quantization), "
                     "every other input a single constant value, and an int8/uint8 output of the input's shape"),
+    LUT8C: Predicate(_replaces_channels,
+                     "an elementwise op with one int8/uint8 input computed at run time (per-tensor quantization), "
+                     "constants that differ along its last axis only (a PRELU slope, an ADD/MUL of a channel vector), "
+                     "and an int8/uint8 output of the input's shape"),
     LUT8X8: Predicate(lambda op: _replaces(op, 2),
                       "an elementwise op of two int8/uint8 inputs computed at run time (per-tensor quantization), "
                       "broadcast (rank <= 4) to its int8/uint8 output"),
@@ -135,7 +179,7 @@ def _custom_ok(code: str, op: Any) -> tuple[bool, str]:
         decode_table(code, op.custom_options or b"")
     except N.Refused as e:
         return False, str(e)
-    n = 1 if code == LUT8 else 2
+    n = 2 if code == LUT8X8 else 1
     if len(op.inputs) != n or len(op.outputs) != 1:
         return False, f"{code} has {n} input(s) and 1 output"
     for t in (*op.inputs, *op.outputs):
@@ -148,6 +192,9 @@ CONSTRAINTS: dict[str, Predicate] = {
     LUT8: Predicate(lambda op: _custom_ok(LUT8, op), "one int8/uint8 input, one int8/uint8 output of its shape, a 256-byte table"),
     LUT8X8: Predicate(lambda op: _custom_ok(LUT8X8, op),
                       "two int8/uint8 inputs broadcast (rank <= 4) to one int8/uint8 output, a 65,536-byte table"),
+    LUT8C: Predicate(lambda op: _custom_ok(LUT8C, op),
+                     "one int8/uint8 input whose last axis has the options' channel count, one int8/uint8 output of "
+                     "its shape, a 256-byte table per channel"),
 }
 
 
@@ -158,6 +205,10 @@ def reference(code: str, table: np.ndarray, *inputs: np.ndarray, out_dtype: Any 
     t = np.asarray(table).reshape(-1).view(np.uint8)
     if code == LUT8:
         return t[np.asarray(inputs[0]).view(np.uint8)].view(out_dtype)
+    if code == LUT8C:
+        x = np.asarray(inputs[0]).view(np.uint8)
+        channels = t.size // 256
+        return t[np.arange(channels) * 256 + x.astype(np.int64)].view(out_dtype)
     a, b = (np.asarray(x).view(np.uint8).astype(np.int64) for x in inputs)
     return t[a * 256 + b].view(out_dtype)
 
@@ -255,6 +306,33 @@ def lut8x8_invoke(context, node):
     return N.i32(N.OK)
 
 
+@cfunc(N.SIGNATURE, nopython=True, cache=True)
+def lut8c_invoke(context, node):
+    op = N.op_node(node)
+    p = N.params_of(op)
+    if p == N.u64(0):
+        return N.i32(N.ERROR)
+    channels = N.int64s_at(p, 1)[0]
+    t_in, t_out = N.input_tensor(context, op, 0), N.output_tensor(context, op, 0)
+    n = N.num_elements(t_out)
+    x = N.bytes_at(N.data(t_in), n)
+    y = N.bytes_at(N.data(t_out), n)
+    table = N.bytes_at(p + N.u64(8), channels * 256)
+    for r in range(n // channels):
+        base = r * channels
+        for c in range(channels):
+            y[base + c] = table[c * 256 + np.int64(x[base + c])]
+    return N.i32(N.OK)
+
+
+def _lut8c_block(options: bytes) -> np.ndarray:
+    """``init`` of TFLC_LUT8C: the channel count (8 bytes), then the tables, channel-major."""
+    raw = flexbuffers.Loads(bytes(options)) if options else {}
+    table = decode_table(LUT8C, options)
+    head = np.array([int(raw["channels"])], np.int64).view(np.uint8)
+    return np.concatenate([head, table])
+
+
 def _lut8x8_block(options: bytes) -> np.ndarray:
     """``init`` of TFLC_LUT8X8: the table, then the same table transposed (rows by b), so that a
     row with one b value reads 256 contiguous bytes."""
@@ -285,11 +363,21 @@ def _check_lut8x8(v: N.OpView) -> None:
     v.resize(v.outputs[0], N.broadcast_shape(a, b))
 
 
+def _check_lut8c(v: N.OpView) -> None:
+    _check_lut8(v)
+    channels = ctypes.c_int64.from_address(v.params).value
+    shape = v.shape_of(v.inputs[0])
+    if not shape or shape[-1] != channels:
+        raise N.Refused(f"its input has shape {list(shape)}, the tables are for {channels} channels on the last axis")
+
+
 _PREPARES = {LUT8: N.make_prepare(f"{LUT8} (tflc.kernels.lut)", _check_lut8),
+             LUT8C: N.make_prepare(f"{LUT8C} (tflc.kernels.lut)", _check_lut8c),
              LUT8X8: N.make_prepare(f"{LUT8X8} (tflc.kernels.lut)", _check_lut8x8)}
 
 KERNELS: dict[str, NativeKernel] = {
     LUT8: NativeKernel(invoke=lut8_invoke.address, prepare=N.address(_PREPARES[LUT8]),
                        init=lambda options: decode_table(LUT8, options)),
     LUT8X8: NativeKernel(invoke=lut8x8_invoke.address, prepare=N.address(_PREPARES[LUT8X8]), init=_lut8x8_block),
+    LUT8C: NativeKernel(invoke=lut8c_invoke.address, prepare=N.address(_PREPARES[LUT8C]), init=_lut8c_block),
 }

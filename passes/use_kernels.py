@@ -121,6 +121,9 @@ def find_candidates(model: Model, target: Any, codes: set[str] | None, ctx: Any)
 def _table_inputs(c: Candidate) -> list[np.ndarray]:
     # entry k of a table is the result for the input whose bit pattern is k (as uint8)
     dts = [np.int8 if t.type_name == "INT8" else np.uint8 for t in c.live]
+    if c.code == _lut().LUT8C:           # row r holds bit pattern r in every channel
+        channels = int(c.live[0].shape[-1])
+        return [np.repeat(np.arange(256).astype(np.uint8), channels).reshape(256, channels).view(dts[0])]
     if len(c.live) == 1:
         return [np.arange(256).astype(np.uint8).view(dts[0])]
     i = np.arange(65536)
@@ -129,20 +132,26 @@ def _table_inputs(c: Candidate) -> list[np.ndarray]:
             (i & 255).astype(np.uint8).view(dts[1]) if dts[1] == np.int8 else (i & 255).astype(np.uint8)]
 
 
-def _table_model(op: Operator, n: int) -> bytes:
-    """A one-op model of ``op`` whose run-time inputs are ``[.., n]`` vectors (constants as stored)."""
+def _lut() -> Any:
+    import importlib
+    return importlib.import_module("tflc.kernels.lut")
+
+
+def _table_model(op: Operator, inner: tuple[int, ...]) -> tuple[bytes, list[int]]:
+    """A one-op model of ``op`` whose run-time inputs have the shape ``[1, .., *inner]`` (constants as
+    stored, so they broadcast as in the model)."""
     from tflc.io import serialize
     from ._exhaustive import one_op_model
     m, copy = one_op_model(op)
     sg = m.subgraphs[0]
-    rank = max([len(t.shape or ()) for t in copy.inputs if t is not None] + [1])
-    shape = [1] * (rank - 1) + [n]
+    rank = max([len(t.shape or ()) for t in copy.inputs if t is not None] + [len(inner)])
+    shape = [1] * (rank - len(inner)) + list(inner)
     for t in sg.inputs:
         sg.set_shape(t, shape)
     out_shape = np.broadcast_shapes(*[tuple(t.shape or ()) for t in copy.inputs if t is not None])
     for t in sg.outputs:
         sg.set_shape(t, list(out_shape))
-    return serialize(m)
+    return serialize(m), shape
 
 
 def _run_tables(jobs: list[tuple[bytes, list[np.ndarray]]]) -> list[np.ndarray | str]:
@@ -166,15 +175,18 @@ def make_tables(cands: list[Candidate]) -> None:
     jobs = []
     for c in cands:
         ins = _table_inputs(c)
-        jobs.append((_table_model(c.ops[0], ins[0].size), ins))
+        data, shape = _table_model(c.ops[0], ins[0].shape)
+        jobs.append((data, [a.reshape(shape) for a in ins]))
     if not jobs:
         return
     tables = run_isolated(_run_tables, jobs, what="LiteRT making kernel tables")
     for c, t in zip(cands, tables):
         if isinstance(t, str):
             c.refused = t
-        else:
-            c.table, c.steps = t, [t]
+            continue
+        if c.code == _lut().LUT8C:       # [256 values, C channels] -> channel-major tables
+            t = np.ascontiguousarray(t.reshape(256, -1).T).reshape(-1)
+        c.table, c.steps = t, [t]
 
 
 # --------------------------------------------------------------------------- fusing chains of tables
@@ -213,12 +225,18 @@ def _subgraph_of(model: Model, op: Operator) -> Subgraph:
 
 # --------------------------------------------------------------------------- rewriting
 
+def _encode_table(c: Candidate) -> bytes:
+    lut = _lut()
+    dt = np.int8 if c.last.outputs[0].type_name == "INT8" else np.uint8
+    if c.code == lut.LUT8C:
+        return lut.encode_options(c.table.view(dt), channels=c.table.size // 256)
+    return lut.encode_options(c.table.view(dt))
+
+
 def apply(model: Model, c: Candidate) -> Operator:
     """Replace ``c``'s ops by one custom op (the caller checked it)."""
-    from tflc.kernels.lut import encode_options
     if c.table is not None:
-        dt = np.int8 if c.last.outputs[0].type_name == "INT8" else np.uint8
-        c.payload = encode_options(c.table.view(dt))
+        c.payload = _encode_table(c)
     sg = _subgraph_of(model, c.ops[0])
     new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.payload)
     for op in reversed(c.ops[1:]):
@@ -246,19 +264,19 @@ def check_exact(c: Candidate) -> tuple[bool, str]:
                 return False, f"{op.type} '{op.output_name}': {why}"
             continue
 
-        def rewrite(sg: Subgraph, copy: Operator, table: np.ndarray = table) -> None:
-            _apply_in(sg, Candidate([copy], LUT8, table=table, live=_live(copy)))
-        proof = prove(op, rewrite, f"use-kernels:{LUT8}:{hash(table.tobytes())}")
+        code = LUT8 if table.size == 256 else _lut().LUT8C
+
+        def rewrite(sg: Subgraph, copy: Operator, table: np.ndarray = table, code: str = code) -> None:
+            _apply_in(sg, Candidate([copy], code, table=table, live=_live(copy)))
+        proof = prove(op, rewrite, f"use-kernels:{code}:{hash(table.tobytes())}")
         if not proof.decided or not proof.ok:
             return False, f"{op.type} '{op.output_name}': {proof.reason}"
     return True, ""
 
 
 def _apply_in(sg: Subgraph, c: Candidate) -> None:
-    from tflc.kernels.lut import encode_options
-    dt = np.int8 if c.last.outputs[0].type_name == "INT8" else np.uint8
     if c.table is not None:
-        c.payload = encode_options(c.table.view(dt))
+        c.payload = _encode_table(c)
     new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.payload)
     sg.replace_op(c.ops[0], new)
 

@@ -246,3 +246,48 @@ def test_the_simd_row_lookup_equals_the_scalar_one(n):
     y = np.zeros(n + 8, np.uint8)                  # bytes past n must stay untouched
     run(lut._row, table, x, y[:n])
     assert np.array_equal(y[:n], table[x]) and not y[n:].any()
+
+
+def _per_channel(kind: str, shape=(1, 4, 4, 8), qx=(0.05, 3), qc=(0.01, 0), qo=(0.04, -10), seed=0):
+    """x -> KIND(x, per-channel constant) with a constant that differs along the last axis."""
+    rng = np.random.default_rng(seed)
+    m, sg = new_model(f"int8 {kind} per channel")
+    x = sg.new_tensor("x", I8, shape, quantization=_q(*qx))
+    c = sg.new_constant("c", rng.integers(-100, 100, (1, 1, shape[-1])).astype(np.int8), I8, quantization=_q(*qc))
+    y = sg.new_tensor("y", I8, shape, quantization=_q(*qo))
+    if kind == "PRELU":
+        add_op(sg, "PRELU", [x, c], [y])
+    else:
+        opts = {"ADD": (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions),
+                "MUL": (fb.MulOptionsT(), fb.BuiltinOptions.MulOptions)}[kind]
+        add_op(sg, kind, [x, c], [y], *opts)
+    sg.set_graph_inputs([x])
+    sg.set_graph_outputs([y])
+    return m
+
+
+@pytest.mark.parametrize("kind", ["PRELU"])
+def test_lut8c_is_bit_identical_for_per_channel_constants(kind):
+    """int8 PRELU with a per-channel slope (XNNPACK leaves it on the builtin kernel): one table per
+    channel, proved on every value at every position."""
+    m = _per_channel(kind)
+    out, ctx = _kernels(m)
+    assert [op.type for op in out.main.operators] == [lut.LUT8C], ctx.messages
+    ref, got = Session(serialize(m), RunOptions()), Session(serialize(out), RunOptions())
+    n = 4 * 4 * 8
+    for k in range(0, 256, 7):
+        x = (np.arange(n) + k).astype(np.uint8).view(np.int8).reshape(1, 4, 4, 8)
+        assert ref.run([x])[0].tobytes() == got.run([x])[0].tobytes()
+    # resized batch: the tables follow the channels, whatever the other axes
+    x = np.random.default_rng(2).integers(-128, 128, (3, 4, 4, 8)).astype(np.int8)
+    table = lut.decode_table(lut.LUT8C, out.main.operators[0].custom_options)
+    assert np.array_equal(got.run([x])[0], lut.reference(lut.LUT8C, table, x))
+
+
+def test_lut8c_refuses_constants_that_vary_along_other_axes():
+    m = _per_channel("PRELU")
+    sg = m.main
+    op = sg.operators[0]
+    sg.set_constant(op.inputs[1], np.arange(8 * 4, dtype=np.int8).reshape(1, 4, 8), I8)
+    ok, why = REPLACES[lut.LUT8C](op)
+    assert not ok and "varies other than along the last axis" in why
