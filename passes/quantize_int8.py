@@ -6,8 +6,17 @@ Follows the TFLite 8-bit quantization specification
 * weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: int8, symmetric per output channel
   (zero point 0, values in [-127, 127]; quantized dimension 0, 3 for DEPTHWISE_CONV_2D);
 * their biases: int32, zero point 0, scale = input scale x weight scale (per channel);
-* activations: int8, asymmetric per tensor, from the ``calibration`` analysis' ranges (min/max,
-  or a percentile of the values each side with ``percentile=99.99``); a range always holds 0;
+* activations: int8, asymmetric per tensor, from the ``calibration`` analysis' ranges by the
+  ``ranges`` estimator (``passes._ranges``): ``minmax``, ``percentile`` (``percentile=99.99``),
+  ``mse`` (per tensor, the clipping range of least expected squared error, clip + rounding, over a
+  histogram of its calibration values; the graph outputs keep min/max), or ``auto`` (the default:
+  the model quantized with each, measured in LiteRT against the float model on the calibration
+  samples, the best worst-output SQNR kept, every candidate's noted); a range always holds 0;
+* bias correction (``bias-correction=true``, the default): each weighted op's bias absorbs the
+  expected output shift of its weight rounding, (W_q - W) E[x], E[x] the per-channel mean of its
+  input on the calibration samples;
+* cross-layer equalization (``equalize=true``; ``passes._equalize``): conv -> (ReLU / none) -> conv
+  pairs rescaled per channel before calibrating (exact in float; ReLU6 pairs are left alone);
 * fixed output parameters: LOGISTIC and SOFTMAX (1/256, -128), TANH (1/128, 0),
   LOG_SOFTMAX (16/256, 127), L2_NORMALIZATION (1/128, 0);
 * equal parameters for the inputs and outputs of the ops whose int8 kernels require it
@@ -94,6 +103,15 @@ XNNPACK_INT16_WARNING = ("int16x8: XNNPACK delegates none of it (no int16 activa
                          "LiteRT's builtin kernels, slower than int8 or float on XNNPACK")
 
 
+#: the activation range estimators (``ranges=``; ``auto`` tries each)
+RANGE_METHODS = ("minmax", "percentile", "mse")
+#: ranges=auto: another estimator replaces min/max only when it beats it by more than this (dB): the
+#: worst-step SQNR on a few samples moves by a fraction of a dB between near-equal candidates
+AUTO_MARGIN_DB = 0.5
+#: the percentile ranges=percentile uses when the percentile option is left at 100
+DEFAULT_PERCENTILE = 99.99
+
+
 @dataclass
 class QuantizeInt8Options:
     io: str = field(default="float", metadata={
@@ -120,6 +138,22 @@ class QuantizeInt8Options:
     activations: str = field(default="int8", metadata={
         "help": "int8, or int16: TFLite's 16x8 scheme (int16 symmetric activations, int8 weights, int64 "
                 "biases; --quantize int16x8; XNNPACK takes none of it)"})
+    ranges: str = field(default="auto", metadata={
+        "help": "activation range estimator: minmax (calibrated min/max), percentile (the percentile option, "
+                "99.99 when it is 100), mse (per tensor, the clipping range of least expected squared error, "
+                "clip + rounding, over a histogram of its calibration values), auto (each of them measured in "
+                "LiteRT against the float model on the calibration samples; the best worst-output SQNR is kept, "
+                "min/max unless another beats it by more than 0.5 dB, and every candidate's SQNR is noted; the "
+                "default); a percentile < 100 with minmax or auto means "
+                "ranges=percentile (the percentile option's old meaning)"})
+    bias_correction: bool = field(default=True, metadata={
+        "help": "fold the expected output shift of each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED from its "
+                "weight rounding, (W_q - W) E[x], into its bias (E[x]: the layer input's per-channel mean on the "
+                "calibration samples)"})
+    equalize: bool = field(default=False, metadata={
+        "help": "cross-layer equalization before calibrating: conv -> (none or ReLU) -> conv pairs are rescaled "
+                "per channel (exact in float) so that both weights have equal per-channel ranges; ReLU6 and "
+                "other clipping activations are left alone (not exact)"})
 
     def __post_init__(self) -> None:
         if self.io not in ("float", "int8"):
@@ -128,6 +162,8 @@ class QuantizeInt8Options:
             raise ValueError("activations must be int8 or int16")
         if not 50.0 < self.percentile <= 100.0:
             raise ValueError("percentile must be in (50, 100]")
+        if self.ranges not in RANGE_METHODS + ("auto",):
+            raise ValueError("ranges must be minmax, percentile, mse or auto")
         if self.sensitivity < 0:
             raise ValueError("sensitivity must be 0 or more (rows)")
         if self.samples < 1:
@@ -270,9 +306,17 @@ def _data_tensors(op: Operator) -> list[Tensor]:
 
 
 def plan_params(ops: list[Operator], ranges: dict, percentile: float,
-                activations: str = "int8") -> tuple[dict[int, tuple[float, int]], set[int]]:
+                activations: str = "int8", method: str | None = None,
+                unclipped: set[int] | frozenset = frozenset()) -> tuple[dict[int, tuple[float, int]], set[int]]:
     """Parameters per float tensor uid of the quantized ``ops``, and the uids of ops to drop
-    (their group would need two different fixed parameters)."""
+    (their group would need two different fixed parameters). ``method``: the range estimator
+    (``passes._ranges``: minmax, percentile, mse); None: percentile if ``percentile`` < 100.
+    ``unclipped``: tensor uids that keep their min/max whatever the method (mse: the graph outputs)."""
+    from ._ranges import tensor_range
+    if method is None:
+        method = "percentile" if percentile < 100 else "minmax"
+    pct = percentile if percentile < 100 else DEFAULT_PERCENTILE
+    levels = 256 if activations == "int8" else 65536
     FIXED_, act_params = (FIXED, activation_params) if activations == "int8" else (FIXED16, activation_params16)
     g = _Groups()
     fixed: dict[int, tuple[float, int]] = {}
@@ -301,7 +345,7 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float,
         if t.is_constant:
             a, b = float(np.min(t.data)), float(np.max(t.data))
         else:
-            a, b = ranges[u].range(percentile if percentile < 100 else None)
+            a, b = tensor_range(ranges[u], "minmax" if u in unclipped else method, pct, levels)
         lo[r], hi[r] = min(lo.get(r, a), a), max(hi.get(r, b), b)
     params = {}
     for u in by_uid:
@@ -312,10 +356,58 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float,
 
 # --- rewriting -------------------------------------------------------------------------------
 
+def _tap_inside(n_in: int, n_out: int, k: int, stride: int, dil: int, same: bool) -> np.ndarray:
+    """Per kernel tap along one axis, the share of output positions whose tap reads the input
+    (not SAME padding's zeros)."""
+    pad = max((n_out - 1) * stride + (k - 1) * dil + 1 - n_in, 0) // 2 if same else 0
+    pos = np.arange(n_out)[:, None] * stride + np.arange(k)[None, :] * dil - pad
+    return ((pos >= 0) & (pos < n_in)).mean(axis=0)
+
+
+def tap_weights(op: Operator, kh: int, kw: int) -> np.ndarray:
+    """(kh, kw): the share of a conv's output positions at which each kernel tap reads the input
+    rather than SAME padding (1 everywhere for VALID, or where the shapes are unknown)."""
+    o, x, y = op.options, op.inputs[0], op.outputs[0]
+    if o is None or x is None or y is None or not x.shape or not y.shape or len(x.shape) != 4 or len(y.shape) != 4:
+        return np.ones((kh, kw))
+    same = getattr(o, "padding", 0) == fb.Padding.SAME
+    sh, sw = int(getattr(o, "strideH", 1) or 1), int(getattr(o, "strideW", 1) or 1)
+    dh, dw = int(getattr(o, "dilationHFactor", 1) or 1), int(getattr(o, "dilationWFactor", 1) or 1)
+    h = _tap_inside(int(x.shape[1]), int(y.shape[1]), kh, sh, dh, same)
+    w = _tap_inside(int(x.shape[2]), int(y.shape[2]), kw, sw, dw, same)
+    return h[:, None] * w[None, :]
+
+
+def bias_shift(op_type: str, w: np.ndarray, wq: np.ndarray, scales: np.ndarray, mean: np.ndarray | None,
+               taps: np.ndarray | None = None) -> np.ndarray | None:
+    """The expected output shift per output channel of a weighted op from its weight rounding,
+    (W_q - W) E[x], for the input's per-channel mean ``mean`` (None where the shapes do not match:
+    nothing to correct). ``taps`` (convolutions): each kernel tap's share of output positions
+    that read the input, not SAME padding's zeros (``tap_weights``)."""
+    if mean is None:
+        return None
+    axis = WEIGHTED[op_type]
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    dw = wq.astype(np.float64) * scales.astype(np.float64).reshape(shape) - np.asarray(w, np.float64)
+    m = np.asarray(mean, np.float64).reshape(-1)
+    if op_type == "FULLY_CONNECTED" and dw.ndim == 2 and dw.shape[1] == m.size:
+        return dw @ m
+    if dw.ndim == 4 and taps is not None and taps.shape == dw.shape[1:3]:
+        dw = dw * taps[None, :, :, None]
+    if op_type == "CONV_2D" and dw.ndim == 4 and dw.shape[3] == m.size:
+        return dw.sum(axis=(1, 2)) @ m
+    if op_type == "DEPTHWISE_CONV_2D" and dw.ndim == 4 and m.size and dw.shape[3] % m.size == 0:
+        return dw.sum(axis=(0, 1, 2)) * np.repeat(m, dw.shape[3] // m.size)
+    return None
+
+
 def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int]], io: str,
-            activations: str = "int8") -> list[str]:
+            activations: str = "int8", means: dict[int, np.ndarray] | None = None) -> list[str]:
     """Quantize the ops whose uids are in ``quantize`` (main subgraph), in place. Returns notes.
-    ``activations="int16"``: int16 activations and int64 biases (16x8; ``io="int8"``: int16 edges)."""
+    ``activations="int16"``: int16 activations and int64 biases (16x8; ``io="int8"``: int16 edges).
+    ``means`` (bias correction): per input tensor uid, its per-channel mean on the calibration
+    samples; each weighted op's bias then absorbs its weight rounding's expected output shift."""
     _A, _ANP, _B, _BNP = (_I8, np.int8, _I32, np.int32) if activations == "int8" else (_I16, np.int16, _I64, np.int64)
     sg = model.main
     notes: list[str] = []
@@ -333,8 +425,9 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 s_in = params[op.inputs[0].uid][0]
                 ws = weight_scales(t.data, axis)
                 key = (t.uid, "weights", axis)          # weights two ops share stay one constant
+                wdata = quantize_weights(t.data, ws, axis)
                 if key not in consts:
-                    consts[key] = wq = sg.new_constant(f"{t.name}/int8", quantize_weights(t.data, ws, axis), _I8,
+                    consts[key] = wq = sg.new_constant(f"{t.name}/int8", wdata, _I8,
                                                        shape_signature=t.shape_signature)
                     sg.set_quantization(wq, qparams(ws, np.zeros(len(ws), np.int64), axis))
                 sg.set_input(op, 1, consts[key])
@@ -342,6 +435,12 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 if b is not None:
                     bs = (np.float64(s_in) * ws.astype(np.float64))
                     bv = np.broadcast_to(np.asarray(b.data, np.float32).reshape(-1), (len(ws),))
+                    shift = None
+                    if means and op.inputs[0].uid in means:
+                        taps = tap_weights(op, t.data.shape[1], t.data.shape[2]) if t.data.ndim == 4 else None
+                        shift = bias_shift(op.type, t.data, wdata, ws, means[op.inputs[0].uid], taps)
+                    if shift is not None and shift.shape == bv.shape:
+                        bv = bv.astype(np.float64) - shift
                     bq = sg.new_constant(f"{b.name}/{_BNP.__name__}",
                                          quantize_bias(bv, bs, _BNP).reshape(b.shape or (len(ws),)), _B)
                     sg.set_quantization(bq, qparams(bs.astype(np.float32), np.zeros(len(ws), np.int64), 0))
@@ -461,6 +560,10 @@ class QuantizeInt8(Pass):
     #: judged by SQNR (``min_sqnr_db``), not by a relative tolerance: see tflc.optimize
     tolerance = 0.0
     max_retries = 12
+    _method: str = "minmax"
+    _means: dict | None = None
+    _unclipped: frozenset = frozenset()
+    _equalized: dict | None = None
 
     @property
     def min_sqnr_db(self) -> float:
@@ -470,10 +573,19 @@ class QuantizeInt8(Pass):
         from tflc.rewrite import apply_rules
         record = ctx.facts.setdefault(FACT, {}) if ctx is not None else {}
         apply_rules(model, [FoldFloat16Dequantize(record)], ctx)
+        if self.options.equalize:
+            from ._equalize import equalize
+            eq = equalize(model, set(self.options.keep_float))
+            ctx.note(f"{self.name}: equalize: {eq['text']}")
+            self._equalized = eq
         cal = ctx.analyses.get("calibration", model, ctx)
         if cal.error:
             ctx.note(f"{self.name}: not quantized: calibration failed: {cal.error}")
             return False
+        self._method = self._range_method()
+        self._unclipped = frozenset(t.uid for t in model.main.outputs)
+        self._means = ({u: r.channel_mean for u, r in cal.ranges.items() if r.channel_mean is not None}
+                       if self.options.bias_correction else None)
         if cal.warning:
             ctx.note(f"{self.name}: warning: {cal.warning}")
         act = self.options.activations
@@ -502,9 +614,19 @@ class QuantizeInt8(Pass):
         if not ops:
             ctx.note(f"{self.name}: nothing to quantize")
             return False
+        auto = None
+        if self.options.ranges == "auto" and self._method == "minmax":
+            auto = self._auto_ranges(model, ops, cal, ctx)
+            params = self._params(ops, cal, self._method)[0]
         ops, params, report = self._measure_and_mix(model, candidates, demoted, ops, params, cal, ctx)
         if report is not None:
             report["int8_ops"], report["ops"] = len(ops), len(sg.operators)
+            report["ranges"] = self._method
+            if auto is not None:
+                report["ranges_auto"] = auto
+            report["bias_correction"] = bool(self.options.bias_correction)
+            if self.options.equalize:
+                report["equalize"] = {k: v for k, v in self._equalized.items() if k != "text"}
             ctx.facts[self.name] = report
         if not ops:
             ctx.note(f"{self.name}: nothing left to quantize: every op stayed float for min-sqnr="
@@ -515,7 +637,7 @@ class QuantizeInt8(Pass):
             if op.uid in reasons and op.type not in ("QUANTIZE", "DEQUANTIZE"):
                 ctx.note(f"{self.name}: kept {op.type} '{op.output_name}' float: {reasons[op.uid]}")
         total = len(sg.operators)
-        notes = rewrite(model, {op.uid for op in ops}, params, self.options.io, act)
+        notes = rewrite(model, {op.uid for op in ops}, params, self.options.io, act, self._means)
         for n in notes:
             ctx.note(f"{self.name}: {n}")
         ctx.note(f"{self.name}: {len(ops)} of {total} ops {'int8' if act == 'int8' else 'int16x8'} "
@@ -528,14 +650,14 @@ class QuantizeInt8(Pass):
         conflict and those LiteRT refuses in int8) and their parameters; None (noted) on failure."""
         for _ in range(self.max_retries):
             ops = [op for op in candidates if op.uid not in demoted]
-            params, drop = plan_params(ops, cal.ranges, self.options.percentile, self.options.activations)
+            params, drop = self._params(ops, cal, self._method)
             if drop:
                 demoted.update(dict.fromkeys(drop, "its inputs would need two different fixed parameters"))
                 continue
             if not ops:
                 return [], {}
             trial = model.clone()
-            rewrite(trial, {op.uid for op in ops}, params, self.options.io, self.options.activations)
+            rewrite(trial, {op.uid for op in ops}, params, self.options.io, self.options.activations, self._means)
             err, uid = refused_op(trial, {op.uid for op in ops})
             if err is None:
                 return ops, params
@@ -551,7 +673,7 @@ class QuantizeInt8(Pass):
 
         def build(uids: set[int]) -> bytes:
             trial = model.clone()
-            rewrite(trial, uids, params, io, self.options.activations)
+            rewrite(trial, uids, params, io, self.options.activations, self._means)
             return serialize(trial)
         return build
 
@@ -562,9 +684,66 @@ class QuantizeInt8(Pass):
         return measure_and_mix(self, model, demoted, ops, params, ctx,
                                plan=lambda: self._plan(model, candidates, demoted, cal, ctx),
                                build=lambda prm, io: self._build(model, prm, io),
-                               params_for=lambda uids: plan_params([op for op in candidates if op.uid in uids],
-                                                                   cal.ranges, self.options.percentile,
-                                                                   self.options.activations))
+                               params_for=lambda uids: self._params([op for op in candidates if op.uid in uids],
+                                                                    cal, self._method))
+
+    def _params(self, ops: list[Operator], cal, method: str):
+        """``plan_params`` with this pass's options; under mse the graph outputs keep min/max
+        (clipping what the float model is compared on costs the largest errors there)."""
+        unclipped = self._unclipped if method == "mse" else frozenset()
+        return plan_params(ops, cal.ranges, self.options.percentile, self.options.activations, method, unclipped)
+
+    def _range_method(self) -> str:
+        """The range estimator ``_plan`` starts from (auto: min/max, until measured)."""
+        r = self.options.ranges
+        if r in ("minmax", "auto") and self.options.percentile < 100:
+            return "percentile"
+        return "minmax" if r == "auto" else r
+
+    def _auto_ranges(self, model: Model, ops: list[Operator], cal, ctx) -> dict | None:
+        """ranges=auto: the model quantized with each estimator, measured in LiteRT against the
+        float model on the calibration samples (``_sensitivity``'s measurement, one child); the
+        best worst-output SQNR sets ``self._method``. Returns each candidate's per-output SQNR."""
+        from tflc.analyses.calibration import SEED_OFFSET, calibration_source
+        from tflc.errors import TflcError
+        from tflc.io import serialize
+        from tflc.runtime import RunOptions
+
+        from ._sensitivity import Samples, finite, measure, worst_db
+        seed = int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET
+        smp = Samples(calibration_source(ctx), self.options.samples, seed,
+                      dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
+        uids = {op.uid for op in ops}
+        cands, trials = [], []
+        for m in RANGE_METHODS:
+            prm, drop = self._params(ops, cal, m)
+            if not drop:
+                cands.append(m)
+                trials.append(lambda prm=prm: self._build(model, prm, self.options.io)(uids))
+        try:
+            results, n = measure(serialize(model), trials, smp)
+        except TflcError as e:
+            ctx.note(f"{self.name}: ranges=auto: could not measure the candidates in LiteRT ({e}); min/max kept")
+            return None
+        table = {}
+        for m, res in zip(cands, results):
+            table[m] = (None if isinstance(res, str) else
+                        {"worst_sqnr_db": finite(worst_db(res)), "sqnr_db": {d.name: finite(d.sqnr_db) for d in res}})
+        ok = [m for m in cands if table[m] is not None]
+        if not ok:
+            ctx.note(f"{self.name}: ranges=auto: no candidate ran in LiteRT; min/max kept")
+            return table
+        db = {m: worst_db(results[cands.index(m)]) for m in ok}
+        best = max(ok, key=lambda m: (db[m], -cands.index(m)))
+        if best != "minmax" and "minmax" in db and db[best] < db["minmax"] + AUTO_MARGIN_DB:
+            best = "minmax"           # within the measurement's noise: the estimator that clips nothing
+        self._method = best
+        pct = self.options.percentile if self.options.percentile < 100 else DEFAULT_PERCENTILE
+        ctx.note(f"{self.name}: ranges=auto: worst-output SQNR on {n} calibration sample(s): " + ", ".join(
+            f"{m}{f' ({pct:g})' if m == 'percentile' else ''} "
+            + ("failed" if table[m] is None else f"{table[m]['worst_sqnr_db']} dB") for m in cands)
+            + f"; kept {best}")
+        return {"chosen": best, "candidates": table, "samples": n}
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 The float model runs in LiteRT (builtin kernels, every intermediate kept:
 ``RunOptions(preserve_all_tensors=True)``) on each calibration sample, in an isolated child, and
-each float tensor's values are summarized: min, max, and a bounded sample of its values (sorted)
-from which a percentile range is read (``TensorRange.range(percentile)``).
+each float tensor's values are summarized: min, max, a bounded sample of its values (sorted)
+from which a percentile range is read (``TensorRange.range(percentile)``) and a histogram
+(``TensorRange.histogram``, ``HIST_BINS`` bins over [min, max]) for the MSE range estimator, and the
+mean of each channel (last axis; ``channel_mean``: a layer input's E[x], for bias correction).
 
 Where the samples come from, first found: ``ctx.calibration`` (``--calibration DATA.npz``: keys are
 the inputs' names as LiteRT reports them, or ``arr_0``.. in input order; the first axis is the
@@ -43,6 +45,8 @@ GENERATED_SAMPLES = 32
 SEED_OFFSET = 1000
 #: values kept per tensor over all samples (for percentiles), spread evenly over the samples
 KEEP_VALUES = 1 << 16
+#: bins of a tensor's histogram (``TensorRange.histogram``), over its [min, max]
+HIST_BINS = 2048
 
 
 @dataclass
@@ -51,6 +55,16 @@ class TensorRange:
     max: float
     samples: np.ndarray          # sorted float32 values (a bounded, seeded subsample), for percentiles
     count: int = 0               # values seen
+    #: the mean over the samples of each channel (the last axis), e.g. a layer input's E[x] for bias correction
+    channel_mean: np.ndarray | None = None
+
+    def histogram(self, bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray]:
+        """(counts, edges): a ``bins``-bin histogram of the values kept over [min, max] (what the
+        MSE range estimator searches; ``passes._ranges``)."""
+        lo, hi = self.min, self.max
+        if not hi > lo:
+            hi = lo + 1e-12
+        return np.histogram(self.samples, bins=bins, range=(lo, hi))
 
     def range(self, percentile: float | None = None) -> tuple[float, float]:
         """(lo, hi): the min/max, or the ``percentile`` (e.g. 99.99) of the values kept, each side."""
@@ -105,14 +119,21 @@ def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samp
             if finite.size == 0:
                 continue
             pick = finite if finite.size <= per_sample else rng.choice(finite, per_sample, replace=False)
+            cm = None
+            if finite.size == flat.size and v.ndim >= 1:
+                cm = v.reshape(-1, v.shape[-1]).astype(np.float64).mean(axis=0)
             a = acc.get(name)
             if a is None:
-                acc[name] = [float(finite.min()), float(finite.max()), [pick], int(finite.size)]
+                acc[name] = [float(finite.min()), float(finite.max()), [pick], int(finite.size), cm,
+                             1 if cm is not None else 0]
             else:
                 a[0], a[1] = min(a[0], float(finite.min())), max(a[1], float(finite.max()))
                 a[2].append(pick)
                 a[3] += int(finite.size)
-    out = {n: (a[0], a[1], np.sort(np.concatenate(a[2])).astype(np.float32), a[3]) for n, a in acc.items()}
+                if cm is not None and a[4] is not None and a[4].shape == cm.shape:
+                    a[4], a[5] = a[4] + cm, a[5] + 1
+    out = {n: (a[0], a[1], np.sort(np.concatenate(a[2])).astype(np.float32), a[3],
+               (a[4] / a[5]).astype(np.float32) if a[4] is not None and a[5] else None) for n, a in acc.items()}
     return out, len(steps)
 
 
@@ -141,7 +162,7 @@ def calibration(model: Any, ctx: Any) -> CalibrationResult:
         return CalibrationResult(error=str(e), source=str(source))
     except TflcError as e:
         return CalibrationResult(error=str(e), source=str(source) if source else "generated")
-    ranges = {uid: TensorRange(lo, hi, smp, c) for uid, (lo, hi, smp, c) in named.items()}
+    ranges = {uid: TensorRange(lo, hi, smp, c, cm) for uid, (lo, hi, smp, c, cm) in named.items()}
     warning = None
     if source is None:
         warning = (f"no calibration data (--calibration DATA.npz or a folder of images): ranges from {count} "
