@@ -84,10 +84,29 @@ def mse_range(values: np.ndarray, bins: int = 2048, levels: int = 256, grid: int
     return mse_range_from_histogram(counts, edges, levels, grid)
 
 
+def activation_params(lo: float, hi: float) -> tuple[float, int]:
+    """Asymmetric int8 (scale, zero point) for [lo, hi], widened to hold 0 (exactly representable)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    if not np.isfinite(lo) or not np.isfinite(hi):
+        raise ValueError("non-finite range")
+    if hi - lo <= 1e-30:
+        return 1.0 / 255, -128
+    scale = (hi - lo) / 255.0
+    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    return float(np.float32(scale)), zp
+
+
+def activation_params16(lo: float, hi: float) -> tuple[float, int]:
+    """Symmetric int16 (scale, 0) for [lo, hi]: scale = max(|lo|, |hi|) / 32767."""
+    amax = max(abs(float(lo)), abs(float(hi)))
+    if not np.isfinite(amax):
+        raise ValueError("non-finite range")
+    return (float(np.float32(amax / 32767.0)) if amax > 1e-30 else 1.0 / 32767), 0
+
+
 def quantization_mse(values: np.ndarray, lo: float, hi: float, levels: int = 256) -> float:
     """The real mean squared error of quantizing ``values`` on the asymmetric grid of [lo, hi]
-    (``quantize_int8.activation_params``: the range widened to hold 0, 0 exact)."""
-    from .quantize_int8 import activation_params, activation_params16
+    (:func:`activation_params`: the range widened to hold 0, 0 exact)."""
     v = np.asarray(values, np.float64)
     if levels == 256:
         s, z = activation_params(lo, hi)

@@ -71,6 +71,8 @@ from tflc.ir.quant import is_quantized
 from tflc.passes_api import Pass, register
 from tflc.schema import TYPE_CODES, fb
 
+from ._ranges import activation_params, activation_params16  # noqa: F401  (also part of this module's API)
+
 from .fold_float16_weights import FACT, FoldFloat16Dequantize
 
 _F32, _I8, _I32 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"], TYPE_CODES["INT32"]
@@ -173,26 +175,6 @@ class QuantizeInt8Options:
 
 
 # --- the maths -------------------------------------------------------------------------------
-
-def activation_params(lo: float, hi: float) -> tuple[float, int]:
-    """Asymmetric int8 (scale, zero point) for [lo, hi], widened to hold 0 (exactly representable)."""
-    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    if not np.isfinite(lo) or not np.isfinite(hi):
-        raise ValueError("non-finite range")
-    if hi - lo <= 1e-30:
-        return 1.0 / 255, -128
-    scale = (hi - lo) / 255.0
-    zp = int(np.clip(np.round(-128 - lo / scale), -128, 127))
-    return float(np.float32(scale)), zp
-
-
-def activation_params16(lo: float, hi: float) -> tuple[float, int]:
-    """Symmetric int16 (scale, 0) for [lo, hi]: scale = max(|lo|, |hi|) / 32767."""
-    amax = max(abs(float(lo)), abs(float(hi)))
-    if not np.isfinite(amax):
-        raise ValueError("non-finite range")
-    return (float(np.float32(amax / 32767.0)) if amax > 1e-30 else 1.0 / 32767), 0
-
 
 def weight_scales(w: np.ndarray, axis: int | None) -> np.ndarray:
     """Symmetric scales (max |w| / 127) per channel along ``axis`` (None: one for the tensor)."""
