@@ -183,19 +183,23 @@ class OpView:
         return tuple(int_array(read_u64(t + TENSOR_DIMS)))
 
     def resize(self, t: int, shape: tuple[int, ...]) -> None:
-        """ResizeTensor takes the dims and frees them with ``free``: malloc them."""
-        global _LIBC
-        if self.shape_of(t) == tuple(shape):
-            return
-        if _LIBC is None:
-            _LIBC = ctypes.CDLL(None)
-            _LIBC.malloc.restype, _LIBC.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-        block = _LIBC.malloc(4 * (len(shape) + 1))
-        if not block:
-            raise Refused("out of memory resizing an output")
-        (ctypes.c_int * (len(shape) + 1)).from_address(block)[:] = [len(shape), *shape]
-        if _ResizeFn(read_u64(self.context + CTX_RESIZE_TENSOR))(self.context, t, block) != OK:
-            raise Refused(f"LiteRT refused to resize an output to {list(shape)}")
+        if self.shape_of(t) != tuple(shape):
+            resize_tensor(self.context, t, shape)
+
+
+def resize_tensor(context: int, tensor: int, shape: tuple[int, ...]) -> None:
+    """``context->ResizeTensor(tensor, shape)``; it takes the dims and frees them with ``free``, so
+    they are ``malloc``ed."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None)
+        _LIBC.malloc.restype, _LIBC.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    block = _LIBC.malloc(4 * (len(shape) + 1))
+    if not block:
+        raise Refused("out of memory resizing an output")
+    (ctypes.c_int * (len(shape) + 1)).from_address(block)[:] = [len(shape), *shape]
+    if _ResizeFn(read_u64(context + CTX_RESIZE_TENSOR))(context, tensor, block) != OK:
+        raise Refused(f"LiteRT refused to resize an output to {list(shape)}")
 
 
 def make_prepare(label: str, check: Callable[[OpView], None]) -> Any:

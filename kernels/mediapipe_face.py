@@ -50,10 +50,10 @@ from tflc.capabilities import Predicate
 # the layout of LiteRT's structs and the readers over it are shared by every native kernel
 from ._native import (CTX_REPORT_ERROR, CTX_RESIZE_TENSOR, CTX_TENSORS, ERROR, NODE_CUSTOM_DATA,
                       NODE_CUSTOM_SIZE, NODE_INPUTS, NODE_OUTPUTS, NODE_USER_DATA, OK, TENSOR_BYTES, TENSOR_DATA,
-                      TENSOR_DIMS, TENSOR_SIZE, TENSOR_TYPE, Refused, _PrepareFn, _ReportFn, _ResizeFn)
+                      TENSOR_DIMS, TENSOR_SIZE, TENSOR_TYPE, Refused, _PrepareFn, _ReportFn)
 from ._native import as_ptr as _as_ptr, dim as _dim, int_array as _int_array
 from ._native import load_i32 as _load_i32, load_u64 as _load_u64, read_u64 as _u64
-from ._native import tensor_at as _tensor_at
+from ._native import resize_tensor as _resize_tensor, tensor_at as _tensor_at
 
 TFLITE_FLOAT32 = 1                    # TfLiteType of float32 (the schema's FLOAT32 is 0)
 
@@ -421,7 +421,6 @@ _INVOKES = {LANDMARKS_TO_MATRIX: landmarks_to_matrix, TENSOR_BILINEAR: tensor_bi
 
 #: op node address -> the params block its invoke reads (kept alive while the op may run)
 _PARAMS: dict[int, np.ndarray] = {}
-_LIBC: Any = None
 
 
 def _params_block(code: str, opts: dict) -> np.ndarray:
@@ -435,20 +434,6 @@ def _params_block(code: str, opts: dict) -> np.ndarray:
     block[5:8] = np.array([opts["target_rotation_radians"], opts["scale_x"], opts["scale_y"]], np.float32).view(np.int32)
     block[8:] = idx
     return block
-
-
-def _resize(context: int, tensor: int, shape: tuple[int, ...]) -> None:
-    """ResizeTensor takes the dims and frees them with ``free``: malloc them."""
-    global _LIBC
-    if _LIBC is None:
-        _LIBC = ctypes.CDLL(None)
-        _LIBC.malloc.restype, _LIBC.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    block = _LIBC.malloc(4 * (len(shape) + 1))
-    if not block:
-        raise Refused("out of memory resizing an output")
-    (ctypes.c_int * (len(shape) + 1)).from_address(block)[:] = [len(shape), *shape]
-    if _ResizeFn(_u64(context + CTX_RESIZE_TENSOR))(context, tensor, block) != OK:
-        raise Refused(f"LiteRT refused to resize output 0 to {list(shape)}")
 
 
 def _prepare_op(code: str, context: int, node: int) -> None:
@@ -466,7 +451,7 @@ def _prepare_op(code: str, context: int, node: int) -> None:
     want, opts = SPECS[code].check(shapes[:len(ins)], shapes[len(ins):], dtypes, data)
     for a, have, shape in zip(addr[len(ins):], shapes[len(ins):], want):
         if tuple(have) != tuple(shape):
-            _resize(context, a, shape)
+            _resize_tensor(context, a, shape)
     block = _params_block(code, opts)
     _PARAMS[op] = block
     ctypes.c_uint64.from_address(op + NODE_USER_DATA).value = block.ctypes.data

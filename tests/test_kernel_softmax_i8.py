@@ -30,16 +30,7 @@ def _q(scale: float, zp: int) -> fb.QuantizationParametersT:
 
 
 def _session(shape, in_scale, in_zp, beta, out_scale=OUT_SCALE, out_zp=OUT_ZP, xnnpack: bool = True) -> Session:
-    m, sg = new_model("one int8 softmax")
-    x = sg.new_tensor("x", I8, shape, quantization=_q(in_scale, in_zp))
-    y = sg.new_tensor("y", I8, shape, quantization=_q(out_scale, out_zp))
-    o = fb.SoftmaxOptionsT()
-    o.beta = float(beta)
-    op = add_op(sg, "SOFTMAX", [x], [y], o, fb.BuiltinOptions.SoftmaxOptions)
-    sg.require_version(op, 2)
-    sg.set_graph_inputs([x])
-    sg.set_graph_outputs([y])
-    return Session(serialize(m), RunOptions(xnnpack=xnnpack))
+    return Session(serialize(_model(shape, in_scale, in_zp, beta, out_scale, out_zp)), RunOptions(xnnpack=xnnpack))
 
 
 def _ours(x: np.ndarray, in_scale, in_zp, beta, out_scale=OUT_SCALE, out_zp=OUT_ZP) -> np.ndarray:
@@ -226,10 +217,10 @@ def test_transformer_softmax_ops(zoo):
 
 # --------------------------------------------------------------------------- TFLC_SOFTMAX_I8 inside LiteRT
 
-def _model(shape, in_scale, in_zp, beta):
+def _model(shape, in_scale, in_zp, beta, out_scale=OUT_SCALE, out_zp=OUT_ZP):
     m, sg = new_model("one int8 softmax")
     x = sg.new_tensor("x", I8, shape, quantization=_q(in_scale, in_zp))
-    y = sg.new_tensor("y", I8, shape, quantization=_q(OUT_SCALE, OUT_ZP))
+    y = sg.new_tensor("y", I8, shape, quantization=_q(out_scale, out_zp))
     o = fb.SoftmaxOptionsT()
     o.beta = float(beta)
     op = add_op(sg, "SOFTMAX", [x], [y], o, fb.BuiltinOptions.SoftmaxOptions)
