@@ -74,6 +74,21 @@ class Candidate:
     def group(self) -> str:
         return " -> ".join(op.type for op in self.ops)
 
+    @property
+    def is_table(self) -> bool:
+        return is_table(self.code)
+
+
+def is_table(code: str) -> bool:
+    """Table kernels get their parameters from LiteRT (the pass runs the op), others from the op."""
+    return code.startswith("TFLC_LUT")
+
+
+def kernel_inputs(op: Operator, code: str) -> list[Tensor]:
+    """What the kernel reads: a table the run-time inputs (its constants are in the table), other
+    kernels every input."""
+    return _live(op) if is_table(code) else [t for t in op.inputs if t is not None]
+
 
 # --------------------------------------------------------------------------- matching
 
@@ -110,9 +125,7 @@ def find_candidates(model: Model, target: Any, codes: set[str] | None, ctx: Any)
             if code is None:
                 ctx.note(f"use-kernels: no kernel for {op.type} '{op.output_name}' ({why})")
                 continue
-            # a table reads the run-time inputs (constants are in it); other kernels read every input
-            ins = _live(op) if code.startswith("TFLC_LUT") else [t for t in op.inputs if t is not None]
-            out.append(Candidate([op], code, live=ins))
+            out.append(Candidate([op], code, live=kernel_inputs(op, code)))
     return out
 
 
@@ -233,17 +246,30 @@ def _encode_table(c: Candidate) -> bytes:
     return lut.encode_options(c.table.view(dt))
 
 
-def apply(model: Model, c: Candidate) -> Operator:
-    """Replace ``c``'s ops by one custom op (the caller checked it)."""
+def _replace(sg: Subgraph, c: Candidate) -> Operator:
+    """Replace ``c``'s ops (in ``sg``) by one custom op."""
     if c.table is not None:
         c.payload = _encode_table(c)
-    sg = _subgraph_of(model, c.ops[0])
     new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.payload)
     for op in reversed(c.ops[1:]):
         sg.remove_op(op, detach=True)
-    sg.replace_op(c.ops[0], new)
+    return sg.replace_op(c.ops[0], new)
+
+
+def apply(model: Model, c: Candidate) -> Operator:
+    """Replace ``c``'s ops by one custom op (the caller checked it), dropping what they left unused."""
+    sg = _subgraph_of(model, c.ops[0])
+    new = _replace(sg, c)
     sg.remove_unused_tensors()
     return new
+
+
+def on_clone(clone: Model, c: Candidate) -> Candidate:
+    """``c`` for the same ops of ``clone`` (clones keep uids)."""
+    ops = {op.uid: op for sg in clone.subgraphs for op in sg.operators}
+    tensors = {t.uid: t for sg in clone.subgraphs for t in sg.tensors}
+    return Candidate([ops[o.uid] for o in c.ops], c.code, c.payload, c.table, [tensors[t.uid] for t in c.live],
+                     list(c.steps))
 
 
 # --------------------------------------------------------------------------- checking in LiteRT
@@ -254,7 +280,7 @@ def check_exact(c: Candidate) -> tuple[bool, str]:
     value at every position, a two-input one checked on random and extreme inputs."""
     from tflc.kernels.lut import LUT8, LUT8X8
     from ._exhaustive import prove
-    if not c.code.startswith("TFLC_LUT"):
+    if not c.is_table:
         return _sampled(c)
     for op, table in zip(c.ops, c.steps):
         live = _live(op)
@@ -267,18 +293,11 @@ def check_exact(c: Candidate) -> tuple[bool, str]:
         code = LUT8 if table.size == 256 else _lut().LUT8C
 
         def rewrite(sg: Subgraph, copy: Operator, table: np.ndarray = table, code: str = code) -> None:
-            _apply_in(sg, Candidate([copy], code, table=table, live=_live(copy)))
+            _replace(sg, Candidate([copy], code, table=table, live=_live(copy)))
         proof = prove(op, rewrite, f"use-kernels:{code}:{hash(table.tobytes())}")
         if not proof.decided or not proof.ok:
             return False, f"{op.type} '{op.output_name}': {proof.reason}"
     return True, ""
-
-
-def _apply_in(sg: Subgraph, c: Candidate) -> None:
-    if c.table is not None:
-        c.payload = _encode_table(c)
-    new = Operator(custom_opcode(c.code), list(c.live), [c.last.outputs[0]], custom_options=c.payload)
-    sg.replace_op(c.ops[0], new)
 
 
 def _sampled(c: Candidate) -> tuple[bool, str]:
@@ -292,8 +311,7 @@ def _sampled(c: Candidate) -> tuple[bool, str]:
     m, copy = one_op_model(c.ops[0])
     original = serialize(m)
     sg = m.subgraphs[0]
-    kernel_ins = _live(copy) if c.code.startswith("TFLC_LUT") else [t for t in copy.inputs if t is not None]
-    _apply_in(sg, Candidate([copy], c.code, c.payload, c.table, kernel_ins))
+    _replace(sg, Candidate([copy], c.code, c.payload, c.table, kernel_inputs(copy, c.code)))
     rewritten = serialize(m)
     rng = np.random.default_rng(0)
     run_time = _live(c.ops[0])
@@ -335,32 +353,22 @@ def _alone_us(c: Candidate, ctx: Any) -> tuple[float, float] | None:
     """(builtin µs, kernel µs) of the ops alone, one-op models at the model's shapes (a chain: its
     ops summed on the builtin side)."""
     from tflc.io import serialize
-    from tflc.profiler import compare_latency
+    from tflc.profiler import compare_latency, measure_latency
     from ._exhaustive import one_op_model
     try:
-        builtin = 0.0
-        kernel_us = 0.0
-        for k, op in enumerate(c.ops):
-            m, copy = one_op_model(op)
-            original = serialize(m)
-            if k == 0:
-                km, kcopy = one_op_model(op)
-                ksg = km.subgraphs[0]
-                last_out = kcopy.outputs[0]
-                if len(c.ops) > 1:       # the kernel writes the chain's last output: its dtype/quant
-                    ksg.set_quantization(last_out, c.last.outputs[0].quantization)
-                    ksg.set_dtype(last_out, c.last.outputs[0].dtype)
-                ins = _live(kcopy) if c.code.startswith("TFLC_LUT") else [t for t in kcopy.inputs if t is not None]
-                _apply_in(ksg, Candidate([kcopy], c.code, c.payload, c.table, ins))
-                cmp = compare_latency(original, serialize(km), threads=ctx.run_options.threads, rounds=10,
-                                      per_round=20, max_seconds=2.0)
-                builtin += cmp.a.p50_us
-                kernel_us = cmp.b.p50_us
-            else:
-                cmp = compare_latency(original, original, threads=ctx.run_options.threads, rounds=4,
-                                      per_round=20, max_seconds=1.0)
-                builtin += cmp.a.p50_us
-        return builtin, kernel_us
+        threads = ctx.run_options.threads
+        first, _ = one_op_model(c.ops[0])
+        km, kcopy = one_op_model(c.ops[0])
+        ksg = km.subgraphs[0]
+        if len(c.ops) > 1:           # the kernel writes the chain's last output: its dtype/quant
+            ksg.set_quantization(kcopy.outputs[0], c.last.outputs[0].quantization)
+            ksg.set_dtype(kcopy.outputs[0], c.last.outputs[0].dtype)
+        _replace(ksg, Candidate([kcopy], c.code, c.payload, c.table, kernel_inputs(kcopy, c.code)))
+        cmp = compare_latency(serialize(first), serialize(km), threads=threads, rounds=10, per_round=20,
+                              max_seconds=2.0)
+        builtin = cmp.a.p50_us + sum(measure_latency(serialize(one_op_model(op)[0]), threads, runs=80,
+                                                     max_seconds=1.0).p50_us for op in c.ops[1:])
+        return builtin, cmp.b.p50_us
     except Exception:  # noqa: BLE001 - a micro-benchmark that fails only leaves the column empty
         return None
 
@@ -408,10 +416,10 @@ class UseKernels(Pass):
         cands = find_candidates(model, target, codes, ctx)
         if not cands:
             return False
-        tables = [c for c in cands if c.code.startswith("TFLC_LUT")]
+        tables = [c for c in cands if c.is_table]
         make_tables(tables)
         for c in cands:                      # parameter kernels: their options from the op itself
-            if not c.code.startswith("TFLC_LUT"):
+            if not c.is_table:
                 try:
                     c.payload = _library().OPTIONS[c.code](c.ops[0])
                 except ValueError as e:
@@ -445,8 +453,7 @@ class UseKernels(Pass):
                 d["builtin_us"], d["kernel_us"] = round(alone[0], 2), round(alone[1], 2)
             with_k = model.clone()
             for c in members:
-                apply(with_k, Candidate([_op_by_uid(with_k, o.uid) for o in c.ops], c.code, c.payload, c.table,
-                                        [_tensor_by_uid(with_k, t.uid) for t in c.live]))
+                apply(with_k, on_clone(with_k, c))
             k_cmp = _whole(model, with_k, ctx, self.options.max_seconds)
             d["kernel"] = _ratio(k_cmp)
             island = _with_islands(model, members, target) if self.options.islands else None
@@ -493,19 +500,3 @@ def mark_needs_tflc(model: Model) -> None:
 
 def _txt(c: Any) -> str:
     return f"{c.ratio:.3f}x [{c.ci_low:.3f}-{c.ci_high:.3f}] of the model's latency"
-
-
-def _op_by_uid(model: Model, uid: int) -> Operator:
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            if op.uid == uid:
-                return op
-    raise KeyError(uid)
-
-
-def _tensor_by_uid(model: Model, uid: int) -> Tensor:
-    for sg in model.subgraphs:
-        for t in sg.tensors:
-            if t.uid == uid:
-                return t
-    raise KeyError(uid)

@@ -214,10 +214,6 @@ def _library() -> Any:
     return importlib.import_module("tflc.kernels.library")
 
 
-def _table_codes() -> set[str]:
-    return set(importlib.import_module("tflc.kernels.lut").TABLE_SIZE)
-
-
 @dataclass(frozen=True)
 class UserKernel:
     """A kernel of your own, swept like the library's: which builtin ops it stands for
@@ -277,8 +273,8 @@ def _candidate(model: Model, code: str) -> Any:
     inputs (its constants are in the table), any other kernel every input (as ``find_candidates``)."""
     uk = _use_kernels()
     op = model.main.operators[0]
-    table = code in _table_codes() and code not in USER_KERNELS
-    ins = [t for t in op.inputs if t is not None and (not table or not t.is_constant)]
+    # a user's kernel named like a table takes every input (its options come from it, not from LiteRT)
+    ins = uk.kernel_inputs(op, code) if code not in USER_KERNELS else [t for t in op.inputs if t is not None]
     return uk.Candidate([op], code, live=ins)
 
 
@@ -288,7 +284,7 @@ def prepare_kernels(cands: list[Any]) -> dict[int, str]:
     (``library.OPTIONS[code](op)``); a user's kernel's by its ``options``. Returns, by ``id`` of
     candidate, why one could not be made (the op's parameters refused: ValueError)."""
     uk = _use_kernels()
-    tables = _table_codes() - set(USER_KERNELS)
+    tables = {c.code for c in cands if uk.is_table(c.code) and c.code not in USER_KERNELS}
     uk.make_tables([c for c in cands if c.code in tables])
     options = getattr(_library(), "OPTIONS", {})
     refused: dict[int, str] = {}
@@ -377,9 +373,10 @@ def plan_cases(sizes: Sequence[tuple[int, ...]] = (), ops: Sequence[str] | None 
 
 def build_cases(cases: list[Case], seed: int = 0) -> None:
     """Make each case's three models and its inputs; a case that cannot be made gets ``error``."""
-    # a table depends on the op's quantization, not on its shape: one per (kernel, op), made by LiteRT
-    # in one child for all; any other kernel's options are made for each case at its own shapes
-    tables = _table_codes() - set(USER_KERNELS)
+    # a fixed-size table (TFLC_LUT8, TFLC_LUT8X8) depends on the op's quantization, not on its shape:
+    # one per (kernel, op), made by LiteRT in one child for all; any other kernel's parameters (a
+    # per-channel table's too) are made for each case at its own shapes
+    tables = set(importlib.import_module("tflc.kernels.lut").TABLE_SIZE) - set(USER_KERNELS)
     made: dict[Any, Any] = {}
     for c in cases:
         key: Any = (c.kernel, c.op) if c.kernel in tables else id(c)
