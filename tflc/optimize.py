@@ -138,18 +138,14 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     kernels run as exact tflc kernels where the whole model gets faster; the output then needs
     ``tflc.runtime`` (or tflc's kernels registered) to run."""
     kernels = kernels or target == "tflc"          # the target of XNNPACK and tflc's kernels
+    kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
+              shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
+              target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)
     if quantize is not None:
         from .quantize_auto import choose, parse_auto
         target_db = parse_auto(quantize)
         if target_db is not None:       # every mode, measured; the fastest within the target is kept
-            auto_kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options,
-                           input_source=input_source, steps=steps, shapes=shapes, tolerance=tolerance,
-                           verify_each=verify_each, latency_guard=latency_guard, target=target, on_pass=on_pass,
-                           calibration=calibration)
-            return choose(src, dst, target_db, optimize_file, auto_kw)
-    kw = dict(kernels=kernels, level=level, passes=passes, run_options=run_options, input_source=input_source, steps=steps,
-              shapes=shapes, tolerance=tolerance, verify_each=verify_each, latency_guard=latency_guard,
-              target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)
+            return choose(src, dst, target_db, optimize_file, {k: v for k, v in kw.items() if k != "quantize"})
     try:
         return _optimize_once(src, dst, **kw)
     except OutputCheckFailed as e:
