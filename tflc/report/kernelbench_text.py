@@ -157,14 +157,8 @@ def check_plot(path: str) -> None:
 
 
 def _plt() -> Any:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        from .plots import REPORT_DEPS_HINT
-        raise UsageError(f"--plot needs matplotlib ({e}): {REPORT_DEPS_HINT}") from None
-    return plt
+    from .plots import pyplot
+    return pyplot("--plot needs matplotlib")
 
 
 def plot_kernelbench(result: dict, path: str) -> str:

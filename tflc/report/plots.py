@@ -15,16 +15,17 @@ REPORT_DEPS_HINT = "pip install 'tflc[report]' (matplotlib for the plots, rich f
 def require_plots() -> None:
     """Refuse a report before any measuring where its plots cannot be drawn (matplotlib missing
     or broken). rich is not needed for a report file: without it, terminal output is plain."""
-    _plt()
+    pyplot()
 
 
-def _plt() -> Any:
+def pyplot(needs: str = "--report needs matplotlib for its plots") -> Any:
+    """matplotlib's pyplot (headless), or a UsageError ``needs (why): how to install it``."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise UsageError(f"--report needs matplotlib for its plots ({e}): {REPORT_DEPS_HINT}") from None
+        raise UsageError(f"{needs} ({e}): {REPORT_DEPS_HINT}") from None
     return plt
 
 
@@ -33,7 +34,7 @@ def _png(fig: Any) -> bytes:
     have few colours; this makes the files 3-4x smaller)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     data = buf.getvalue()
     try:
         from PIL import Image
@@ -50,7 +51,7 @@ def _unit(max_us: float) -> tuple[float, str]:
 
 
 def plot_top_ops(view: View, n: int = 15) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     ops = view.top(n)[::-1]
     sc, un = _unit(max((o.max_us for o in ops), default=0.0))
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(ops) + 1.2))
@@ -68,7 +69,7 @@ def plot_top_ops(view: View, n: int = 15) -> bytes:
 
 
 def plot_types(view: View, n: int = 10) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     rows = view.by_type()
     head, rest = rows[:n], rows[n:]
     labels = [a["type"] for a in head] + (["other"] if rest else [])
@@ -87,7 +88,7 @@ def plot_types(view: View, n: int = 10) -> bytes:
 
 
 def plot_distribution(series: dict[str, Sequence[float]], title: str) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.5 * len(series) + 1.6))
     names = list(series)[::-1]
     sc, un = _unit(max((max(v) for v in series.values() if len(v)), default=0.0))
@@ -103,7 +104,7 @@ def plot_distribution(series: dict[str, Sequence[float]], title: str) -> bytes:
 
 
 def plot_threads(result: Any) -> bytes:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     allp = [q for m in result.models for p in m.threads for q in (p.isolated, p.loaded) if q is not None]
     sc, un = _unit(max((q.p90_us for q in allp), default=0.0))
@@ -137,7 +138,7 @@ def plot_tradeoff(result: Any) -> bytes | None:
     pts = [(k, m) for k, m in enumerate(result.models) if m.latency]
     if len(pts) < 2:
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     sc, un = _unit(max(m.latency.p50_us for _, m in pts))
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
