@@ -16,8 +16,9 @@ Each runs as a :class:`~tflc.kernels.NativeKernel`: ``invoke`` is a Numba ``@cfu
 calls directly (no Python per call), reading ``TfLiteNode``/``TfLiteTensor`` through raw pointers;
 ``prepare`` is a Python ctypes callback (once per shape change, not per call) that checks the op
 against its declared constraints, decodes its flexbuffer options, resizes outputs as MediaPipe
-does, and hands the decoded options to ``invoke`` through the op node's ``user_data`` (as a
-LiteRT kernel's ``init`` would).
+does, and writes the decoded options into the op's parameter block, which ``init`` made when the
+interpreter was built (the delegate keeps it with the op, so it is freed with the interpreter) and
+``invoke`` reads through the op node's ``user_data``.
 
 The maths follow MediaPipe's CPU kernels (float32 where they compute in float, double where they
 do). Where MediaPipe would read out of bounds or leave outputs unwritten (a landmark index past
@@ -267,7 +268,7 @@ _SIG = types.int32(types.uint64, types.uint64)
 @cfunc(_SIG, nopython=True, cache=True)
 def landmarks_to_matrix(context, node):
     op = _load_u64(node + u64(NODE_USER_DATA))            # the op as the model holds it
-    params = _load_u64(op + u64(NODE_USER_DATA))          # set by prepare
+    params = _load_u64(op + u64(NODE_USER_DATA))          # made by init, filled by prepare
     if params == u64(0):
         return i32(ERROR)
     p = carray(_as_ptr(params), (5,), np.int32)
@@ -419,10 +420,6 @@ _INVOKES = {LANDMARKS_TO_MATRIX: landmarks_to_matrix, TENSOR_BILINEAR: tensor_bi
 
 # --------------------------------------------------------------------------- prepare (Python, once per shape)
 
-#: op node address -> the params block its invoke reads (kept alive while the op may run)
-_PARAMS: dict[int, np.ndarray] = {}
-
-
 def _params_block(code: str, opts: dict) -> np.ndarray:
     """What invoke reads from ``user_data``: int32 words (floats stored as their bits)."""
     if code != LANDMARKS_TO_MATRIX:
@@ -453,8 +450,21 @@ def _prepare_op(code: str, context: int, node: int) -> None:
         if tuple(have) != tuple(shape):
             _resize_tensor(context, a, shape)
     block = _params_block(code, opts)
-    _PARAMS[op] = block
-    ctypes.c_uint64.from_address(op + NODE_USER_DATA).value = block.ctypes.data
+    held = _u64(op + NODE_USER_DATA)      # the block init made, owned by the interpreter's delegate
+    if not held:
+        raise Refused("no parameter block: the kernel was registered without its init")
+    (ctypes.c_int32 * block.size).from_address(held)[:] = block.tolist()
+
+
+def _init(code: str) -> Callable[[bytes], np.ndarray]:
+    """``init``: a parameter block of the op's size, which lives as long as the interpreter (prepare
+    fills it). Options it cannot read give a placeholder: prepare then refuses the op with the reason."""
+    def init(options: bytes) -> np.ndarray:
+        try:
+            return _params_block(code, decode_options(code, options))
+        except Refused:
+            return np.zeros(1, np.int32)
+    return init
 
 
 def _make_prepare(code: str) -> Any:
@@ -480,7 +490,8 @@ _PREPARES = {code: _make_prepare(code) for code in SPECS}      # module globals:
 
 def _kernel(code: str) -> Any:
     from .kernel import NativeKernel
-    return NativeKernel(invoke=_INVOKES[code].address, prepare=ctypes.cast(_PREPARES[code], ctypes.c_void_p).value)
+    return NativeKernel(invoke=_INVOKES[code].address, prepare=ctypes.cast(_PREPARES[code], ctypes.c_void_p).value,
+                        init=_init(code))
 
 
 # the kernels, by custom code (what the entry points name)
