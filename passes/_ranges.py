@@ -118,11 +118,26 @@ def quantization_mse(values: np.ndarray, lo: float, hi: float, levels: int = 256
 
 
 def tensor_range(r, method: str, percentile: float = 99.99, levels: int = 256) -> tuple[float, float]:
-    """A calibrated tensor's (lo, hi) by ``method``: minmax, percentile or mse."""
+    """A calibrated tensor's (lo, hi) by ``method``: minmax, percentile, mse or avgminmax. Kept on
+    the summary where it has a ``memo`` (ranges=auto asks for the same ones many times)."""
+    memo = getattr(r, "memo", None)
+    if memo is None:
+        return _tensor_range(r, method, percentile, levels)
+    key = (method, percentile, levels)
+    if key not in memo:
+        memo[key] = _tensor_range(r, method, percentile, levels)
+    return memo[key]
+
+
+def _tensor_range(r, method: str, percentile: float, levels: int) -> tuple[float, float]:
     if method == "minmax":
         return r.min, r.max
     if method == "percentile":
         return r.range(percentile if percentile < 100 else None)
+    if method == "avgminmax":
+        if getattr(r, "sample_min", None) is None or r.sample_min.size == 0:
+            return r.min, r.max
+        return float(np.mean(r.sample_min)), float(np.mean(r.sample_max))
     if method == "mse":
         if getattr(r, "samples", None) is None or r.samples.size == 0:
             return r.min, r.max

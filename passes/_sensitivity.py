@@ -52,6 +52,10 @@ class Samples:
     seed: int
     shapes: dict | None
     run_options: Any
+    #: compare each output pooled over the samples (``compare_pooled``), not at its worst step
+    pooled: bool = False
+    #: the samples are ``count`` from this one on (held-out calibration samples)
+    first: int = 0
 
 
 def _measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes], smp: Samples,
@@ -59,12 +63,12 @@ def _measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes]
     """In the child: the reference on the samples once, then each candidate; per candidate its
     per-output diffs, or LiteRT's error (a string)."""
     from tflc.errors import TflcError
-    from tflc.runtime import RunResult, Session, compare_results, load_inputs
+    from tflc.runtime import RunResult, Session, compare_pooled, compare_results, load_inputs
     from tflc.runtime.inputs import convert_inputs
     keep = ("name", "index", "shape", "dtype", "quantization")
     ref = Session(reference, smp.run_options, name="the float model")
-    steps = load_inputs(smp.source, ref.input_details, steps=smp.count, seed=smp.seed, shapes=smp.shapes)
-    steps = steps[:smp.count]
+    steps = load_inputs(smp.source, ref.input_details, steps=smp.first + smp.count, seed=smp.seed, shapes=smp.shapes)
+    steps = steps[smp.first:smp.first + smp.count]
     ref_res = RunResult([{k: d[k] for k in keep if k in d} for d in ref.input_details],
                         [{k: d[k] for k in keep if k in d} for d in ref.output_details], steps, ref.run_steps(steps))
     del ref
@@ -76,7 +80,7 @@ def _measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes]
             feed = convert_inputs(steps, ref_res.input_details, s.input_details)
             got = RunResult(ref_res.input_details, [{k: d[k] for k in keep if k in d} for d in s.output_details],
                             feed, s.run_steps(feed))
-            out.append(compare_results(ref_res, got).diffs)
+            out.append(compare_pooled(ref_res, got) if smp.pooled else compare_results(ref_res, got).diffs)
         except (TflcError, ValueError, RuntimeError) as e:
             out.append(f"{type(e).__name__}: {e}")
     return out, len(steps)

@@ -9,9 +9,11 @@ Follows the TFLite 8-bit quantization specification
 * activations: int8, asymmetric per tensor, from the ``calibration`` analysis' ranges by the
   ``ranges`` estimator (``passes._ranges``): ``minmax``, ``percentile`` (``percentile=99.99``),
   ``mse`` (per tensor, the clipping range of least expected squared error, clip + rounding, over a
-  histogram of its calibration values; the graph outputs keep min/max), or ``auto`` (the default:
-  the model quantized with each, measured in LiteRT against the float model on the calibration
-  samples, the best worst-output SQNR kept, every candidate's noted); a range always holds 0;
+  histogram of its calibration values; the graph outputs keep min/max), ``avgminmax`` (the mean of
+  each calibration sample's min and max), or ``auto`` (the default, ``passes._range_search``: the
+  model quantized with each, for the shared part of the graph and for each output's own head,
+  measured in LiteRT against the float model on calibration samples held out of the ranges
+  (k-fold), the best mean output SQNR kept, every candidate's noted); a range always holds 0;
 * bias correction (``bias-correction=true``, the default): each weighted op's bias absorbs the
   expected output shift of its weight rounding, (W_q - W) E[x], E[x] the per-channel mean of its
   input on the calibration samples;
@@ -61,6 +63,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -71,6 +74,7 @@ from tflc.ir.quant import is_quantized
 from tflc.passes_api import Pass, register
 from tflc.schema import TYPE_CODES, fb
 
+from ._range_search import AUTO_FOLDS, AUTO_MARGIN_CV_DB, AUTO_MARGIN_DB  # noqa: F401  (ranges=auto's)
 from ._ranges import activation_params, activation_params16  # noqa: F401  (also part of this module's API)
 
 from .fold_float16_weights import FACT, FoldFloat16Dequantize
@@ -106,10 +110,7 @@ XNNPACK_INT16_WARNING = ("int16x8: XNNPACK delegates none of it (no int16 activa
 
 
 #: the activation range estimators (``ranges=``; ``auto`` tries each)
-RANGE_METHODS = ("minmax", "percentile", "mse")
-#: ranges=auto: another estimator replaces min/max only when it beats it by more than this (dB): the
-#: worst-step SQNR on a few samples moves by a fraction of a dB between near-equal candidates
-AUTO_MARGIN_DB = 0.5
+RANGE_METHODS = ("minmax", "percentile", "mse", "avgminmax")
 #: the percentile ranges=percentile uses when the percentile option is left at 100
 DEFAULT_PERCENTILE = 99.99
 
@@ -289,10 +290,13 @@ def _data_tensors(op: Operator) -> list[Tensor]:
 
 def plan_params(ops: list[Operator], ranges: dict, percentile: float,
                 activations: str = "int8", method: str | None = None,
-                unclipped: set[int] | frozenset = frozenset()) -> tuple[dict[int, tuple[float, int]], set[int]]:
+                unclipped: set[int] | frozenset = frozenset(),
+                methods: dict[int, str] | None = None) -> tuple[dict[int, tuple[float, int]], set[int]]:
     """Parameters per float tensor uid of the quantized ``ops``, and the uids of ops to drop
     (their group would need two different fixed parameters). ``method``: the range estimator
-    (``passes._ranges``: minmax, percentile, mse); None: percentile if ``percentile`` < 100.
+    (``passes._ranges``: minmax, percentile, mse, avgminmax); None: percentile if ``percentile`` < 100.
+    ``methods``: per tensor uid, another estimator for that tensor (``passes._range_search``: per
+    output cone); a group's range is the union of its tensors' ranges, each by its own estimator.
     ``unclipped``: tensor uids that keep their min/max whatever the method (mse: the graph outputs)."""
     from ._ranges import tensor_range
     if method is None:
@@ -327,7 +331,8 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float,
         if t.is_constant:
             a, b = float(np.min(t.data)), float(np.max(t.data))
         else:
-            a, b = tensor_range(ranges[u], "minmax" if u in unclipped else method, pct, levels)
+            m = (methods or {}).get(u, method)
+            a, b = tensor_range(ranges[u], "minmax" if u in unclipped else m, pct, levels)
         lo[r], hi[r] = min(lo.get(r, a), a), max(hi.get(r, b), b)
     params = {}
     for u in by_uid:
@@ -543,6 +548,7 @@ class QuantizeInt8(Pass):
     tolerance = 0.0
     max_retries = 12
     _method: str = "minmax"
+    _methods: dict = {}
     _means: dict | None = None
     _unclipped: frozenset = frozenset()
     _equalized: dict | None = None
@@ -564,7 +570,7 @@ class QuantizeInt8(Pass):
         if cal.error:
             ctx.note(f"{self.name}: not quantized: calibration failed: {cal.error}")
             return False
-        self._method = self._range_method()
+        self._method, self._methods = self._range_method(), {}
         self._unclipped = frozenset(t.uid for t in model.main.outputs)
         self._means = ({u: r.channel_mean for u, r in cal.ranges.items() if r.channel_mean is not None}
                        if self.options.bias_correction else None)
@@ -669,11 +675,14 @@ class QuantizeInt8(Pass):
                                params_for=lambda uids: self._params([op for op in candidates if op.uid in uids],
                                                                     cal, self._method))
 
-    def _params(self, ops: list[Operator], cal, method: str):
-        """``plan_params`` with this pass's options; under mse the graph outputs keep min/max
-        (clipping what the float model is compared on costs the largest errors there)."""
-        unclipped = self._unclipped if method == "mse" else frozenset()
-        return plan_params(ops, cal.ranges, self.options.percentile, self.options.activations, method, unclipped)
+    def _params(self, ops: list[Operator], cal, method: str, methods: dict[int, str] | None = None):
+        """``plan_params`` with this pass's options (``methods``: per tensor uid estimators, default
+        ``self._methods``); under mse the graph outputs keep min/max (clipping what the float model
+        is compared on costs the largest errors there)."""
+        methods = self._methods if methods is None else methods
+        unclipped = frozenset(u for u in self._unclipped if methods.get(u, method) == "mse")
+        return plan_params(ops, cal.ranges, self.options.percentile, self.options.activations, method, unclipped,
+                           methods)
 
     def _range_method(self) -> str:
         """The range estimator ``_plan`` starts from (auto: min/max, until measured)."""
@@ -683,49 +692,56 @@ class QuantizeInt8(Pass):
         return "minmax" if r == "auto" else r
 
     def _auto_ranges(self, model: Model, ops: list[Operator], cal, ctx) -> dict | None:
-        """ranges=auto: the model quantized with each estimator, measured in LiteRT against the
-        float model on the calibration samples (``_sensitivity``'s measurement, one child); the
-        best worst-output SQNR sets ``self._method``. Returns each candidate's per-output SQNR."""
+        """ranges=auto (``passes._range_search``): an estimator for the shared part of the graph
+        and, where it measures better, another for an output's own head; sets ``self._method`` and
+        ``self._methods``. Returns the search's record (every candidate's per-output SQNR)."""
         from tflc.analyses.calibration import SEED_OFFSET, calibration_source
         from tflc.errors import TflcError
         from tflc.io import serialize
         from tflc.runtime import RunOptions
 
-        from ._sensitivity import Samples, finite, measure, worst_db
+        from ._range_search import output_cones, search
+        from ._sensitivity import Samples
         seed = int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET
-        smp = Samples(calibration_source(ctx), self.options.samples, seed,
-                      dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
+        # judged on calibration samples the candidates' ranges did not see (k-fold): measured on
+        # their own samples, clipping estimators look worse than they are (nothing they clip is new
+        # to them), and one small held-out set is too noisy a judge
+        n, per = cal.samples, self.options.samples
+        k = min(AUTO_FOLDS, n // per) if n >= 2 * per else (2 if n >= 4 else 1)
+        size = min(n // k, 2 * per) if k > 1 else per
+        src, shapes = calibration_source(ctx), dict(getattr(ctx, "shapes", None) or {}) or None
+        opts = getattr(ctx, "run_options", None) or RunOptions()
+        folds = []
+        for f in range(k):
+            fit = cal
+            if k > 1:
+                held = range(f * size, (f + 1) * size)
+                fit = SimpleNamespace(ranges={u: r.without(held) for u, r in cal.ranges.items()})
+            folds.append((lambda m, per_uid, fit=fit: self._params(ops, fit, m, per_uid),
+                          Samples(src, size, seed, shapes, opts, pooled=True, first=f * size if k > 1 else 0)))
         uids = {op.uid for op in ops}
-        cands, trials = [], []
-        for m in RANGE_METHODS:
-            prm, drop = self._params(ops, cal, m)
-            if not drop:
-                cands.append(m)
-                trials.append(lambda prm=prm: self._build(model, prm, self.options.io)(uids))
         try:
-            results, n = measure(serialize(model), trials, smp)
+            res = search(RANGE_METHODS, folds, lambda prm: self._build(model, prm, self.options.io)(uids),
+                         serialize(model), output_cones(model, ops),
+                         AUTO_MARGIN_CV_DB if k > 1 and k * size >= 16 else AUTO_MARGIN_DB)
         except TflcError as e:
             ctx.note(f"{self.name}: ranges=auto: could not measure the candidates in LiteRT ({e}); min/max kept")
             return None
-        table = {}
-        for m, res in zip(cands, results):
-            table[m] = (None if isinstance(res, str) else
-                        {"worst_sqnr_db": finite(worst_db(res)), "sqnr_db": {d.name: finite(d.sqnr_db) for d in res}})
-        ok = [m for m in cands if table[m] is not None]
-        if not ok:
+        if res["chosen"] is None:
             ctx.note(f"{self.name}: ranges=auto: no candidate ran in LiteRT; min/max kept")
-            return table
-        db = {m: worst_db(results[cands.index(m)]) for m in ok}
-        best = max(ok, key=lambda m: (db[m], -cands.index(m)))
-        if best != "minmax" and "minmax" in db and db[best] < db["minmax"] + AUTO_MARGIN_DB:
-            best = "minmax"           # within the measurement's noise: the estimator that clips nothing
-        self._method = best
+            return res
+        self._method, self._methods = res["chosen"], res["methods"]
         pct = self.options.percentile if self.options.percentile < 100 else DEFAULT_PERCENTILE
-        ctx.note(f"{self.name}: ranges=auto: worst-output SQNR on {n} calibration sample(s): " + ", ".join(
-            f"{m}{f' ({pct:g})' if m == 'percentile' else ''} "
-            + ("failed" if table[m] is None else f"{table[m]['worst_sqnr_db']} dB") for m in cands)
-            + f"; kept {best}")
-        return {"chosen": best, "candidates": table, "samples": n}
+        label = {m: f"{m} ({pct:g})" if m == "percentile" else m for m in RANGE_METHODS}
+        cands = res["candidates"]
+        text = ", ".join(f"{label[m]} " + ("failed" if cands[m] is None else f"{cands[m]['worst_sqnr_db']} dB")
+                         for m in RANGE_METHODS)
+        heads = "".join(f"; '{o}'s own head: {label[m]}" for o, m in sorted(res["heads"].items()))
+        where = (f"{res['samples']} calibration samples, each held out of the ranges it is measured with "
+                 f"({k} folds)" if k > 1 else f"{res['samples']} calibration sample(s)")
+        ctx.note(f"{self.name}: ranges=auto: worst-output SQNR (pooled over {where}): {text}; "
+                 f"kept {label[self._method]}{heads}")
+        return {**{key: v for key, v in res.items() if key != "methods"}, "folds": k}
 
 
 @dataclass

@@ -58,37 +58,7 @@ def test_options_check_ranges():
     assert QuantizeInt8Options(ranges="auto").ranges == "auto"
 
 
-# --- auto -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def example_calib(tmp_path_factory):
-    d = Session(str(EXAMPLE)).input_details[0]
-    path = tmp_path_factory.mktemp("ranges") / "calib.npz"
-    data = np.random.default_rng(5).uniform(-1, 1, (6, *d["shape"])).astype(np.float32)
-    np.savez(path, **{d["name"]: data})
-    return path
-
-
-def test_auto_picks_the_estimator_with_the_best_measured_sqnr_and_notes_each(example_calib):
-    m = read_model(EXAMPLE)
-    ctx = PassContext(calibration=str(example_calib))
-    run_pipeline(m, parse_pipeline("quantize-int8{ranges=auto,samples=4}"), ctx)
-    fact = ctx.facts["quantize-int8"]
-    auto = fact["ranges_auto"]
-    cands = auto["candidates"]
-    assert set(cands) == {"minmax", "percentile", "mse"}
-    for c in cands.values():
-        assert c is not None and c["worst_sqnr_db"] is not None and c["worst_sqnr_db"] > 0
-    best = max(cands, key=lambda k: cands[k]["worst_sqnr_db"])
-    db = {k: c["worst_sqnr_db"] for k, c in cands.items()}
-    assert auto["chosen"] == fact["ranges"]
-    # the best, or min/max where the best is within the measurement's noise of it
-    assert db[auto["chosen"]] == db[best] or (
-        auto["chosen"] == "minmax" and db[best] - db["minmax"] <= AUTO_MARGIN_DB + 0.01)
-    # the result is the chosen candidate
-    assert abs(min(o["sqnr_db"] for o in fact["outputs"]) - cands[auto["chosen"]]["worst_sqnr_db"]) < 0.05
-    note = [n for n in ctx.messages if "ranges=auto" in n]
-    assert note and all(k in note[0] for k in ("minmax", "percentile", "mse", f"kept {auto['chosen']}"))
+# --- auto: see tests/passes/test_quantize_range_search.py
 
 
 # --- bias correction ----------------------------------------------------------------------------

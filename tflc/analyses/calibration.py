@@ -57,6 +57,29 @@ class TensorRange:
     count: int = 0               # values seen
     #: the mean over the samples of each channel (the last axis), e.g. a layer input's E[x] for bias correction
     channel_mean: np.ndarray | None = None
+    #: each calibration sample's own min and max (in sample order), for estimators that average them
+    sample_min: np.ndarray | None = None
+    sample_max: np.ndarray | None = None
+    #: for each value of ``samples``, the calibration sample it came from (``without``)
+    sample_ids: np.ndarray | None = None
+    #: estimators' results on this summary (``passes._ranges.tensor_range``)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def without(self, held_out: "set[int] | range") -> "TensorRange":
+        """The same summary with the samples ``held_out`` (their indices) left out: what the
+        calibration would have given without them (``channel_mean`` stays the full one). Where a
+        tensor lacks per-sample records, or every sample would go, it is returned unchanged."""
+        if self.sample_min is None or self.sample_ids is None:
+            return self
+        n = self.sample_min.size
+        keep = np.ones(n, bool)
+        keep[[i for i in held_out if 0 <= i < n]] = False
+        if not keep.any() or keep.all():
+            return self
+        vals = self.samples[keep[np.minimum(self.sample_ids, n - 1)]]
+        return TensorRange(float(self.sample_min[keep].min()), float(self.sample_max[keep].max()), vals,
+                           int(self.count * keep.sum() / n), self.channel_mean, self.sample_min[keep],
+                           self.sample_max[keep], None)
 
     def histogram(self, bins: int = HIST_BINS) -> tuple[np.ndarray, np.ndarray]:
         """(counts, edges): a ``bins``-bin histogram of the values kept over [min, max] (what the
@@ -119,21 +142,30 @@ def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samp
             if finite.size == 0:
                 continue
             pick = finite if finite.size <= per_sample else rng.choice(finite, per_sample, replace=False)
+            pick = (pick, np.full(pick.size, len(acc[name][6]) if name in acc else 0, np.uint16))
             cm = None
             if finite.size == flat.size and v.ndim >= 1:
                 cm = v.reshape(-1, v.shape[-1]).astype(np.float64).mean(axis=0)
             a = acc.get(name)
             if a is None:
                 acc[name] = [float(finite.min()), float(finite.max()), [pick], int(finite.size), cm,
-                             1 if cm is not None else 0]
+                             1 if cm is not None else 0, [], []]
             else:
                 a[0], a[1] = min(a[0], float(finite.min())), max(a[1], float(finite.max()))
                 a[2].append(pick)
                 a[3] += int(finite.size)
                 if cm is not None and a[4] is not None and a[4].shape == cm.shape:
                     a[4], a[5] = a[4] + cm, a[5] + 1
-    out = {n: (a[0], a[1], np.sort(np.concatenate(a[2])).astype(np.float32), a[3],
-               (a[4] / a[5]).astype(np.float32) if a[4] is not None and a[5] else None) for n, a in acc.items()}
+            a = acc[name]
+            a[6].append(float(finite.min()))
+            a[7].append(float(finite.max()))
+    out = {}
+    for n, a in acc.items():
+        vals = np.concatenate([v for v, _ in a[2]]).astype(np.float32)
+        ids = np.concatenate([i for _, i in a[2]])
+        order = np.argsort(vals, kind="stable")
+        out[n] = (a[0], a[1], vals[order], a[3], (a[4] / a[5]).astype(np.float32) if a[4] is not None and a[5] else None,
+                  np.asarray(a[6], np.float32), np.asarray(a[7], np.float32), ids[order])
     return out, len(steps)
 
 
@@ -162,7 +194,7 @@ def calibration(model: Any, ctx: Any) -> CalibrationResult:
         return CalibrationResult(error=str(e), source=str(source))
     except TflcError as e:
         return CalibrationResult(error=str(e), source=str(source) if source else "generated")
-    ranges = {uid: TensorRange(lo, hi, smp, c, cm) for uid, (lo, hi, smp, c, cm) in named.items()}
+    ranges = {uid: TensorRange(*summary) for uid, summary in named.items()}
     warning = None
     if source is None:
         warning = (f"no calibration data (--calibration DATA.npz or a folder of images): ranges from {count} "

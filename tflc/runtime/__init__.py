@@ -8,7 +8,7 @@ tflc's kernel delegate; a custom op nothing runs is a ``MissingKernelError`` nam
 ``ai_edge_litert.interpreter.Interpreter`` (a subclass, same arguments and methods) that adds
 tflc's kernel delegate for the model's custom ops with registered kernels (``dropin``).
 """
-from .check import Comparison, RunResult, check_kernels, compare_models, compare_results, run_model
+from .check import Comparison, RunResult, check_kernels, compare_models, compare_pooled, compare_results, run_model
 from .custom_ops import MissingKernelError, tflc_delegate_factory
 from .dropin import Interpreter
 from .inputs import generate, load_inputs, parse_shape_overrides
@@ -17,6 +17,6 @@ from .isolate import run_isolated
 from .shapes import tensor_shapes
 
 __all__ = ["Comparison", "Interpreter", "MissingKernelError", "RunResult", "RunOptions", "Session", "SessionError",
-           "check_kernels", "compare_models", "compare_results", "generate", "load_inputs",
+           "check_kernels", "compare_models", "compare_pooled", "compare_results", "generate", "load_inputs",
            "parse_shape_overrides", "preload", "run_isolated", "run_model", "tensor_shapes",
            "tflc_delegate_factory"]
