@@ -2,8 +2,8 @@
 
 **Per-output error.** The float model and a quantized candidate run in LiteRT (``tflc.runtime``, the
 same run options as the check) on the same samples; each output is compared as ``tflc optimize``'s
-check compares it (``tflc.runtime.compare_results``: the step with the largest absolute error gives
-the output's SQNR, max and mean absolute error and cosine similarity).
+SQNR floor compares it (``tflc.runtime.compare_pooled``: SQNR, max and mean absolute error and
+cosine similarity over all the samples at once).
 
 **Per-op sensitivity: one op quantized at a time.** For each op the pass would quantize, the model
 with ONLY that op int8 (QUANTIZE before it, DEQUANTIZE after, every other op float; the parameters
@@ -251,7 +251,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     rows_n = p.options.sensitivity or (10 if target is not None else 0)
     t0 = time.perf_counter()
     smp = Samples(calibration_source(ctx), p.options.samples, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
-                  dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
+                  dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions(),
+                  pooled=True)
     reference = serialize(model)
     io = p.options.io
     try:

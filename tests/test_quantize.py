@@ -178,9 +178,28 @@ def test_optimize_checks_the_sqnr_of_each_output(tmp_path, example_model):
     types = {op.type for op in read_model(out).main.operators}
     assert {"CONV_2D", "QUANTIZE", "DEQUANTIZE"} <= types
     bad = tmp_path / "bad.tflite"
-    with pytest.raises(OutputCheckFailed, match="SQNR"):
+    with pytest.raises(OutputCheckFailed, match="SQNR") as e:
         optimize_file(example_model, bad, level="O1", quantize="int8{min-sqnr-db=90}", calibration=str(cal))
     assert not bad.exists()
+    msg = str(e.value)
+    assert "over 8 samples" in msg and "--min-sqnr DB" in msg and "--quantize 'int8{min-sqnr-db=N}'" in msg, msg
+    # the floor's figure is pooled over the samples; the worst sample's is reported beside it
+    assert set(res.check["sqnr_db_worst_step"]) == set(res.check["sqnr_db"])
+
+
+def _cmp(worst_db: float, pooled_db: float):
+    from tflc.metrics import OutputDiff
+    from tflc.runtime import Comparison
+    d = lambda db: OutputDiff("mask", (1, 4), False, 0.06, 0.001, 1.0, 0.9, db)  # noqa: E731
+    return Comparison([d(worst_db)], 32, pooled=[d(pooled_db)])
+
+
+def test_the_sqnr_floor_judges_the_samples_together_not_the_worst_one():
+    from tflc.passmanager import sqnr_violation
+    # a segmentation mask on a crop with nothing in it: near-silent, one sample far under 0 dB
+    assert sqnr_violation(_cmp(-31.5, 20.2), 10.0) is None
+    bad = sqnr_violation(_cmp(15.0, 9.7), 10.0)
+    assert bad and "9.7 dB over 32 samples" in bad
 
 
 def test_cli_quantize(tmp_path, example_model, capsys):

@@ -92,16 +92,19 @@ def _lossy(pipeline: Sequence[Pass]) -> str:
 
 def _sqnr_check(cmp: Any, min_db: float, check: dict, notes: list[str]) -> str | None:
     """A quantized result: every output's SQNR against the float model must reach ``min_db``
-    (the SQNR is that of the step with the largest absolute error). Adds the figures to the
+    (the SQNR pooled over the steps; the worst step's is reported beside it). Adds the figures to the
     check and one note per output; returns the first violation, or None."""
     check["min_sqnr_db"] = min_db
     check["sqnr_db"] = {}
-    for d in cmp.diffs:
+    check["sqnr_db_worst_step"] = {}
+    for d, w in zip(cmp.pooled or cmp.diffs, cmp.diffs):
         db = d.sqnr_db
         check["sqnr_db"][d.name] = None if db == float("inf") else round(float(db), 2)
+        check["sqnr_db_worst_step"][d.name] = None if w.sqnr_db == float("inf") else round(float(w.sqnr_db), 2)
         shown = "identical" if db == float("inf") else f"{db:.1f} dB"
-        notes.append(f"quantized output '{d.name}': SQNR {shown} against the float model (at least {min_db:g} dB "
-                     f"required), max abs error {d.max_abs:.3g}")
+        worst = f" (its worst sample {w.sqnr_db:.1f} dB)" if cmp.steps > 1 and w.sqnr_db != float("inf") else ""
+        notes.append(f"quantized output '{d.name}': SQNR {shown} over {cmp.steps} sample(s){worst} against the float "
+                     f"model (at least {min_db:g} dB required), max abs error {w.max_abs:.3g}")
     return sqnr_violation(cmp, min_db)
 
 
@@ -222,9 +225,14 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         else:
             bad = cmp.violation(budget, plan.quant_steps)
         if bad is not None:
+            hint = ""
+            if plan.min_sqnr_db is not None and quantize:
+                mode = quantize.split("{", 1)[0]
+                hint = ("; to keep the ops that cost the most float until it holds, add --min-sqnr DB (or use "
+                        f"--quantize auto); to accept it, lower the floor: --quantize '{mode}{{min-sqnr-db=N}}'")
             raise (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
                    else VerificationError)(
-                f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}")
+                f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}{hint}")
         os.replace(tmp, dst_p)
     except BaseException:
         try:

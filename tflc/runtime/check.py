@@ -61,6 +61,8 @@ class Comparison:
     diffs: list[OutputDiff]                 # per output, the worst step
     steps: int
     notes: list[str] = field(default_factory=list)
+    #: per output, all the steps at once (``compare_pooled``: the SQNR floor's figure)
+    pooled: list[OutputDiff] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -105,7 +107,7 @@ def compare_results(ref: RunResult, got: RunResult) -> Comparison:
                 worst = d
         assert worst is not None
         diffs.append(worst)
-    return Comparison(diffs, len(ref.outputs))
+    return Comparison(diffs, len(ref.outputs), pooled=compare_pooled(ref, got))
 
 
 def compare_pooled(ref: RunResult, got: RunResult) -> list[OutputDiff]:
