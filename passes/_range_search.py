@@ -138,7 +138,8 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
     # output, so one trial per pair says what each head gains). Not pruned by step 1: a shared
     # estimator poor alone can win with its heads.
     outputs = sorted(set(cones.values()))
-    keys = [(m, h) for m in methods for h in methods if h != m] if outputs else []
+    # one output: every tensor is its "head", nothing to choose apart from step 1
+    keys = [(m, h) for m in methods for h in methods if h != m] if len(outputs) > 1 else []
     first = run([(m, {}) for m in methods] + [(m, {o: h for o in outputs}) for m, h in keys])
     rows = dict(zip(methods, first))
     ok = [m for m in methods if rows[m] is not None]
@@ -146,7 +147,7 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
         return {"chosen": None, "heads": {}, "methods": {}, "candidates": _table(rows), "trials": trials,
                 "samples": samples[0]}
     combos: dict[str, tuple[dict[str, str], dict]] = {m: ({}, rows[m]) for m in ok}
-    if len(rows[ok[0]]) > 1 and outputs:
+    if keys:
         got = dict(zip(keys, first[len(methods):]))
         picked = {}
         for m in ok:
