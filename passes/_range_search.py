@@ -12,7 +12,7 @@ choice is made per **output cone**:
 
 The search, every candidate measured in LiteRT against the float model on the calibration samples
 (``passes._sensitivity.measure``: one isolated child, each candidate built there), judged by each
-output's SQNR pooled over the samples (``Samples.pooled``: less noisy than the worst step), on
+output's SQNR pooled over the samples (``compare_pooled``: less noisy than the worst step), on
 calibration samples held out of the candidate's ranges (k-fold, the caller's ``folds``):
 
 1. one estimator everywhere, each of ``RANGE_METHODS``;

@@ -52,8 +52,6 @@ class Samples:
     seed: int
     shapes: dict | None
     run_options: Any
-    #: compare each output pooled over the samples (``compare_pooled``), not at its worst step
-    pooled: bool = False
     #: the samples are ``count`` from this one on (held-out calibration samples)
     first: int = 0
 
@@ -63,7 +61,7 @@ def _measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes]
     """In the child: the reference on the samples once, then each candidate; per candidate its
     per-output diffs, or LiteRT's error (a string)."""
     from tflc.errors import TflcError
-    from tflc.runtime import RunResult, Session, compare_pooled, compare_results, load_inputs
+    from tflc.runtime import RunResult, Session, compare_pooled, load_inputs
     from tflc.runtime.inputs import convert_inputs
     keep = ("name", "index", "shape", "dtype", "quantization")
     ref = Session(reference, smp.run_options, name="the float model")
@@ -80,7 +78,7 @@ def _measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes]
             feed = convert_inputs(steps, ref_res.input_details, s.input_details)
             got = RunResult(ref_res.input_details, [{k: d[k] for k in keep if k in d} for d in s.output_details],
                             feed, s.run_steps(feed))
-            out.append(compare_pooled(ref_res, got) if smp.pooled else compare_results(ref_res, got).diffs)
+            out.append(compare_pooled(ref_res, got))
         except (TflcError, ValueError, RuntimeError) as e:
             out.append(f"{type(e).__name__}: {e}")
     return out, len(steps)
@@ -251,8 +249,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     rows_n = p.options.sensitivity or (10 if target is not None else 0)
     t0 = time.perf_counter()
     smp = Samples(calibration_source(ctx), p.options.samples, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
-                  dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions(),
-                  pooled=True)
+                  dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
     reference = serialize(model)
     io = p.options.io
     try:

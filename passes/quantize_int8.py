@@ -718,7 +718,7 @@ class QuantizeInt8(Pass):
                 held = range(f * size, (f + 1) * size)
                 fit = SimpleNamespace(ranges={u: r.without(held) for u, r in cal.ranges.items()})
             folds.append((lambda m, per_uid, fit=fit: self._params(ops, fit, m, per_uid),
-                          Samples(src, size, seed, shapes, opts, pooled=True, first=f * size if k > 1 else 0)))
+                          Samples(src, size, seed, shapes, opts, first=f * size if k > 1 else 0)))
         uids = {op.uid for op in ops}
         try:
             res = search(RANGE_METHODS, folds, lambda prm: self._build(model, prm, self.options.io)(uids),

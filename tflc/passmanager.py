@@ -242,9 +242,8 @@ def sqnr_violation(cmp: Any, min_db: float) -> str | None:
     The SQNR is pooled over the steps (``Comparison.pooled``): one step on which an output is near
     silent (a segmentation mask of a crop with no person, a presence score of 0.001) has an SQNR
     far below 0 dB for an error nobody would call broken."""
-    pooled = getattr(cmp, "pooled", None) or cmp.diffs
-    over = f" over {cmp.steps} samples" if getattr(cmp, "pooled", None) and cmp.steps > 1 else ""
-    for d in pooled:
+    over = f" over {cmp.steps} samples" if cmp.pooled and cmp.steps > 1 else ""
+    for d in cmp.pooled or cmp.diffs:
         if not d.sqnr_db >= min_db:                 # NaN is out of bounds too
             return (f"output '{d.name}' has an SQNR of {d.sqnr_db:.1f} dB{over} against the input model's, under the "
                     f"{min_db:g} dB required")
