@@ -159,6 +159,15 @@ def _npz(path: Path, details, steps) -> Path:
 
 # --------------------------------------------------------------------------- children
 
+def _last_json(p: subprocess.CompletedProcess) -> dict:
+    """A child's result: its last stdout line that is JSON, else its exit code and last stderr line."""
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
+    if lines:
+        return json.loads(lines[-1])
+    err = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    return {"ok": False, "error": f"exit {p.returncode}" + (f": {err[-1][:300]}" if err else "")}
+
+
 def _child(args: list[str], timeout: float) -> dict:
     """Run this script in a child mode; its last stdout line is JSON."""
     try:
@@ -166,11 +175,7 @@ def _child(args: list[str], timeout: float) -> dict:
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if lines:
-        return json.loads(lines[-1])
-    err = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    return {"ok": False, "error": f"exit {p.returncode}" + (f": {err[-1][:300]}" if err else "")}
+    return _last_json(p)
 
 
 def _eval_child(ref: str, cand: str, data: str) -> None:
@@ -293,11 +298,7 @@ def _lq(lq_python: str, src: Path, cal: Path, dst: Path) -> dict:
                            capture_output=True, text=True, timeout=3000)
     except FileNotFoundError as e:
         return {"ok": False, "error": f"no litert-quantizer venv: {e}"}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("{")]
-    if lines:
-        return json.loads(lines[-1])
-    err = [ln for ln in p.stderr.splitlines() if ln.strip()]
-    return {"ok": False, "error": f"exit {p.returncode}" + (f": {err[-1][:300]}" if err else "")}
+    return _last_json(p)
 
 
 def _bench(paths: list[Path], rounds: int) -> list[float | None]:
