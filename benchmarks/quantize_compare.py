@@ -301,6 +301,36 @@ def _lq(lq_python: str, src: Path, cal: Path, dst: Path) -> dict:
     return _last_json(p)
 
 
+def _float32_size(fl: Path, folded: Path) -> int:
+    """The float32 file the size criterion compares with: the model itself, or where its weights are
+    float16, the same model with them folded to float32 (``fold-float16-weights``, exact)."""
+    from tflc.io import read_model
+    from tflc.schema import TYPE_CODES
+    m = read_model(fl)
+    f16 = any(t.is_constant and t.dtype == TYPE_CODES["FLOAT16"] for sg in m.subgraphs for t in sg.tensors)
+    return folded.stat().st_size if f16 and folded.exists() else fl.stat().st_size
+
+
+def size_breakdown(path: Path) -> dict:
+    """Where a quantized file's bytes go: constant data (int8 weights, int32 biases, what stays
+    float), the per-channel scales (4 bytes each, on weights and on biases; LiteRT also wants an
+    int64 zero point per scale, stored once per distinct vector by tflc's writer), and the rest
+    (tensor and operator tables, names, shapes, per-tensor parameters, alignment)."""
+    from tflc.io import read_model
+    m = read_model(path)
+    tensors = [t for sg in m.subgraphs for t in sg.tensors]
+    const = sum(t.buffer.nbytes for t in tensors if t.buffer is not None and t.buffer.data is not None)
+    scales = sum(len(t.quantization.scale) for t in tensors
+                 if t.quantization is not None and t.quantization.scale is not None and len(t.quantization.scale) > 1)
+    size = path.stat().st_size
+    return {"size": size, "constants": const, "per_channel_scales": 4 * scales,
+            "rest": size - const - 4 * scales}
+
+
+def ok_tools(row: dict, tools: list[str]) -> list[str]:
+    return [t for t in tools if row["tools"].get(t, {}).get("ok")]
+
+
 def _bench(paths: list[Path], rounds: int) -> list[float | None]:
     cmd = [sys.executable, "-m", "tflc.cli.main", "bench", *map(str, paths), "--json", "--no-variants",
            "--no-accuracy", "--rounds", str(rounds), "--max-time", "6", "--runs", "60", "--threads", "1"]
@@ -356,7 +386,10 @@ def run_model(name: str, out: Path, args) -> dict:
         print(f"    {json.dumps({k: v for k, v in r.items() if k not in ('quantization', 'notes', 'noise')}, default=str)[:600]}",
               flush=True)
     row["size_float"] = fl.stat().st_size
-    ok = [t for t in tools if row["tools"][t].get("ok")]
+    row["size_float32"] = _float32_size(fl, out / f"{name}_float32_sig_fold.tflite")
+    for t in ok_tools(row, tools):
+        row["tools"][t]["size_breakdown"] = size_breakdown(paths[t])
+    ok = ok_tools(row, tools)
     if not args.no_bench and ok:
         try:
             ratios = _bench([fl] + [paths[t] for t in ok], args.rounds)
@@ -429,6 +462,15 @@ def table(rows: list[dict], tools: list[str]) -> str:
             worse = [f"{m}/{o} ({d:+.1f})" for m, o, d in diffs if d < 0]
             summ.append(f"- tflc vs {t}: >= on {len(diffs) - len(worse)}/{len(diffs)} outputs, mean difference "
                         f"{np.mean([d for *_, d in diffs]):+.2f} dB" + (f"; lower on {', '.join(worse)}" if worse else ""))
+    summ += ["", "Size (file / the float32 file; tflc's bytes: constants + per-channel scales + the rest):"]
+    for row in rows:
+        f32 = row.get("size_float32")
+        if not f32:
+            continue
+        cells = [f"{t} {row['tools'][t]['size'] / f32:.3f}" for t in tools if row["tools"].get(t, {}).get("ok")]
+        b = row["tools"].get("tflc", {}).get("size_breakdown")
+        extra = (f"; tflc {b['size']} B = {b['constants']} + {b['per_channel_scales']} + {b['rest']}" if b else "")
+        summ.append(f"- {row['model']} (float32 {f32} B): " + ", ".join(cells) + extra)
     notes = summ + ["", "* tflc refused to write it (its check: an output under 10 dB on the calibration samples); "
              "measured with the floor off (int8{min-sqnr-db=-1000})"]
     return "\n".join(lines + ([""] + fails if fails else []) + notes)

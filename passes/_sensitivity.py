@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from tflc.metrics import OutputDiff
@@ -235,11 +235,16 @@ def give_back_order(kept: Sequence[Row], trials: Sequence[list[OutputDiff] | str
 
 def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, params: dict, ctx: Any, *,
                     plan: Callable[[], Any], build: Callable[[dict, str], Callable[[set[int]], bytes]],
-                    params_for: Callable[[set[int]], Any] | None = None):
+                    params_for: Callable[[set[int]], Any] | None = None, judged_on: int = 0):
     """Measure the quantized model's outputs against the float one in LiteRT; with ``sensitivity``
     or ``min_sqnr``, the per-op sensitivity table; with ``min_sqnr``, keep the most sensitive ops
     float, round by round, until every output reaches it. Returns the ops and parameters to
-    quantize and the report for ``ctx.facts`` (None where nothing could be measured)."""
+    quantize and the report for ``ctx.facts`` (None where nothing could be measured).
+
+    The sensitivity table (one trial per op) runs on ``options.samples`` samples: it only ranks.
+    Whether the model meets ``min_sqnr`` is judged on ``judged_on`` samples (the calibration set:
+    what tflc optimize's floor checks when no --inputs are given), so that a target met here is not
+    missed there by a hard sample the first few did not hold."""
     from tflc.analyses.calibration import SEED_OFFSET, calibration_source
     from tflc.errors import TflcError
     from tflc.io import serialize
@@ -250,10 +255,11 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     t0 = time.perf_counter()
     smp = Samples(calibration_source(ctx), p.options.samples, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
                   dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
+    judge = replace(smp, count=max(smp.count, judged_on))
     reference = serialize(model)
     io = p.options.io
     try:
-        (diffs,), n = measure(reference, [build(params, io)({op.uid for op in ops})], smp)
+        (diffs,), n = measure(reference, [build(params, io)({op.uid for op in ops})], judge)
     except TflcError as e:
         diffs = str(e)
     if isinstance(diffs, str):
@@ -305,7 +311,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
             new_ops, new_params = planned
             try:
                 (res,), _ = measure(reference, [build(new_params, io)(
-                    {op.uid for op in new_ops})], smp)
+                    {op.uid for op in new_ops})], judge)
             except TflcError as e:
                 res = str(e)
             if isinstance(res, str):
@@ -338,7 +344,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                 demoted[r.uid] = why
             reached = worst_db(diffs) >= target
         if reached and diffs and kept_rows and params_for is not None:
-            ops, params, diffs, back = _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, target,
+            ops, params, diffs, back = _give_back(p, reference, judge, demoted, kept_rows, ops, params, diffs, target,
                                                   plan, build, params_for, ctx)
             if back:
                 names = {r.tensor for r in back}
@@ -350,9 +356,10 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     if rows:
         report["sensitivity"] = [dict(r.to_json(), rank=i + 1) for i, r in enumerate(rows)]
         report["sensitivity_seconds"] = round(sens_s, 2)
+        report["sensitivity_samples"] = smp.count
         report["sensitivity_method"] = ("each op int8 alone (every other op float): the model's SQNR per "
                                         "output against the float model")
-        ctx.note(f"{p.name}: sensitivity (model SQNR with only that op int8, {n} sample(s), "
+        ctx.note(f"{p.name}: sensitivity (model SQNR with only that op int8, {smp.count} sample(s), "
                  f"{len(rows)} ops in {sens_s:.1f} s), most sensitive first: " + "; ".join(
                      f"{r.op_type} '{r.tensor}' " + (f"error: {r.error}" if r.error else
                                                      f"{r.worst:.1f} dB on '{r.worst_output}'")

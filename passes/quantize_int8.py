@@ -51,11 +51,11 @@ Only the main subgraph is quantized. The loss is judged by ``tflc optimize`` as 
 output against the float model (``min_sqnr_db``, default 10 dB: a floor
 against broken quantization, not a quality target), and reported per output.
 
-Measured in LiteRT by the pass itself (``passes._sensitivity``), on the first ``samples``
-calibration samples: each output's SQNR, max and mean absolute error and cosine similarity against
-the float model (notes, and ``ctx.facts['quantize-int8']``, which ``tflc optimize --json`` reports as
+Measured in LiteRT by the pass itself (``passes._sensitivity``), on every calibration sample (what
+the floor is checked on when no --inputs are given): each output's SQNR, max and mean absolute
+error and cosine similarity against the float model (notes, and ``ctx.facts['quantize-int8']``, which ``tflc optimize --json`` reports as
 ``quantization``); with ``sensitivity=N``, a per-op sensitivity table (the model's SQNR with only
-that op int8); with ``min-sqnr=DB`` (mixed precision, a target, not a check), the most sensitive
+that op int8, on the first ``samples`` samples: it only ranks); with ``min-sqnr=DB`` (mixed precision, a target, not a check), the most sensitive
 ops are kept float, round by round, until every output reaches DB or nothing is left int8.
 """
 from __future__ import annotations
@@ -137,18 +137,21 @@ class QuantizeInt8Options:
         "help": "measure every quantized op's sensitivity in LiteRT (the model's SQNR with only that op int8) and "
                 "report the N most sensitive (0: only with min-sqnr, which reports 10)"})
     samples: int = field(default=8, metadata={
-        "help": "calibration samples the SQNR measurements (per output, sensitivity, min-sqnr) run on"})
+        "help": "calibration samples the sensitivity table (one LiteRT trial per op) runs on; whether the "
+                "model meets min-sqnr is judged on every calibration sample"})
     activations: str = field(default="int8", metadata={
         "help": "int8, or int16: TFLite's 16x8 scheme (int16 symmetric activations, int8 weights, int64 "
                 "biases; --quantize int16x8; XNNPACK takes none of it)"})
     ranges: str = field(default="auto", metadata={
         "help": "activation range estimator: minmax (calibrated min/max), percentile (the percentile option, "
                 "99.99 when it is 100), mse (per tensor, the clipping range of least expected squared error, "
-                "clip + rounding, over a histogram of its calibration values), auto (each of them measured in "
-                "LiteRT against the float model on the calibration samples; the best worst-output SQNR is kept, "
-                "min/max unless another beats it by more than 0.5 dB, and every candidate's SQNR is noted; the "
-                "default); a percentile < 100 with minmax or auto means "
-                "ranges=percentile (the percentile option's old meaning)"})
+                "clip + rounding, over a histogram of its calibration values), avgminmax (the mean of each "
+                "sample's min and max), auto (the default: each of them measured in LiteRT against the float "
+                "model on calibration samples held out of the ranges (k-fold), one estimator for the shared "
+                "graph and, where it measures better, another for an output's own head; the best mean output "
+                "SQNR is kept, min/max unless another beats it by 0.25 dB (0.5 dB without k-fold), and every "
+                "candidate's SQNR is noted); a percentile < 100 with minmax or auto means ranges=percentile "
+                "(the percentile option's old meaning)"})
     bias_correction: bool = field(default=True, metadata={
         "help": "fold the expected output shift of each CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED from its "
                 "weight rounding, (W_q - W) E[x], into its bias (E[x]: the layer input's per-channel mean on the "
@@ -166,7 +169,7 @@ class QuantizeInt8Options:
         if not 50.0 < self.percentile <= 100.0:
             raise ValueError("percentile must be in (50, 100]")
         if self.ranges not in RANGE_METHODS + ("auto",):
-            raise ValueError("ranges must be minmax, percentile, mse or auto")
+            raise ValueError(f"ranges must be {', '.join(RANGE_METHODS)} or auto")
         if self.sensitivity < 0:
             raise ValueError("sensitivity must be 0 or more (rows)")
         if self.samples < 1:
@@ -673,7 +676,8 @@ class QuantizeInt8(Pass):
                                plan=lambda: self._plan(model, candidates, demoted, cal, ctx),
                                build=lambda prm, io: self._build(model, prm, io),
                                params_for=lambda uids: self._params([op for op in candidates if op.uid in uids],
-                                                                    cal, self._method))
+                                                                    cal, self._method),
+                               judged_on=cal.samples)
 
     def _params(self, ops: list[Operator], cal, method: str, methods: dict[int, str] | None = None):
         """``plan_params`` with this pass's options (``methods``: per tensor uid estimators, default

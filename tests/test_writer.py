@@ -123,3 +123,58 @@ def test_rare_schema_fields_round_trip():
     op2 = m2.main.operators[0]
     assert op2.intermediates[0].name == "inter" and op2.intermediates[0].shape_signature == (-1, 4)
     assert op2.options2.dimension == 1 and op2.debug_metadata_index == 3
+
+
+def _zero_point_vector(root, tensor_index: int) -> tuple[int, list[int]]:
+    t = root.Subgraphs(0).Tensors(tensor_index)
+    q = t.Quantization()
+    pos = q._tab.Vector(q._tab.Offset(10))          # field 3 of QuantizationParameters: zero_point
+    return pos, list(q.ZeroPointAsNumpy())
+
+
+def test_equal_vectors_are_stored_once():
+    # Per-channel quantization carries an int64 zero point per channel (LiteRT wants as many as
+    # scales); stored once per distinct vector, not once per tensor.
+    m = add_model((1, 4), const=np.ones((1, 4), np.float32))
+    sg = m.main
+    for t in sg.tensors:
+        q = fb.QuantizationParametersT()
+        q.scale = np.linspace(0.1, 0.4, 4).astype(np.float32) * (1 + len(t.name))
+        q.zeroPoint = np.zeros(4, np.int64)
+        q.quantizedDimension = 1
+        sg.set_quantization(t, q)
+    data = serialize(m)
+    root, mt = _raw(data)
+    n = root.Subgraphs(0).TensorsLength()
+    assert n >= 3
+    vectors = [_zero_point_vector(root, i) for i in range(n)]
+    assert len({pos for pos, _ in vectors}) == 1                # one stored vector, read by all
+    assert all(v == [0, 0, 0, 0] for _, v in vectors)
+    scales = [list(t.quantization.scale) for t in mt.subgraphs[0].tensors]
+    assert len({tuple(s) for s in scales}) == len({len(t.name) for t in mt.subgraphs[0].tensors})
+    # what is shared reads back as each tensor's own values
+    back = read_model_bytes(data)
+    for t in back.main.tensors:
+        np.testing.assert_allclose(t.quantization.scale, np.linspace(0.1, 0.4, 4) * (1 + len(t.name)), rtol=1e-6)
+
+
+def test_quantization_vectors_are_written_with_the_schema_types():
+    # a pass may hand the IR lists or float64 arrays; the file holds float32 scales and int64 zero
+    # points whatever they were, and equal vectors are still stored once
+    m = add_model((1, 4), const=np.ones((1, 4), np.float32))
+    sg = m.main
+    for i, t in enumerate(sg.tensors):
+        q = fb.QuantizationParametersT()
+        q.scale = [0.5, 0.25] if i % 2 else np.array([0.5, 0.25], np.float64)
+        q.zeroPoint = [0, 0] if i % 2 else np.zeros(2, np.int32)
+        q.quantizedDimension = 1
+        sg.set_quantization(t, q)
+    data = serialize(m)
+    root, mt = _raw(data)
+    for t in mt.subgraphs[0].tensors:
+        assert t.quantization.scale.dtype == np.float32 and list(t.quantization.scale) == [0.5, 0.25]
+        assert list(t.quantization.zeroPoint) == [0, 0]
+    n = root.Subgraphs(0).TensorsLength()
+    assert len({_zero_point_vector(root, i)[0] for i in range(n)}) == 1
+    assert isinstance(sg.tensors[0].quantization.scale, np.ndarray)      # the IR's own objects untouched
+    assert sg.tensors[0].quantization.scale.dtype == np.float64

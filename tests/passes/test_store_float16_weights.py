@@ -83,9 +83,11 @@ def assert_round_trip(path) -> None:
     written = read_model_bytes(serialize(model))
     assert fp16_dequantizes(written) == n
     assert structure(written) == structure(original)
-    # same weight bytes, same file size (give or take alignment padding)
+    # same weight bytes; the file no larger than the converter's, give or take alignment padding
+    # (it may be smaller: the writer stores equal shape and index vectors once)
     assert halves(written) == halves(original)
-    assert abs(len(serialize(model)) - path.stat().st_size) < 0.02 * path.stat().st_size
+    size = len(serialize(model))
+    assert sum(map(len, halves(written))) < size < 1.02 * path.stat().st_size
     cmp, _ = compare_models(str(path), serialize(model), steps=1)
     assert cmp.identical
 

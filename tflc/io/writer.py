@@ -1,13 +1,15 @@
 """Write tflc's IR as a .tflite flatbuffer.
 
 The writer owns the flatbuffer's indices: it rebuilds the operator-code table (in order of first
-use), drops tensors nothing refers to and buffers no tensor uses, stores identical constants once,
-and aligns every constant to ``ALIGN`` bytes. Models whose constants would not fit in a 2 GB
+use), drops tensors nothing refers to and buffers no tensor uses, stores identical constants once
+(and every other identical vector: shapes, scales, zero points), and aligns every constant to
+``ALIGN`` bytes. Models whose constants would not fit in a 2 GB
 flatbuffer get their buffers appended after it (``Buffer.offset``/``size``), as the converter does.
 Files are written atomically (a temporary file renamed over the target).
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -47,6 +49,25 @@ class _DataBufferT(fb.BufferT):
         fb.BufferAddOffset(builder, self.offset)
         fb.BufferAddSize(builder, self.size)
         return fb.BufferEnd(builder)
+
+
+class _SharingBuilder(flatbuffers.Builder):
+    """A builder that stores each distinct numeric vector once and points every table that holds
+    the same values at it. Flatbuffer vectors are read-only, so sharing is invisible to readers
+    (LiteRT and flatc's verifier included). It matters for quantized models: every per-channel
+    tensor carries an int64 zero point per channel (LiteRT wants as many as scales), almost always
+    all zeros, and these otherwise cost 8 bytes a channel, twice per layer (weights and bias)."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self._vectors: dict[tuple[str, bytes], int] = {}
+
+    def CreateNumpyVector(self, x: np.ndarray) -> int:  # noqa: N802  (flatbuffers' name)
+        key = (x.dtype.str, x.tobytes())
+        off = self._vectors.get(key)
+        if off is None:
+            off = self._vectors[key] = super().CreateNumpyVector(x)
+        return off
 
 
 class _Layout:
@@ -194,6 +215,25 @@ def _tmap(name: str, idx: int) -> Any:
     return tm
 
 
+_QUANT_VECTORS = (("min", np.float32), ("max", np.float32), ("scale", np.float32), ("zeroPoint", np.int64))
+
+
+def _quantization_t(q: Any) -> Any:
+    """``q``, or a copy whose vectors are 1-D numpy arrays of the schema's types: flatc's object API
+    packs lists element by element (only arrays reach ``_SharingBuilder``'s deduplication), and an
+    array of another type would be packed with its own item size."""
+    def ready(v: Any, dt: type) -> bool:
+        return v is None or (isinstance(v, np.ndarray) and v.dtype == dt and v.ndim == 1)
+    if q is None or all(ready(getattr(q, f), dt) for f, dt in _QUANT_VECTORS):
+        return q
+    c = copy.copy(q)
+    for f, dt in _QUANT_VECTORS:
+        v = getattr(q, f)
+        if v is not None:
+            setattr(c, f, np.asarray(v, dtype=dt).reshape(-1))
+    return c
+
+
 def _subgraph_t(sg: Subgraph, lay: _Layout, si: int) -> Any:
     idx = lay.tensor_idx[si]
     st = fb.SubGraphT()
@@ -207,7 +247,7 @@ def _subgraph_t(sg: Subgraph, lay: _Layout, si: int) -> Any:
         tt.shape = _i32(t.shape) if t.shape is not None else None
         tt.shapeSignature = _i32(t.shape_signature) if t.shape_signature is not None else None
         tt.buffer = lay.buffer(t.buffer)
-        tt.quantization = t.quantization
+        tt.quantization = _quantization_t(t.quantization)
         tt.isVariable = t.is_variable
         tt.sparsity = t.sparsity
         tt.hasRank = t.has_rank
@@ -237,7 +277,7 @@ def _subgraph_t(sg: Subgraph, lay: _Layout, si: int) -> Any:
 
 
 def _pack(mt: Any, size_hint: int) -> tuple[flatbuffers.Builder, int]:
-    builder = flatbuffers.Builder(max(1024, min(size_hint, FLATBUFFER_LIMIT)))
+    builder = _SharingBuilder(max(1024, min(size_hint, FLATBUFFER_LIMIT)))
     root = mt.Pack(builder)
     builder.Finish(root, file_identifier=b"TFL3")
     return builder, builder.Head()
