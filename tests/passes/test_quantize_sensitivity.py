@@ -97,6 +97,23 @@ def test_min_sqnr_keeps_the_most_sensitive_ops_float_until_the_target_holds(cali
     assert cmp.pooled[0].sqnr_db >= target
 
 
+def test_min_sqnr_is_judged_on_every_calibration_sample_not_only_the_ranking_ones(calib):
+    # the sensitivity table ranks on `samples`; whether the target holds is judged on all of the
+    # calibration set, which is what tflc optimize's floor checks
+    model, path = calib
+    _, ctx0 = _quantize(model, path, "quantize-int8")
+    target = round(ctx0.facts["quantize-int8"]["outputs"][0]["sqnr_db"] + 4, 1)
+    m, ctx = _quantize(model, path, f"quantize-int8{{min-sqnr={target},samples=2}}")
+    fact = ctx.facts["quantize-int8"]
+    assert fact["sensitivity_samples"] == 2 and fact["samples"] == SAMPLES
+    assert any(f"measured on {SAMPLES} calibration sample(s)" in n for n in ctx.messages)
+    assert any("sensitivity (model SQNR with only that op int8, 2 sample(s)" in n for n in ctx.messages)
+    assert fact["reached"] and fact["rounds"]
+    cmp, _ = compare_models(str(model), serialize(m), source=str(path), steps=SAMPLES)
+    assert cmp.pooled[0].sqnr_db == pytest.approx(fact["outputs"][0]["sqnr_db"], abs=0.01)
+    assert cmp.pooled[0].sqnr_db >= target
+
+
 def test_pick_takes_the_biggest_noise_shares_until_the_budget_holds():
     rows = [Row(1, "CONV_2D", "a", {"y": 20.0}), Row(2, "ADD", "b", {"y": 30.0}), Row(3, "RELU", "c", {"y": 40.0}),
             Row(4, "CONV_2D", "d", {"y": 50.0})]
