@@ -512,12 +512,18 @@ def main(argv=None) -> int:
     args.variants = dict(v.split("=", 1) for v in args.tflc_variant)
     if args.tflc_src:
         src = str(Path(args.tflc_src).resolve())
+        for sub in ("passes", "kernels"):   # tflc.passes / tflc.kernels from the snapshot too, not
+            link = Path(src, "tflc", sub)   # from the editable install's mapping to the work tree
+            if Path(src, sub).is_dir() and not link.exists():
+                link.symlink_to(Path("..", sub))
         if os.environ.get("PYTHONPATH") != src:        # re-run with it first on the path (children inherit)
             env = dict(os.environ, PYTHONPATH=src, QUANTIZE_COMPARE_CWD=os.getcwd())
             os.chdir(src)
             os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *(argv or sys.argv[1:])], env)
         import tflc
-        assert str(Path(tflc.__file__).resolve()).startswith(src), tflc.__file__
+        import tflc.passes
+        for mod in (tflc, tflc.passes):
+            assert str(Path(mod.__file__).resolve()).startswith(src), mod.__file__
     base = Path(os.environ.get("QUANTIZE_COMPARE_CWD", os.getcwd()))
     out = base / args.out
     args.json = args.json and str(base / args.json)

@@ -85,7 +85,7 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
     quantized model's bytes. Returns ``{"chosen": shared estimator, "heads": {output: estimator},
     "methods": {uid: estimator}, "candidates": {...}, "trials": [...], "samples": n}``; raises
     ``TflcError`` where LiteRT could not measure."""
-    from ._sensitivity import finite, measure, noise
+    from ._sensitivity import finite, measure_all, noise
 
     trials: list[dict] = []
     samples = [0]
@@ -93,6 +93,7 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
     def run(configs: list[tuple[str, dict[str, str]]]) -> list[dict | None]:
         acc: list[dict | None] = [{} for _ in configs]
         total = 0
+        jobs, todos = [], []
         for params_for, smp in folds:
             todo, fns, seen = [], [], {}
             for shared, heads in configs:
@@ -106,7 +107,12 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
                     seen[key] = len(fns)
                     fns.append(lambda prm=prm: build(prm))
                 todo.append(seen[key])
-            results, n = measure(reference, fns, smp) if fns else ([], 0)
+            jobs.append((fns, smp))
+            todos.append(todo)
+        # the folds' samples are independent: measured side by side (one LiteRT child per fold)
+        measured = measure_all(reference, [j for j in jobs if j[0]])
+        for (fns, _), todo in zip(jobs, todos):
+            results, n = measured.pop(0) if fns else ([], 0)
             total += n
             for c, k in enumerate(todo):
                 res = None if k is None else results[k]

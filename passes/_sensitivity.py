@@ -89,9 +89,21 @@ def measure(reference: bytes, candidates: Sequence[Callable[[], bytes] | bytes],
     """Each candidate (bytes, or a function that builds them in the child) against ``reference``
     on the samples, in one isolated LiteRT child. Returns the per-candidate results and the
     number of samples used."""
-    from tflc.runtime import run_isolated
-    return run_isolated(_measure, reference, list(candidates), smp, timeout=1800.0,
-                        what="LiteRT measuring the quantized model")
+    return measure_all(reference, [(candidates, smp)])[0]
+
+
+def measure_all(reference: bytes, jobs: Sequence[tuple[Sequence[Callable[[], bytes] | bytes], Samples]]
+                ) -> list[tuple[list[list[OutputDiff] | str], int]]:
+    """``measure`` for each (candidates, samples) job, side by side: one isolated child per job,
+    as many at once as there are cores for the run options' threads (and one at a time for a
+    model over 256 MB, whose children would each hold it)."""
+    from tflc.runtime.isolate import cores, run_isolated_all
+    if not jobs:
+        return []
+    threads = max(1, int(getattr(jobs[0][1].run_options, "threads", 1) or 1))
+    parallel = 1 if len(reference) > (256 << 20) else max(1, cores() // threads)
+    return run_isolated_all([(_measure, (reference, list(c), smp)) for c, smp in jobs], timeout=1800.0,
+                            what="LiteRT measuring the quantized model", parallel=parallel)
 
 
 # --- the numbers -----------------------------------------------------------------------------
@@ -153,8 +165,15 @@ class Row:
 def sensitivity(reference: bytes, ops: Sequence[Any], build: Callable[[set[int]], bytes], smp: Samples) -> list[Row]:
     """The sensitivity table: one row per op of ``ops`` (``build({uid})`` makes the model with only
     that op int8), most sensitive (lowest SQNR) first."""
+    from tflc.runtime.isolate import cores
     trials = [(lambda u=op.uid: build({u})) for op in ops]
-    results, _ = measure(reference, trials, smp)
+    # split across the cores (each child runs the float reference once more: a few samples)
+    k = max(1, min(cores(), len(trials) // 8))
+    chunks = [trials[i::k] for i in range(k)]
+    parts = [r for r, _ in measure_all(reference, [(c, smp) for c in chunks])]
+    results = [None] * len(trials)
+    for i, part in enumerate(parts):
+        results[i::k] = part
     rows = []
     for op, res in zip(ops, results):
         if isinstance(res, str):

@@ -68,6 +68,29 @@ def test_isolation_turns_crashes_and_hangs_into_errors():
     assert run_isolated(sum, [1, 2, 3]) == 6
 
 
+def _meet(mine, theirs):
+    """Announce ``mine``, then wait for ``theirs``: two of these finish only when run side by side."""
+    open(mine, "w").close()
+    for _ in range(500):
+        if os.path.exists(theirs):
+            return mine
+        time.sleep(0.01)
+    raise TimeoutError(theirs)
+
+
+def test_isolated_calls_run_side_by_side_and_come_back_in_order(tmp_path):
+    from tflc.runtime.isolate import run_isolated_all
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert run_isolated_all([(_meet, (a, b)), (_meet, (b, a))], parallel=2, timeout=60) == [a, b]
+    assert run_isolated_all([(sum, ([i, 1],)) for i in range(5)], parallel=2) == [1, 2, 3, 4, 5]
+    # one at a time, the first never meets the second: the failure is the child's, after the batch
+    os.unlink(a), os.unlink(b)
+    with pytest.raises(RuntimeFailure, match="TimeoutError"):
+        run_isolated_all([(_meet, (a, b)), (_meet, (b, a))], parallel=1, timeout=120)
+    with pytest.raises(RuntimeFailure, match="crashed \\(SIGSEGV\\)"):
+        run_isolated_all([(sum, ([1],)), (_crash, ()), (sum, ([2],))], parallel=2)
+
+
 def test_compare_detects_a_changed_weight(example_model, tmp_path):
     from tflc.io import read_model, write_model
     from tflc.ir.core import Buffer

@@ -64,11 +64,17 @@ def _diff(name, db):
     return OutputDiff(name, (1,), False, 0.1, 0.01, 0.01, 0.99, db)
 
 
+def _patch_measure(monkeypatch, fake_measure):
+    """The search measures its folds side by side (measure_all); each job answered by fake_measure."""
+    monkeypatch.setattr("tflc.passes._sensitivity.measure_all",
+                        lambda reference, jobs: [fake_measure(reference, fns, smp) for fns, smp in jobs])
+
+
 def _scripted(monkeypatch, table):
     """measure() answers table(shared, heads) -> {output: dB} for each candidate built."""
     def fake_measure(reference, fns, smp):
         return [[_diff(o, v) for o, v in table(*fn()).items()] for fn in fns], smp.count
-    monkeypatch.setattr("tflc.passes._sensitivity.measure", fake_measure)
+    _patch_measure(monkeypatch, fake_measure)
 
 
 def _run(methods=RANGE_METHODS, margin=AUTO_MARGIN_DB, folds=1):
@@ -120,7 +126,7 @@ def test_search_survives_a_candidate_liteRT_refuses(monkeypatch):
             shared, heads = fn()
             out.append("RuntimeError: refused" if shared == "mse" else [_diff("a", 20.0), _diff("b", 20.0)])
         return out, smp.count
-    monkeypatch.setattr("tflc.passes._sensitivity.measure", fake_measure)
+    _patch_measure(monkeypatch, fake_measure)
     res = _run()
     assert res["candidates"]["mse"] is None and res["chosen"] == "minmax"
 
