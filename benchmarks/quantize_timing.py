@@ -198,7 +198,11 @@ def main(argv=None) -> int:
         b, b1 = _breakdown(r["report"]), _breakdown(r1["report"])
         quant = b["passes_s"].get("quantize-int8", float("nan"))
         others = sum(v for k, v in b["passes_s"].items() if k != "quantize-int8")
-        sqnr = [round(o["sqnr_db"], 1) for o in r["report"]["check"]["outputs"]]
+        # the floor's figure: each output's SQNR pooled over the samples (check.outputs holds each
+        # output's worst step)
+        chk = r["report"]["check"]
+        sqnr = ([None if v is None else round(v, 1) for v in chk["sqnr_db"].values()] if chk.get("sqnr_db")
+                else [round(o["sqnr_db"], 1) for o in chk["outputs"]])
         row = {"model": m.stem, "samples": n, "input_range": [lo, hi], "wall_s": r["wall_s"], **b,
                "calibration_s": calib_s, "check_s": b1["after_passes_s"], "wall_no_guard_s": r1["wall_s"],
                "sqnr_db": sqnr, "refused": r["refused"]}
