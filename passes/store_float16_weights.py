@@ -14,8 +14,9 @@ change by about 1e-3 relative; the pass declares ``tolerance = 1e-2`` (a budget,
 error). Not part of -O1/-O2: opt in with ``--passes store-float16-weights``.
 
 Only when the constant is dense, float32, unquantized, not a variable or graph output, has at
-least ``min-elements`` elements, every reader of it is one of ``ops``, and every value fits in
-float16 (|x| <= 65504; larger values would become inf: refused with a note).
+least ``min-elements`` elements, every reader of it is one of ``ops`` and none has int8
+(dynamic-range) weights (XNNPACK then fails to prepare the model: measured, LiteRT 2.3.0), and
+every value fits in float16 (|x| <= 65504; larger values would become inf: refused with a note).
 """
 from __future__ import annotations
 
@@ -62,6 +63,13 @@ class Options:
             raise ValueError("suffix must not be empty (the DEQUANTIZE outputs need names of their own)")
 
 
+def _dynamic_range(op: Operator) -> bool:
+    """``op`` computes in float with int8 (dynamic-range) constant weights."""
+    return (any(t is not None and t.dtype == F32 for t in op.outputs)
+            and any(t is not None and t.is_constant and t.dtype == TYPE_CODES["INT8"] and is_quantized(t)
+                    for t in op.inputs))
+
+
 class StoreFloat16(Rule):
     """Anchored on a reader op; each match is one of its float32 constant inputs."""
 
@@ -104,6 +112,12 @@ class StoreFloat16(Rule):
         others = sorted({op.type for op in c.consumers if op.type not in self.ops})
         if others:
             return False, f"it is also read by {', '.join(others)}"
+        hybrid = next((op for op in c.consumers if _dynamic_range(op)), None)
+        if hybrid is not None:
+            # measured, LiteRT 2.3.0: behind a DEQUANTIZE, XNNPACK fails to prepare the model
+            # ("failed to delegate CONV_2D node"), it does not fall back
+            return False, (f"{hybrid.type} '{hybrid.output_name}' has int8 weights and float activations "
+                           "(dynamic range): XNNPACK needs its other constants static float32")
         data = np.asarray(c.data, dtype=np.float32)
         finite = data[np.isfinite(data)]
         if finite.size and float(np.abs(finite).max()) > F16_MAX:

@@ -228,8 +228,10 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
             hint = ""
             if plan.min_sqnr_db is not None and quantize:
                 mode = quantize.split("{", 1)[0]
-                hint = ("; to keep the ops that cost the most float until it holds, add --min-sqnr DB (or use "
-                        f"--quantize auto); to accept it, lower the floor: --quantize '{mode}{{min-sqnr-db=N}}'")
+                mixed = ("to keep the ops that cost the most float until it holds, add --min-sqnr DB (or use "
+                         "--quantize auto)" if mode in ("int8", "int16x8") else
+                         "--quantize auto keeps float what does not hold (mixed precision is int8's)")
+                hint = f"; {mixed}; to accept it, lower the floor: --quantize '{mode}{{min-sqnr-db=N}}'"
             raise (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
                    else VerificationError)(
                 f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}{hint}")

@@ -156,7 +156,8 @@ def _with_min_sqnr(quantize: str | None, db: float | None) -> str | None:
         return f"auto{{min-sqnr={db!r}}}"
     passes = QUANTIZE_PASSES.get(kind)
     if not passes or "min_sqnr" not in {f.name for f in dataclasses.fields(get_pass(passes[0]).Options)}:
-        raise UsageError("--min-sqnr needs --quantize int8 (mixed precision keeps int8 ops float) or auto (its target)")
+        raise UsageError("--min-sqnr needs --quantize int8 or int16x8 (mixed precision keeps their most sensitive ops "
+                         "float) or auto (its target)")
     opts = rest.strip().removesuffix("}").strip()
     if any(o.split("=")[0].strip() == "min-sqnr" for o in opts.split(",")):
         raise UsageError("--min-sqnr given twice (also as the --quantize option min-sqnr)")

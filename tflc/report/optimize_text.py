@@ -24,7 +24,9 @@ def latency_line(lat: dict[str, Any] | None) -> str | None:
     line = (f"latency in LiteRT: ratio {lat['ratio']:.3f} (median per-round ratio{rounds}, 95% interval "
             f"{lo:.3f}–{hi:.3f}{'; ' + verdict if verdict else ''}; {p50})")
     if lat.get("dropped"):
-        line += f"; dropped {', '.join(d['pass'] for d in lat['dropped'])} (slower)"
+        line += "; dropped " + ", ".join(
+            f"{d['pass']} (slower on its own: {d['ratio']:.3f}, {d['ci'][0]:.3f}–{d['ci'][1]:.3f})"
+            if d.get("ratio") and d.get("ci") else f"{d['pass']} (slower)" for d in lat["dropped"])
     return line
 
 
