@@ -110,9 +110,9 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
             jobs.append((fns, smp))
             todos.append(todo)
         # the folds' samples are independent: measured side by side (one LiteRT child per fold)
-        measured = measure_all(reference, [j for j in jobs if j[0]])
+        measured = iter(measure_all(reference, [j for j in jobs if j[0]]))
         for (fns, _), todo in zip(jobs, todos):
-            results, n = measured.pop(0) if fns else ([], 0)
+            results, n = next(measured) if fns else ([], 0)
             total += n
             for c, k in enumerate(todo):
                 res = None if k is None else results[k]

@@ -53,10 +53,11 @@ against broken quantization, not a quality target), and reported per output.
 
 Measured in LiteRT by the pass itself (``passes._sensitivity``), on every calibration sample (what
 the floor is checked on when no --inputs are given): each output's SQNR, max and mean absolute
-error and cosine similarity against the float model (notes, and ``ctx.facts['quantize-int8']``, which ``tflc optimize --json`` reports as
-``quantization``); with ``sensitivity=N``, a per-op sensitivity table (the model's SQNR with only
-that op int8, on the first ``samples`` samples: it only ranks); with ``min-sqnr=DB`` (mixed precision, a target, not a check), the most sensitive
-ops are kept float, round by round, until every output reaches DB or nothing is left int8.
+error and cosine similarity against the float model (notes, and ``ctx.facts['quantize-int8']``,
+which ``tflc optimize --json`` reports as ``quantization``); with ``sensitivity=N``, a per-op
+sensitivity table (the model's SQNR with only that op int8, on the first ``samples`` samples: it
+only ranks); with ``min-sqnr=DB`` (mixed precision, a target, not a check), the most sensitive ops
+are kept float, round by round, until every output reaches DB or nothing is left int8.
 """
 from __future__ import annotations
 
