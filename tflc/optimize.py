@@ -6,6 +6,8 @@ renamed over the target. A failed check leaves the target untouched.
 """
 from __future__ import annotations
 
+import math
+
 import os
 import time
 from dataclasses import dataclass, field
@@ -97,12 +99,13 @@ def _sqnr_check(cmp: Any, min_db: float, check: dict, notes: list[str]) -> str |
     check["min_sqnr_db"] = min_db
     check["sqnr_db"] = {}
     check["sqnr_db_worst_step"] = {}
-    for d, w in zip(cmp.pooled or cmp.diffs, cmp.diffs):
+    lows = cmp.worst_sqnr_db or [d.sqnr_db for d in cmp.diffs]
+    for d, w, low in zip(cmp.pooled or cmp.diffs, cmp.diffs, lows):
         db = d.sqnr_db
         check["sqnr_db"][d.name] = None if db == float("inf") else round(float(db), 2)
-        check["sqnr_db_worst_step"][d.name] = None if w.sqnr_db == float("inf") else round(float(w.sqnr_db), 2)
+        check["sqnr_db_worst_step"][d.name] = None if not math.isfinite(low) else round(float(low), 2)
         shown = "identical" if db == float("inf") else f"{db:.1f} dB"
-        worst = f" (its worst sample {w.sqnr_db:.1f} dB)" if cmp.steps > 1 and w.sqnr_db != float("inf") else ""
+        worst = f" (its worst sample {low:.1f} dB)" if cmp.steps > 1 and low != float("inf") else ""
         notes.append(f"quantized output '{d.name}': SQNR {shown} over {cmp.steps} sample(s){worst} against the float "
                      f"model (at least {min_db:g} dB required), max abs error {w.max_abs:.3g}")
     return sqnr_violation(cmp, min_db)

@@ -143,6 +143,18 @@ def test_pooled_comparison_pools_signal_and_noise_over_the_steps():
         "the check's figure is the worst step"
 
 
+def test_the_worst_step_sqnr_is_the_lowest_sqnr_not_the_largest_error():
+    # step 0: a large signal with the largest absolute error (SQNR 20 dB); step 1: a small signal
+    # with a small error (SQNR 0 dB). The diffs keep step 0; the worst SQNR is step 1's.
+    det = [{"name": "y", "quantization": (0.0, 0)}]
+    ref = RunResult([], det, [{}, {}], [[np.array([10.0], np.float32)], [np.array([0.1], np.float32)]])
+    got = RunResult([], det, [{}, {}], [[np.array([11.0], np.float32)], [np.array([0.2], np.float32)]])
+    cmp = compare_results(ref, got)
+    assert math.isclose(cmp.diffs[0].max_abs, 1.0) and math.isclose(cmp.diffs[0].sqnr_db, 20.0, abs_tol=1e-4)
+    assert math.isclose(cmp.worst_sqnr_db[0], 0.0, abs_tol=1e-4)
+    assert cmp.to_json()["worst_step_sqnr_db"] == {"y": 0.0}
+
+
 def test_avgminmax_is_the_mean_of_each_samples_min_and_max():
     v = np.sort(np.array([-3, -1, 0, 1, 2, 5], np.float32))
     r = TensorRange(-3.0, 5.0, v, 6, None, np.array([-3, -1], np.float32), np.array([5, 1], np.float32),

@@ -43,11 +43,18 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{args.a}  vs  {args.b}  ({cmp.steps} step(s))")
         w = max(len(d.name) for d in cmp.diffs) if cmp.diffs else 6
-        print(f"  {'output':<{w}}  {'max abs':>9}  {'mean abs':>9}  {'max rel':>9}  {'cosine':>9}  {'SQNR dB':>8}")
-        for d in cmp.diffs:
+        many = cmp.steps > 1 and len(cmp.pooled) == len(cmp.diffs) == len(cmp.worst_sqnr_db)
+        extra = f"  {'SQNR all':>8}  {'SQNR min':>8}" if many else ""
+        print(f"  {'output':<{w}}  {'max abs':>9}  {'mean abs':>9}  {'max rel':>9}  {'cosine':>9}  {'SQNR dB':>8}"
+              + extra)
+        for i, d in enumerate(cmp.diffs):
             tag = "  identical" if d.identical else ""
+            cols = f"  {_fmt(cmp.pooled[i].sqnr_db):>8}  {_fmt(cmp.worst_sqnr_db[i]):>8}" if many else ""
             print(f"  {d.name:<{w}}  {_fmt(d.max_abs):>9}  {_fmt(d.mean_abs):>9}  {_fmt(d.max_rel):>9}  "
-                  f"{_fmt(d.cosine):>9}  {_fmt(d.sqnr_db):>8}{tag}")
+                  f"{_fmt(d.cosine):>9}  {_fmt(d.sqnr_db):>8}{cols}{tag}")
+        if many:
+            print("  (per output, the step with the largest absolute error; SQNR all: pooled over every step, "
+                  "SQNR min: the lowest of any one step)")
         for n in cmp.notes:
             print(f"  note: {n}")
         if failed:

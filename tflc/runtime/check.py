@@ -63,6 +63,9 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     #: per output, all the steps at once (``compare_pooled``: the SQNR floor's figure)
     pooled: list[OutputDiff] = field(default_factory=list)
+    #: per output, the lowest SQNR of any one step (``diffs`` is the step of largest abs error,
+    #: which need not be the step of lowest SQNR)
+    worst_sqnr_db: list[float] = field(default_factory=list)
 
     @property
     def identical(self) -> bool:
@@ -89,8 +92,14 @@ class Comparison:
         return None
 
     def to_json(self) -> dict:
-        return {"identical": self.identical, "steps": self.steps, "outputs": [d.to_json() for d in self.diffs],
-                "notes": self.notes}
+        out = {"identical": self.identical, "steps": self.steps, "outputs": [d.to_json() for d in self.diffs],
+               "notes": self.notes}
+        if self.pooled:
+            out["pooled"] = [d.to_json() for d in self.pooled]
+        if self.worst_sqnr_db:
+            out["worst_step_sqnr_db"] = {d.name: (None if not np.isfinite(v) else round(float(v), 2))
+                                         for d, v in zip(self.diffs, self.worst_sqnr_db)}
+        return out
 
 
 def compare_results(ref: RunResult, got: RunResult) -> Comparison:
@@ -98,16 +107,20 @@ def compare_results(ref: RunResult, got: RunResult) -> Comparison:
         raise UsageError(f"the models have {len(ref.output_details)} and {len(got.output_details)} outputs: "
                          "not comparable")
     diffs: list[OutputDiff] = []
+    lowest: list[float] = []
     for k, (rd, gd) in enumerate(zip(ref.output_details, got.output_details)):
         worst: OutputDiff | None = None
+        low = float("inf")
         for step in range(len(ref.outputs)):
             d = diff_output(rd["name"], ref.outputs[step][k], got.outputs[step][k],
                             rd.get("quantization"), gd.get("quantization"))
             if worst is None or _worse(d, worst):
                 worst = d
+            low = min(low, d.sqnr_db if d.sqnr_db == d.sqnr_db else float("-inf"))
         assert worst is not None
         diffs.append(worst)
-    return Comparison(diffs, len(ref.outputs), pooled=compare_pooled(ref, got))
+        lowest.append(low)
+    return Comparison(diffs, len(ref.outputs), pooled=compare_pooled(ref, got), worst_sqnr_db=lowest)
 
 
 def compare_pooled(ref: RunResult, got: RunResult) -> list[OutputDiff]:
