@@ -61,9 +61,16 @@ def optimize_lines(res: dict[str, Any], *, verbose: bool = False) -> list[str]:
     lat = latency_line(res.get("latency"))
     if lat:
         out.append(lat)
+    for d in (res.get("latency") or {}).get("dropped") or []:
+        if d["pass"].startswith("quantize-"):   # the user asked for it: say so, not only in the line above
+            out.append(f"warning: the written model is not quantized by {d['pass']}: -O2's latency guard dropped "
+                       "it as slower in LiteRT; -O1 or --no-latency-guard keeps it")
     b, a, c = res["before"], res["after"], res["check"]
     if c.get("compared") is False:      # -O0 of a model LiteRT cannot run: checked by structure only
         checked = c["reason"]
+    elif c.get("min_sqnr_db") is not None and not c["identical"]:   # judged by SQNR, not by tolerance
+        checked = (f"every output's SQNR at or over the {c['min_sqnr_db']:g} dB floor over {c['steps']} step(s) "
+                   "in LiteRT")
     else:
         verdict = ("bit-identical" if c["identical"] else
                    f"max relative error {max((d['max_rel'] or 0) for d in c['outputs']):.3g} "
