@@ -386,8 +386,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     if target is not None:
         report.update(min_sqnr=target, reached=bool(reached), rounds=rounds, kept_float=kept, given_back=given_back)
         if given_back:
-            ctx.note(f"{p.name}: min-sqnr={target:g}: {len(given_back)} op(s) kept float in the rounds are int8 again "
-                     f"(the target still holds without them): " + ", ".join(
+            ctx.note(f"{p.name}: min-sqnr={target:g}: {len(given_back)} op(s) that the rounds had kept float "
+                     f"are int8 again (the target still holds with them int8): " + ", ".join(
                          f"{g['op']} '{g['output']}'" for g in given_back))
         if not rounds and reached:
             ctx.note(f"{p.name}: min-sqnr={target:g}: met with every op int8 (worst output "

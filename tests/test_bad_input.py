@@ -5,6 +5,7 @@ import struct
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tflc.cli.main import main
@@ -166,3 +167,17 @@ def test_unknown_argument_names_the_subcommand(example_model, tmp_path, capsys):
         main(["optimize", str(example_model), "-o", str(tmp_path / "o.tflite"), "-O3"])
     assert e.value.code == 2
     assert "tflc optimize: error: unrecognized arguments: -O3" in capsys.readouterr().err
+
+
+def test_non_finite_data_is_refused_in_one_line(example_model, tmp_path, capsys):
+    from tflc.runtime import Session
+    d = Session(str(example_model)).input_details[0]
+    bad = tmp_path / "nan.npz"
+    data = np.zeros((2, *d["shape"]), np.float32)
+    data[1].flat[0] = np.nan
+    np.savez(bad, **{d["name"]: data})
+    out = tmp_path / "q.tflite"
+    assert main(["optimize", str(example_model), "-o", str(out), "--quantize", "int8", "--calibration", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of" in err[0] and "NaN or infinite" in err[0] and "nan.npz" in err[0], err
+    assert not out.exists()

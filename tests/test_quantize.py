@@ -183,6 +183,7 @@ def test_optimize_checks_the_sqnr_of_each_output(tmp_path, example_model):
     assert not bad.exists()
     msg = str(e.value)
     assert "over 8 samples" in msg and "--min-sqnr DB" in msg and "--quantize 'int8{min-sqnr-db=N}'" in msg, msg
+    assert "quantized by quantize-int8" in msg and "fold-affine" not in msg, "the quantizer is named, not the rest"
     # dynamic range has no mixed precision: its refusal does not send the user to --min-sqnr
     with pytest.raises(OutputCheckFailed, match="SQNR") as e:
         optimize_file(example_model, bad, level="O1", quantize="dynamic{min-sqnr-db=200}", calibration=str(cal))

@@ -235,9 +235,12 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                          "--quantize auto)" if mode in ("int8", "int16x8") else
                          "--quantize auto keeps float what does not hold (mixed precision is int8's)")
                 hint = f"; {mixed}; to accept it, lower the floor: --quantize '{mode}{{min-sqnr-db=N}}'"
+            quantizers = [p.name for p in pipeline if p.name.startswith("quantize-")]
+            why = (f"; quantized by {', '.join(quantizers)}" if plan.min_sqnr_db is not None and quantizers
+                   else _lossy(pipeline))
             raise (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
                    else VerificationError)(
-                f"{bad}{_lossy(pipeline)}; refusing to write {dst_p}{hint}")
+                f"{bad}{why}; refusing to write {dst_p}{hint}")
         os.replace(tmp, dst_p)
     except BaseException:
         try:

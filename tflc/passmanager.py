@@ -108,7 +108,7 @@ def quantize_passes(mode: str) -> list[Pass]:
     from .passes_api import parse_pipeline
     kind, brace, rest = mode.partition("{")
     if kind not in QUANTIZE_PASSES:
-        raise UsageError(f"unknown --quantize mode {kind!r} (choose from {', '.join(QUANTIZE_PASSES)})")
+        raise UsageError(f"unknown --quantize mode {kind!r} (choose from {', '.join(QUANTIZE_PASSES)}, or auto)")
     first, *others = QUANTIZE_PASSES[kind]
     return parse_pipeline(first + brace + rest) + [get_pass(n)() for n in others]
 

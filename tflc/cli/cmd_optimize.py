@@ -77,7 +77,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), reported per "
                         "output; checked on --inputs, else on the calibration samples")
     p.add_argument("--min-sqnr", type=float, metavar="DB",
-                   help="the target of --quantize auto, and mixed precision for --quantize int8 (sets its min-sqnr=DB): a target SQNR (dB) per output "
+                   help="the target of --quantize auto, and mixed precision for --quantize int8 or int16x8 (sets its "
+                        "min-sqnr=DB): a target SQNR (dB) per output "
                         "against IN, measured on the calibration samples; the ops whose int8 costs the most (a "
                         "per-op sensitivity table, measured in LiteRT) stay float until every output reaches it; "
                         "the notes and --json ('quantization') say which and why. A target: the floor that fails "
