@@ -181,3 +181,12 @@ def test_non_finite_data_is_refused_in_one_line(example_model, tmp_path, capsys)
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 of" in err[0] and "NaN or infinite" in err[0] and "nan.npz" in err[0], err
     assert not out.exists()
+
+
+def test_calibration_without_quantization_is_refused(example_model, tmp_path, capsys):
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, np.zeros((1, 1), np.float32))
+    out = tmp_path / "o.tflite"
+    rc, _, err = _run(capsys, "optimize", str(example_model), "-o", str(out), "--calibration", str(cal))
+    _assert_one_line_error(rc, err, contains="--calibration is read by quantization")
+    assert not out.exists()

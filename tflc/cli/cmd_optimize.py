@@ -166,7 +166,11 @@ def _with_min_sqnr(quantize: str | None, db: float | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UsageError
     level = None if args.passes is not None else args.level
+    if args.calibration is not None and args.quantize is None and "quantize" not in (args.passes or ""):
+        raise UsageError("--calibration is read by quantization: add --quantize MODE (or a quantize-* pass to "
+                         "--passes); the outputs are checked on --inputs")
     args.calibration, args.inputs = _sources(args)
     if args.report:
         check_report_path(args.report, not_same_as=[args.input, args.output])
