@@ -387,9 +387,9 @@ def run_model(name: str, out: Path, args) -> dict:
               flush=True)
     row["size_float"] = fl.stat().st_size
     row["size_float32"] = _float32_size(fl, out / f"{name}_float32_sig_fold.tflite")
-    for t in ok_tools(row, tools):
-        row["tools"][t]["size_breakdown"] = size_breakdown(paths[t])
     ok = ok_tools(row, tools)
+    for t in ok:
+        row["tools"][t]["size_breakdown"] = size_breakdown(paths[t])
     if not args.no_bench and ok:
         try:
             ratios = _bench([fl] + [paths[t] for t in ok], args.rounds)
@@ -467,7 +467,7 @@ def table(rows: list[dict], tools: list[str]) -> str:
         f32 = row.get("size_float32")
         if not f32:
             continue
-        cells = [f"{t} {row['tools'][t]['size'] / f32:.3f}" for t in tools if row["tools"].get(t, {}).get("ok")]
+        cells = [f"{t} {row['tools'][t]['size'] / f32:.3f}" for t in ok_tools(row, tools)]
         b = row["tools"].get("tflc", {}).get("size_breakdown")
         extra = (f"; tflc {b['size']} B = {b['constants']} + {b['per_channel_scales']} + {b['rest']}" if b else "")
         summ.append(f"- {row['model']} (float32 {f32} B): " + ", ".join(cells) + extra)

@@ -198,8 +198,8 @@ def main(argv=None) -> int:
         b, b1 = _breakdown(r["report"]), _breakdown(r1["report"])
         quant = b["passes_s"].get("quantize-int8", float("nan"))
         others = sum(v for k, v in b["passes_s"].items() if k != "quantize-int8")
-        # the floor's figure: each output's SQNR pooled over the samples (check.outputs holds each
-        # output's worst step)
+        # the floor's figure: each output's SQNR pooled over the samples (check.outputs holds, per
+        # output, the step of largest absolute error)
         chk = r["report"]["check"]
         sqnr = ([None if v is None else round(v, 1) for v in chk["sqnr_db"].values()] if chk.get("sqnr_db")
                 else [round(o["sqnr_db"], 1) for o in chk["outputs"]])

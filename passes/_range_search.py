@@ -11,9 +11,10 @@ choice is made per **output cone**:
   each by its own output's SQNR.
 
 The search, every candidate measured in LiteRT against the float model on the calibration samples
-(``passes._sensitivity.measure``: one isolated child, each candidate built there), judged by each
-output's SQNR pooled over the samples (``compare_pooled``: less noisy than the worst step), on
-calibration samples held out of the candidate's ranges (k-fold, the caller's ``folds``):
+(``passes._sensitivity.measure_all``: one isolated child per fold, the folds side by side, each
+candidate built in its child), judged by each output's SQNR pooled over the samples
+(``compare_pooled``: less noisy than the worst step), on calibration samples held out of the
+candidate's ranges (k-fold, the caller's ``folds``):
 
 1. one estimator everywhere, each of ``RANGE_METHODS``;
 2. with several outputs and some exclusive cones, under each estimator as the shared one (even

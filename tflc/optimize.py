@@ -7,7 +7,6 @@ renamed over the target. A failed check leaves the target untouched.
 from __future__ import annotations
 
 import math
-
 import os
 import time
 from dataclasses import dataclass, field

@@ -122,8 +122,8 @@ def choose(src: str | os.PathLike, dst: str | os.PathLike, target_db: float, run
             lines.append(f"  {c.mode}: failed ({c.error})")
         else:
             sq = "identical" if c.min_sqnr_db == math.inf else f"{c.min_sqnr_db:.1f} dB"
-            lines.append(f"  {c.mode}: worst output SQNR {sq} (pooled over the samples), latency {c.ratio:.3f}x [{c.ci[0]:.3f}-{c.ci[1]:.3f}] "
-                         f"of the input's ({c.verdict}), {c.size} bytes")
+            lines.append(f"  {c.mode}: worst output SQNR {sq} (pooled over the samples), latency {c.ratio:.3f}x "
+                         f"[{c.ci[0]:.3f}-{c.ci[1]:.3f}] of the input's ({c.verdict}), {c.size} bytes")
     res.notes = list(res.notes) + ["\n".join(lines)]
     res.auto = {"target_db": target_db, "chosen": best.mode if best else None, "why": why,
                 "candidates": [c.to_json() for c in cands]}

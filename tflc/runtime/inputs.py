@@ -126,8 +126,8 @@ def _fit(path: Any, a: np.ndarray, d: Mapping[str, Any]) -> np.ndarray:
     if not shape_fits(a.shape, d):
         raise UsageError(f"{path}: input {d['name']!r} is {_sig(d)}, the array is "
                          f"{'x'.join(map(str, a.shape)) or 'a scalar'}")
-    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
-        bad = int(a.size - np.isfinite(a).sum())
+    bad = int(a.size - np.count_nonzero(np.isfinite(a))) if a.dtype.kind == "f" else 0
+    if bad:
         raise UsageError(f"{path}: input {d['name']!r}: {bad} of {a.size} values are NaN or infinite")
     dt = np.dtype(d["dtype"])
     if a.dtype == dt:
