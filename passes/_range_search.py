@@ -77,11 +77,11 @@ def output_cones(model: Model, ops: list[Operator]) -> dict[int, str]:
     return out
 
 
-def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, str]], tuple[dict, set]], Any]],
+def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, str]], dict], Any]],
            build: Callable[[dict], bytes], reference: bytes, cones: dict[int, str],
            margin: float = AUTO_MARGIN_DB) -> dict:
     """The staged search above. ``folds``: (``params_for``, samples) pairs, each fold's
-    ``params_for(shared, per_uid)`` -> (params, dropped ops) made from ranges that did not see its
+    ``params_for(shared, per_uid)`` -> params made from ranges that did not see its
     samples; a candidate's SQNR per output pools its noise over the folds. ``build(params)`` -> the
     quantized model's bytes. Returns ``{"chosen": shared estimator, "heads": {output: estimator},
     "methods": {uid: estimator}, "candidates": {...}, "trials": [...], "samples": n}``; raises
@@ -99,10 +99,7 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
             todo, fns, seen = [], [], {}
             for shared, heads in configs:
                 per_uid = {u: heads[o] for u, o in cones.items() if o in heads and heads[o] != shared}
-                prm, drop = params_for(shared, per_uid)
-                if drop:
-                    todo.append(None)
-                    continue
+                prm = params_for(shared, per_uid)
                 key = tuple(sorted(prm.items())) if isinstance(prm, dict) else prm
                 if key not in seen:          # configurations that give the same parameters: built once
                     seen[key] = len(fns)
@@ -116,7 +113,7 @@ def search(methods: tuple[str, ...], folds: list[tuple[Callable[[str, dict[int, 
             results, n = next(measured) if fns else ([], 0)
             total += n
             for c, k in enumerate(todo):
-                res = None if k is None else results[k]
+                res = results[k]
                 if acc[c] is None or res is None or isinstance(res, str):
                     acc[c] = None
                     continue

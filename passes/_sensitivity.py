@@ -137,6 +137,49 @@ def describe(diffs: Sequence[OutputDiff]) -> str:
                      f"max abs error {d.max_abs:.3g}, mean {d.mean_abs:.3g}, cosine {d.cosine:.5f}" for d in diffs)
 
 
+@dataclass(frozen=True)
+class Goal:
+    """What mixed precision works towards: every output at or over ``min_sqnr`` dB, and (or) with a
+    largest absolute error at most ``max_error``, against the float model.
+
+    Both become, per output, the SQNR it must reach (``targets``), which is what the noise budget
+    of ``pick`` and ``give_back_order`` works in: a max error E asks an output whose largest error
+    is e for 20 log10(e / E) dB more (quantization errors scale with the noise amplitude, so the
+    error shrinks by that factor). Whether the goal holds is decided on the measured errors
+    (``met``), never on that estimate."""
+
+    min_sqnr: float | None = None
+    max_error: float | None = None
+
+    @property
+    def label(self) -> str:
+        parts = ([f"min-sqnr={self.min_sqnr:g}"] if self.min_sqnr is not None else []) + \
+                ([f"max-error={self.max_error:g}"] if self.max_error is not None else [])
+        return ", ".join(parts)
+
+    def targets(self, diffs: Sequence[OutputDiff]) -> dict[str, float]:
+        out = {}
+        for d in diffs:
+            need = self.min_sqnr if self.min_sqnr is not None else float("-inf")
+            if self.max_error is not None and d.max_abs > 0:
+                # under E this is below the output's SQNR: the slack give-back may spend
+                by_error = (d.sqnr_db + 20.0 * math.log10(d.max_abs / self.max_error)
+                            if d.sqnr_db == d.sqnr_db and d.sqnr_db != float("inf") else float("inf"))
+                need = max(need, by_error)
+            out[d.name] = need
+        return out
+
+    def met(self, diffs: Sequence[OutputDiff]) -> bool:
+        return all((self.min_sqnr is None or d.sqnr_db >= self.min_sqnr) and
+                   (self.max_error is None or d.max_abs <= self.max_error) for d in diffs)
+
+    def shortfall(self, diffs: Sequence[OutputDiff]) -> float:
+        """How far (dB) the worst output is from the goal (<= 0: met); a round that raises it is undone."""
+        t = self.targets(diffs)
+        gaps = [t[d.name] - d.sqnr_db if d.sqnr_db == d.sqnr_db else float("inf") for d in diffs]
+        return max(gaps, default=float("-inf"))
+
+
 @dataclass
 class Row:
     """One op of the sensitivity table: the model's per-output SQNR with only this op int8."""
@@ -184,15 +227,17 @@ def sensitivity(reference: bytes, ops: Sequence[Any], build: Callable[[set[int]]
     return rows
 
 
-def pick(rows: Sequence[Row], diffs: Sequence[OutputDiff], target_db: float, least: int = 1) -> list[Row]:
+def pick(rows: Sequence[Row], diffs: Sequence[OutputDiff], target_db: float | dict[str, float],
+         least: int = 1) -> list[Row]:
     """The ops to keep float in one mixed-precision round: by their share of the noise of the
-    outputs under ``target_db``, most first, as many as the noise budget says bring every such
-    output to the target (at least one). The one-at-a-time noise powers are scaled per output so
+    outputs under ``target_db`` (one for all, or per output: ``Goal.targets``), most first, as many
+    as the noise budget says bring every such output to its target (at least one). The one-at-a-time noise powers are scaled per output so
     that they add up to the measured noise (``scale``), which absorbs how far from additive it is.
     ``least``: take at least that many (later rounds grow, so that a model far from additive
     cannot take one round per op)."""
-    goal = noise(target_db)
-    bad = [d for d in diffs if not d.sqnr_db >= target_db]
+    tgt = target_db if isinstance(target_db, dict) else {d.name: target_db for d in diffs}
+    goal = {d.name: noise(tgt[d.name]) for d in diffs}
+    bad = [d for d in diffs if not d.sqnr_db >= tgt[d.name]]
     usable = [r for r in rows if r.error is None]
     if not bad or not usable:
         return []
@@ -207,7 +252,7 @@ def pick(rows: Sequence[Row], diffs: Sequence[OutputDiff], target_db: float, lea
     left = dict(total)
     chosen = []
     for r in order:
-        if len(chosen) >= least and (all(v <= goal for v in left.values()) or weight(r) <= 0):
+        if len(chosen) >= least and (all(v <= goal[k] for k, v in left.items()) or weight(r) <= 0):
             break
         chosen.append(r)
         for k in left:
@@ -224,13 +269,13 @@ def _kept_text(k: dict) -> str:
 
 
 def give_back_order(kept: Sequence[Row], trials: Sequence[list[OutputDiff] | str], diffs: Sequence[OutputDiff],
-                    target_db: float, use: float = GIVE_BACK_SHARE) -> list[Row]:
+                    target_db: float | dict[str, float], use: float = GIVE_BACK_SHARE) -> list[Row]:
     """Ops kept float that may be int8 again: each trial is the model with one of them int8 again;
     their added noise powers (against the current ``diffs``), least first, while their sum stays
-    within ``use`` of each output's slack under the target."""
-    goal = noise(target_db)
+    within ``use`` of each output's slack under its target (one for all, or per output)."""
+    tgt = target_db if isinstance(target_db, dict) else {d.name: target_db for d in diffs}
     now = {d.name: noise(d.sqnr_db) for d in diffs}
-    slack = {k: goal - v for k, v in now.items()}
+    slack = {k: noise(tgt[k]) - v for k, v in now.items()}
     if any(v <= 0 for v in slack.values()):
         return []
     cost = []
@@ -269,7 +314,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     from tflc.io import serialize
     from tflc.runtime import RunOptions
 
-    target = p.options.min_sqnr
+    goal = Goal(p.options.min_sqnr, getattr(p.options, "max_error", None))
+    target = goal.label or None
     rows_n = p.options.sensitivity or (10 if target is not None else 0)
     t0 = time.perf_counter()
     smp = Samples(calibration_source(ctx), p.options.samples, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
@@ -301,20 +347,21 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     given_back: list[dict] = []
     reached = None
     if target is not None:
-        reached = worst_db(diffs) >= target
+        reached = goal.met(diffs)
         while not reached:
             quantized = {op.uid for op in ops}
             least = 1 if len(rounds) < ROUNDS_ONE_BY_ONE else 2 ** (len(rounds) - ROUNDS_ONE_BY_ONE + 1)
-            chosen = pick([r for r in rows if r.uid in quantized and r.uid not in no_gain], diffs, target, least)
+            chosen = pick([r for r in rows if r.uid in quantized and r.uid not in no_gain], diffs,
+                          goal.targets(diffs), least)
             if not chosen and no_gain & quantized:       # only ops an undone round held are left: no more undoing
                 no_gain, undo = set(), False
-                chosen = pick([r for r in rows if r.uid in quantized], diffs, target, least)
+                chosen = pick([r for r in rows if r.uid in quantized], diffs, goal.targets(diffs), least)
             if not chosen:
                 break
             before = diffs
             snapshot = dict(demoted)
             for r in chosen:
-                demoted[r.uid] = f"min-sqnr={target:g}: among the most sensitive ops (round {len(rounds) + 1})"
+                demoted[r.uid] = f"{target}: among the most sensitive ops (round {len(rounds) + 1})"
             planned = plan()
             if planned is None:            # keep the last result that LiteRT ran (noted by _plan)
                 demoted.clear()
@@ -340,7 +387,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                 break
             picked = {r.uid for r in chosen}
             others = any(r.error is None and r.uid in quantized and r.uid not in no_gain | picked for r in rows)
-            if undo and others and worst_db(res) < worst_db(before) - WORSE_DB:
+            if undo and others and goal.shortfall(res) > goal.shortfall(before) + WORSE_DB:
                 # float islands can cost more than they save (their edges requantize): undo the
                 # round, and try those ops again only when no other op is left
                 rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": finite(worst_db(res)),
@@ -353,17 +400,17 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
             gain = worst_db(diffs) - worst_db(before)
             rounds.append({"kept_float": [r.tensor for r in chosen], "worst_sqnr_db": finite(worst_db(diffs)),
                            "gain_db": finite(gain)})
-            why = (f"min-sqnr={target:g}: one of the {len(chosen)} most sensitive int8 ops kept float in round "
+            why = (f"{target}: one of the {len(chosen)} most sensitive int8 ops kept float in round "
                    f"{len(rounds)} (worst output {worst_db(before):.1f} -> {worst_db(diffs):.1f} dB; "
-                   "each op's SQNR with only it int8 is in the min-sqnr note)")
+                   "each op's SQNR with only it int8 is in the mixed-precision note)")
             for r in chosen:
                 kept.append({**r.to_json(), "rank": rank[r.uid], "round": len(rounds),
                              "round_gain_db": finite(gain)})
                 kept_rows.append(r)
                 demoted[r.uid] = why
-            reached = worst_db(diffs) >= target
+            reached = goal.met(diffs)
         if reached and diffs and kept_rows and params_for is not None:
-            ops, params, diffs, back = _give_back(p, reference, judge, demoted, kept_rows, ops, params, diffs, target,
+            ops, params, diffs, back = _give_back(p, reference, judge, demoted, kept_rows, ops, params, diffs, goal,
                                                   plan, build, params_for, ctx)
             if back:
                 names = {r.tensor for r in back}
@@ -384,20 +431,21 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                                                      f"{r.worst:.1f} dB on '{r.worst_output}'")
                      for r in rows[:rows_n]))
     if target is not None:
-        report.update(min_sqnr=target, reached=bool(reached), rounds=rounds, kept_float=kept, given_back=given_back)
+        report.update(min_sqnr=goal.min_sqnr, max_error=goal.max_error, reached=bool(reached), rounds=rounds,
+                      kept_float=kept, given_back=given_back)
         if given_back:
-            ctx.note(f"{p.name}: min-sqnr={target:g}: {len(given_back)} op(s) that the rounds had kept float "
+            ctx.note(f"{p.name}: {target}: {len(given_back)} op(s) that the rounds had kept float "
                      f"are int8 again (the target still holds with them int8): " + ", ".join(
                          f"{g['op']} '{g['output']}'" for g in given_back))
         if not rounds and reached:
-            ctx.note(f"{p.name}: min-sqnr={target:g}: met with every op int8 (worst output "
+            ctx.note(f"{p.name}: {target}: met with every op int8 (worst output "
                      f"{worst_db(diffs):.1f} dB)")
         elif reached and diffs:
-            ctx.note(f"{p.name}: min-sqnr={target:g}: met after {len(rounds)} round(s) with {len(kept)} op(s) "
+            ctx.note(f"{p.name}: {target}: met after {len(rounds)} round(s) with {len(kept)} op(s) "
                      f"kept float (worst output {worst_db(first):.1f} -> {worst_db(diffs):.1f} dB): "
                      + ", ".join(_kept_text(k) for k in kept))
         elif not reached:
-            ctx.note(f"{p.name}: min-sqnr={target:g}: not met (worst output {worst_db(first):.1f} -> "
+            ctx.note(f"{p.name}: {target}: not met (worst output {worst_db(first):.1f} -> "
                      f"{worst_db(diffs):.1f} dB after {len(rounds)} round(s), {len(kept)} op(s) kept float)"
                      + (": " + ", ".join(_kept_text(k) for k in kept) if kept else ""))
     if diffs:
@@ -405,7 +453,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     return ops, params, report
 
 
-def _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, target, plan, build, params_for, ctx):
+def _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, goal, plan, build, params_for, ctx):
     """After the target holds: the ops the rounds kept float whose int8 costs little (each tried
     alone, in one LiteRT child) go back to int8 together, as far as the slack under the target
     allows; the result is measured, and halved until it holds (3 tries)."""
@@ -414,15 +462,14 @@ def _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, target
     cur = {op.uid for op in ops}
     rows, trials = [], []
     for r in kept_rows:
-        prm, drop = params_for(cur | {r.uid})
-        if not drop:
-            rows.append(r)
-            trials.append(lambda u=cur | {r.uid}, prm=prm: build(prm, io)(u))
+        prm = params_for(cur | {r.uid})
+        rows.append(r)
+        trials.append(lambda u=cur | {r.uid}, prm=prm: build(prm, io)(u))
     try:
         results, _ = measure(reference, trials, smp) if trials else ([], 0)
     except TflcError:
         return ops, params, diffs, []
-    back = give_back_order(rows, results, diffs, target)
+    back = give_back_order(rows, results, diffs, goal.targets(diffs))
     snapshot = dict(demoted)
     for _ in range(3):
         if not back:
@@ -436,7 +483,7 @@ def _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, target
                 (res,), _ = measure(reference, [build(planned[1], io)({op.uid for op in planned[0]})], smp)
             except TflcError:
                 res = None
-        if planned is not None and planned[0] and not isinstance(res, (str, type(None))) and worst_db(res) >= target:
+        if planned is not None and planned[0] and not isinstance(res, (str, type(None))) and goal.met(res):
             return planned[0], planned[1], res, back
         demoted.clear()
         demoted.update(snapshot)

@@ -122,6 +122,7 @@ def rewrite(model: Model, quantize: set[int]) -> int:
 class QuantizeDynamic(Pass):
     __doc__ = __doc__
     name = "quantize-dynamic"
+    quantizes = True
     description = ("dynamic-range quantization: int8 per-channel weights, float activations, where the target "
                    "(xnnpack) takes the op so")
     Options = QuantizeDynamicOptions

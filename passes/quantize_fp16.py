@@ -31,6 +31,7 @@ class QuantizeFp16Options(StoreOptions):
 class QuantizeFp16(Pass):
     __doc__ = __doc__
     name = "quantize-fp16"
+    quantizes = True
     description = "float16 weights behind DEQUANTIZE (store-float16-weights), judged by SQNR against float"
     Options = QuantizeFp16Options
     #: judged by SQNR (``min_sqnr_db``), not by a relative tolerance: see tflc.optimize

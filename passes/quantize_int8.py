@@ -30,7 +30,11 @@ Follows the TFLite 8-bit quantization specification
   operand is symmetric (zero point 0), as XNNPACK requires;
 * QUANTIZE where an int8 op reads a float tensor (a float input of the model: ``io=float``, the
   default), DEQUANTIZE where a float op or a float graph output reads an int8 one; ``io=int8``
-  makes the model's inputs and outputs int8 themselves.
+  makes the model's inputs and outputs int8 themselves; ``io=uint8`` makes them uint8 (the same
+  scale, zero point + 128: what a uint8 camera frame or an older uint8 pipeline feeds), converted
+  to and from int8 at the edges by QUANTIZE ops (exact: the same grid shifted by 128), as the TF
+  converter does. XNNPACK does not take those uint8 <-> int8 QUANTIZEs: they run on LiteRT's
+  builtin kernels, at the edges only.
 
 Ops not in the tables (no int8 kernel in LiteRT, or not written yet: DIV, EXP, SQRT, LOG, custom
 ops, ...) stay float between DEQUANTIZE and QUANTIZE, and are reported. Every result is prepared
@@ -71,7 +75,7 @@ import numpy as np
 
 from tflc.ir.build import builtin_opcode
 from tflc.ir.core import Model, Operator, Tensor
-from tflc.ir.quant import is_quantized
+from tflc.ir.quant import is_quantized, quant_params
 from tflc.passes_api import Pass, register
 from tflc.schema import TYPE_CODES, fb
 
@@ -81,7 +85,7 @@ from ._ranges import activation_params, activation_params16  # noqa: F401  (also
 from .fold_float16_weights import FACT, FoldFloat16Dequantize
 
 _F32, _I8, _I32 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"], TYPE_CODES["INT32"]
-_I16, _I64 = TYPE_CODES["INT16"], TYPE_CODES["INT64"]
+_I16, _I64, _U8 = TYPE_CODES["INT16"], TYPE_CODES["INT64"], TYPE_CODES["UINT8"]
 
 #: weight input 1's per-channel axis
 WEIGHTED = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
@@ -120,7 +124,8 @@ DEFAULT_PERCENTILE = 99.99
 class QuantizeInt8Options:
     io: str = field(default="float", metadata={
         "help": "float: the model keeps float inputs and outputs (QUANTIZE/DEQUANTIZE at the edges); "
-                "int8: its inputs and outputs become int8"})
+                "int8: its inputs and outputs become int8 (int16 with activations=int16); uint8: they become "
+                "uint8 (zero point + 128), converted to int8 inside by exact QUANTIZE ops (not taken by XNNPACK)"})
     percentile: float = field(default=100.0, metadata={
         "help": "activation ranges: 100 = calibrated min/max; e.g. 99.99 clips each side to that percentile"})
     min_sqnr_db: float = field(default=10.0, metadata={
@@ -134,6 +139,10 @@ class QuantizeInt8Options:
                 "(the sensitivity table) are kept float and the model is quantized again, until it holds or "
                 "nothing is left; which ops stayed float and why is reported. A target, not a check: "
                 "min-sqnr-db is the floor that fails the result"})
+    max_error: float | None = field(default=None, metadata={
+        "help": "mixed precision, like min-sqnr (with it or alone): a target largest absolute error per output "
+                "against the float model (in the output's units), measured in LiteRT on the calibration samples; "
+                "the most sensitive ops stay float until every output's largest error is at most this"})
     sensitivity: int = field(default=0, metadata={
         "help": "measure every quantized op's sensitivity in LiteRT (the model's SQNR with only that op int8) and "
                 "report the N most sensitive (0: only with min-sqnr, which reports 10)"})
@@ -163,8 +172,10 @@ class QuantizeInt8Options:
                 "other clipping activations are left alone (not exact)"})
 
     def __post_init__(self) -> None:
-        if self.io not in ("float", "int8"):
-            raise ValueError("io must be float or int8")
+        if self.io not in ("float", "int8", "uint8"):
+            raise ValueError("io must be float, int8 or uint8")
+        if self.io == "uint8" and self.activations == "int16":
+            raise ValueError("io=uint8 is for int8 activations (int16x8 takes io=float or io=int8: int16 edges)")
         if self.activations not in ("int8", "int16"):
             raise ValueError("activations must be int8 or int16")
         if not 50.0 < self.percentile <= 100.0:
@@ -175,8 +186,11 @@ class QuantizeInt8Options:
             raise ValueError("sensitivity must be 0 or more (rows)")
         if self.samples < 1:
             raise ValueError("samples must be 1 or more")
-        if self.min_sqnr is not None and not math.isfinite(self.min_sqnr):
-            raise ValueError("min-sqnr must be a finite number of dB")
+        if self.min_sqnr is not None and not (math.isfinite(self.min_sqnr) and self.min_sqnr > 0):
+            raise ValueError("min-sqnr must be a finite number of dB above 0 (at 0 dB the error is as large as "
+                             "the output)")
+        if self.max_error is not None and not (math.isfinite(self.max_error) and self.max_error > 0):
+            raise ValueError("max-error must be a finite number above 0")
 
 
 # --- the maths -------------------------------------------------------------------------------
@@ -295,13 +309,20 @@ def _data_tensors(op: Operator) -> list[Tensor]:
 def plan_params(ops: list[Operator], ranges: dict, percentile: float,
                 activations: str = "int8", method: str | None = None,
                 unclipped: set[int] | frozenset = frozenset(),
-                methods: dict[int, str] | None = None) -> tuple[dict[int, tuple[float, int]], set[int]]:
-    """Parameters per float tensor uid of the quantized ``ops``, and the uids of ops to drop
-    (their group would need two different fixed parameters). ``method``: the range estimator
+                methods: dict[int, str] | None = None) -> dict[int, tuple[float, int]]:
+    """Parameters per float tensor uid of the quantized ``ops``. ``method``: the range estimator
     (``passes._ranges``: minmax, percentile, mse, avgminmax); None: percentile if ``percentile`` < 100.
     ``methods``: per tensor uid, another estimator for that tensor (``passes._range_search``: per
     output cone); a group's range is the union of its tensors' ranges, each by its own estimator.
-    ``unclipped``: tensor uids that keep their min/max whatever the method (mse: the graph outputs)."""
+    ``unclipped``: tensor uids that keep their min/max whatever the method (mse: the graph outputs).
+
+    A group (tensors that pooling, concatenation, reshape... join: they share one scale and zero
+    point) holding the output of an op with fixed output parameters (LOGISTIC, SOFTMAX, ...) takes
+    those parameters where the rest of the group fits them (a MAX_POOL or RESHAPE of a LOGISTIC).
+    Where it does not (a CONCATENATION of sigmoid scores with box offsets, or of a LOGISTIC with a
+    TANH), the group is quantized on its own range, and ``rewrite`` has the fixed op write its
+    fixed parameters and requantize into the group's (QUANTIZE int8 -> int8), as the TF converter
+    does: forcing [0, 1) on the offsets would clip them."""
     from ._ranges import tensor_range
     if method is None:
         method = "percentile" if percentile < 100 else "minmax"
@@ -319,16 +340,9 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float,
                 g.union(ts[0].uid, t.uid)
         if op.type in FIXED_:
             fixed[op.outputs[0].uid] = FIXED_[op.type]
-    drop: set[int] = set()
-    group_fixed: dict[int, tuple[float, int]] = {}
-    for u, p in fixed.items():
-        r = g.find(u)
-        if group_fixed.setdefault(r, p) != p:
-            drop |= {op.uid for op in ops if op.type in SAME and any(g.find(t.uid) == r for t in _data_tensors(op))}
-    if drop:
-        return {}, drop
     lo: dict[int, float] = {}
     hi: dict[int, float] = {}
+    rest: dict[int, tuple[float, float]] = {}       # per group, the range of its tensors no fixed op writes
     by_uid = {t.uid: t for op in ops for t in _data_tensors(op)}
     for u, t in by_uid.items():
         r = g.find(u)
@@ -338,11 +352,27 @@ def plan_params(ops: list[Operator], ranges: dict, percentile: float,
             m = (methods or {}).get(u, method)
             a, b = tensor_range(ranges[u], "minmax" if u in unclipped else m, pct, levels)
         lo[r], hi[r] = min(lo.get(r, a), a), max(hi.get(r, b), b)
+        if u not in fixed:
+            ra, rb = rest.get(r, (a, b))
+            rest[r] = (min(ra, a), max(rb, b))
+    group_fixed: dict[int, tuple[float, int] | None] = {}
+    for u, p in fixed.items():
+        r = g.find(u)
+        group_fixed[r] = p if group_fixed.get(r, p) == p and _fits(rest.get(r), p, levels) else None
     params = {}
     for u in by_uid:
         r = g.find(u)
         params[u] = group_fixed.get(r) or act_params(lo[r], hi[r])
-    return params, set()
+    return params
+
+
+def _fits(span: tuple[float, float] | None, p: tuple[float, int], levels: int) -> bool:
+    """Does the range ``span`` fit the grid of fixed parameters ``p`` (to within one step)?"""
+    if span is None:
+        return True
+    s, z = p
+    qmin = -levels // 2
+    return (qmin - z - 1) * s <= span[0] and span[1] <= (qmin + levels - 1 - z + 1) * s
 
 
 # --- rewriting -------------------------------------------------------------------------------
@@ -400,6 +430,8 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
     ``means`` (bias correction): per input tensor uid, its per-channel mean on the calibration
     samples; each weighted op's bias then absorbs its weight rounding's expected output shift."""
     _A, _ANP, _B, _BNP = (_I8, np.int8, _I32, np.int32) if activations == "int8" else (_I16, np.int16, _I64, np.int64)
+    FIXED_ = FIXED if activations == "int8" else FIXED16
+    uint8_io, io = io == "uint8", ("int8" if io == "uint8" else io)
     sg = model.main
     notes: list[str] = []
     order = {id(op): i for i, op in enumerate(sg.operators)}
@@ -503,7 +535,53 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                 notes.append(f"input '{t.name}' stays float")
             if pinned and io == "int8":
                 notes.append(f"output '{t.name}' stays float (a float op writes it)")
+    # 3. a fixed-parameter op whose group has other parameters writes its own, then requantizes
+    for op in qops:
+        fp = FIXED_.get(op.type)
+        out = op.outputs[0] if fp is not None and op.outputs else None
+        qp = quant_params(out) if out is not None and out.dtype == _A else None
+        if qp is None or (np.float32(qp.scale[0]), qp.zero_point[0]) == (np.float32(fp[0]), fp[1]):
+            continue
+        own = sg.new_tensor(f"{out.name}/fixed", _A, out.shape, shape_signature=out.shape_signature,
+                            quantization=qparams(*fp))
+        sg.set_output(op, 0, own)
+        sg.add_op(Operator(builtin_opcode("QUANTIZE", 1), [own], [out]), after=op)
+    if uint8_io:
+        notes = [n for n in notes if " is int8 (scale " not in n] + _uint8_edges(sg)
     sg.remove_unused_tensors()
+    return notes
+
+
+def _uint8_edges(sg) -> list[str]:
+    """The int8 graph inputs and outputs become uint8 (scale kept, zero point + 128: the same grid,
+    so the conversion is exact), with a QUANTIZE between them and the int8 graph inside. The
+    tensors keep their names and places (signatures point at them); the int8 twins are new."""
+    notes = []
+    for t in [t for t in sg.inputs if t.dtype == _I8 and is_quantized(t)]:
+        qp = quant_params(t)
+        inner = sg.new_tensor(f"{t.name}/int8", _I8, t.shape, shape_signature=t.shape_signature,
+                              quantization=qparams(qp.scale[0], qp.zero_point[0]))
+        uses = list(t.uses)
+        sg.set_dtype(t, _U8)
+        sg.set_quantization(t, qparams(qp.scale[0], qp.zero_point[0] + 128))
+        if uses:
+            first = min((o for o, _ in uses), key=lambda o: o.index)
+            sg.add_op(Operator(builtin_opcode("QUANTIZE", 1), [t], [inner]), before=first)
+            for o, i in uses:
+                sg.set_input(o, i, inner)
+        notes.append(f"input '{t.name}' is uint8 (scale {qp.scale[0]:.6g}, zero point {qp.zero_point[0] + 128})")
+    for t in [t for t in sg.outputs if t.dtype == _I8 and is_quantized(t) and t.producer is not None]:
+        qp, prod = quant_params(t), t.producer
+        inner = sg.new_tensor(f"{t.name}/int8", _I8, t.shape, shape_signature=t.shape_signature,
+                              quantization=qparams(qp.scale[0], qp.zero_point[0]))
+        uses = list(t.uses)
+        sg.set_output(prod, list(prod.outputs).index(t), inner)
+        for o, i in uses:
+            sg.set_input(o, i, inner)
+        sg.set_dtype(t, _U8)
+        sg.set_quantization(t, qparams(qp.scale[0], qp.zero_point[0] + 128))
+        sg.add_op(Operator(builtin_opcode("QUANTIZE", 1), [inner], [t]), after=prod)
+        notes.append(f"output '{t.name}' is uint8 (scale {qp.scale[0]:.6g}, zero point {qp.zero_point[0] + 128})")
     return notes
 
 
@@ -545,6 +623,7 @@ def refused_op(trial: Model, chosen: set[int]) -> tuple[str | None, int | None]:
 class QuantizeInt8(Pass):
     __doc__ = __doc__
     name = "quantize-int8"
+    quantizes = True
     description = "full-integer int8 post-training quantization from calibration ranges (TFLite int8 spec)"
     Options = QuantizeInt8Options
     needs = frozenset({"calibration"})
@@ -609,7 +688,7 @@ class QuantizeInt8(Pass):
         auto = None
         if self.options.ranges == "auto" and self._method == "minmax":
             auto = self._auto_ranges(model, ops, cal, ctx)
-            params = self._params(ops, cal, self._method)[0]
+            params = self._params(ops, cal, self._method)
         ops, params, report = self._measure_and_mix(model, candidates, demoted, ops, params, cal, ctx)
         if report is not None:
             report["int8_ops"], report["ops"] = len(ops), len(sg.operators)
@@ -621,8 +700,9 @@ class QuantizeInt8(Pass):
                 report["equalize"] = {k: v for k, v in self._equalized.items() if k != "text"}
             ctx.facts[self.name] = report
         if not ops:
-            ctx.note(f"{self.name}: nothing left to quantize: every op stayed float for min-sqnr="
-                     f"{self.options.min_sqnr:g}; the model is unchanged")
+            from ._sensitivity import Goal
+            ctx.note(f"{self.name}: nothing left to quantize: every op stayed float for "
+                     f"{Goal(self.options.min_sqnr, self.options.max_error).label}; the model is unchanged")
             return False
         reasons.update(demoted)
         for op in sg.operators:
@@ -638,14 +718,11 @@ class QuantizeInt8(Pass):
         return True
 
     def _plan(self, model: Model, candidates: list[Operator], demoted: dict[int, str], cal, ctx):
-        """The ops to quantize (``candidates`` less ``demoted``, which gains the ops whose groups
-        conflict and those LiteRT refuses in int8) and their parameters; None (noted) on failure."""
+        """The ops to quantize (``candidates`` less ``demoted``, which gains those LiteRT refuses in
+        int8) and their parameters; None (noted) on failure."""
         for _ in range(self.max_retries):
             ops = [op for op in candidates if op.uid not in demoted]
-            params, drop = self._params(ops, cal, self._method)
-            if drop:
-                demoted.update(dict.fromkeys(drop, "its inputs would need two different fixed parameters"))
-                continue
+            params = self._params(ops, cal, self._method)
             if not ops:
                 return [], {}
             trial = model.clone()
@@ -739,13 +816,18 @@ class QuantizeInt8(Pass):
         pct = self.options.percentile if self.options.percentile < 100 else DEFAULT_PERCENTILE
         label = {m: f"{m} ({pct:g})" if m == "percentile" else m for m in RANGE_METHODS}
         cands = res["candidates"]
-        text = ", ".join(f"{label[m]} " + ("failed" if cands[m] is None else f"{cands[m]['worst_sqnr_db']} dB")
+
+        def figures(per_output: dict) -> str:     # the criterion (the mean) first, then the worst output
+            vals = [v for v in per_output.values() if v is not None]
+            return (f"mean {sum(vals) / len(vals):.2f} / worst {min(vals):.2f} dB" if vals else "identical")
+        text = ", ".join(f"{label[m]} " + ("failed" if cands[m] is None else figures(cands[m]["sqnr_db"]))
                          for m in RANGE_METHODS)
-        heads = "".join(f"; '{o}'s own head: {label[m]}" for o, m in sorted(res["heads"].items()))
+        heads = "".join(f", '{o}'s own head {label[m]}" for o, m in sorted(res["heads"].items()))
         where = (f"{res['samples']} calibration samples, each held out of the ranges it is measured with "
                  f"({k} folds)" if k > 1 else f"{res['samples']} calibration sample(s)")
-        ctx.note(f"{self.name}: ranges=auto: worst-output SQNR (pooled over {where}): {text}; "
-                 f"kept {label[self._method]}{heads}")
+        chosen = figures(res.get("sqnr_db") or {})
+        ctx.note(f"{self.name}: ranges=auto: output SQNR per estimator (pooled over {where}; the best mean "
+                 f"wins): {text}; kept {label[self._method]}{heads}: {chosen}")
         return {**{key: v for key, v in res.items() if key != "methods"}, "folds": k}
 
 

@@ -94,6 +94,13 @@ def test_never_overwrites_input(example_model, tmp_path, capsys):
     (["optimize", "IN", "-o", "OUT", "--passes", "remove-dead-code{"], "unbalanced"),
     (["optimize", "IN", "-o", "OUT", "--threads", "0"], "positive integer"),
     (["optimize", "IN", "-o", "OUT", "--input-shape", "x"], "--input-shape"),
+    (["optimize", "IN", "-o", "OUT", "--quantize", "int8", "--min-sqnr", "0"], "above 0"),
+    (["optimize", "IN", "-o", "OUT", "--quantize", "auto{min-sqnr=-5}"], "above 0"),
+    (["optimize", "IN", "-o", "OUT", "--quantize", "fp16", "--io", "int8"], "--io needs --quantize int8"),
+    (["optimize", "IN", "-o", "OUT", "--quantize", "int16x8", "--io", "uint8"], "io=uint8 is for int8"),
+    (["optimize", "IN", "-o", "OUT", "--quantize", "int8", "--io", "uint8", "--quantize", "fp16"],
+     "--quantize given twice"),
+    (["optimize", "-o", "OUT", "--quantize", "IN"], "--quantize takes an optional MODE"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments(argv, needle, example_model, tmp_path, capsys):
@@ -190,3 +197,10 @@ def test_calibration_without_quantization_is_refused(example_model, tmp_path, ca
     rc, _, err = _run(capsys, "optimize", str(example_model), "-o", str(out), "--calibration", str(cal))
     _assert_one_line_error(rc, err, contains="--calibration is read by quantization")
     assert not out.exists()
+
+
+def test_quantizing_a_model_with_no_float_tensor_is_refused(zoo, tmp_path, capsys):
+    out = tmp_path / "o.tflite"
+    rc, _, err = _run(capsys, "optimize", str(zoo("mobilenet_tiny_int8")), "-o", str(out), "--quantize", "int8")
+    _assert_one_line_error(rc, err, contains="nothing to quantize: the model has no float tensor")
+    assert "already quantized" in err and not out.exists()

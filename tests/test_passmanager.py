@@ -184,6 +184,21 @@ def test_latency_guard_drops_the_pass_that_slows_down(example_model):
     assert any("dropped 'add-busywork'" in n for n in ctx.messages)
 
 
+def test_latency_guard_keeps_a_quantizer_the_user_asked_for_even_when_it_is_slower(example_model):
+    from tflc.passmanager import guard_latency
+    busy = _busywork_pass()
+    busy.quantizes = True              # as --quantize int16x8 is: slower on XNNPACK, and asked for
+    passes = [busy(), all_passes()["remove-dead-code"]()]
+    original = read_model(example_model)
+    model = original.clone()
+    ctx = PassContext()
+    run_pipeline(model, passes, ctx)
+    kept, report = guard_latency(original, model, passes, ctx, compare=_FakeComparison)
+    assert report.dropped == [] and report.kept == ["add-busywork"]
+    assert len(kept.main.operators) == len(original.main.operators) + 30
+    assert report.ratio > 1 and report.verdict == "slower" and report.to_json()["kept_quantizers"] == ["add-busywork"]
+
+
 def test_latency_guard_keeps_a_result_that_is_not_slower(example_model):
     from tflc.passmanager import guard_latency
     original = read_model(example_model)
@@ -348,3 +363,9 @@ def test_the_guard_replays_passes_with_the_pipelines_settings(example_model):
     run_pipeline(model, passes, ctx)
     guard_latency(original, model, passes, ctx, compare=_FakeComparison)
     assert seen == ["xnnpack", "xnnpack"], "once in the pipeline, once in the guard's replay"
+
+
+def test_the_passes_that_quantize_say_so():
+    from tflc.passes_api import all_passes
+    quantizers = {n for n, cls in all_passes().items() if cls.quantizes}
+    assert quantizers == {"quantize-fp16", "quantize-dynamic", "quantize-int8", "quantize-int16x8"}

@@ -147,6 +147,43 @@ def test_io_int8_and_float16_weights(tmp_path):
     assert out[0].dtype == np.int8
 
 
+def test_io_uint8_shifts_the_edges_grid_by_128_and_runs_the_same_int8_model_inside(tmp_path):
+    path, data = _npz(tmp_path)
+    outs = {}
+    base = _model()                      # _model() draws new weights each call
+    for io in ("int8", "uint8"):
+        m = base.clone()
+        ctx = PassContext(calibration=str(path))
+        run_pipeline(m, parse_pipeline(f"quantize-int8{{io={io},ranges=minmax}}"), ctx)
+        sg = m.main
+        assert sg.inputs[0].name == "x" and sg.outputs[0].name == "y1"      # the names users feed and read
+        s = Session(serialize(m))
+        (sc, zp), = [d["quantization"] for d in s.input_details]
+        info = np.iinfo(np.int8 if io == "int8" else np.uint8)
+        x = np.clip(np.round(data[0] / sc) + zp, info.min, info.max).astype(info.dtype)
+        (osc, ozp) = s.output_details[0]["quantization"]
+        y = s.run([x])[0]
+        assert y.dtype == info.dtype
+        outs[io] = ((sc, zp), (osc, ozp), (y.astype(np.float64) - ozp) * osc)
+        if io == "uint8":
+            assert sg.inputs[0].type_name == "UINT8" and sg.outputs[0].type_name == "UINT8"
+            assert sg.outputs[1].type_name == "FLOAT32", "DIV writes y2 in float"
+            edges = [op for op in sg.operators if op.type == "QUANTIZE"
+                     and {op.inputs[0].type_name, op.outputs[0].type_name} == {"UINT8", "INT8"}]
+            assert len(edges) == 2
+            assert any("input 'x' is uint8" in n for n in ctx.messages)
+    (s8, z8), (o8, oz8), y8 = outs["int8"]
+    (su, zu), (ou, ozu), yu = outs["uint8"]
+    assert (su, zu) == (s8, z8 + 128) and (ou, ozu) == (o8, oz8 + 128)
+    assert np.array_equal(y8, yu), "uint8 <-> int8 at the same scale is exact: the same model inside"
+
+
+def test_io_uint8_is_for_int8_activations():
+    from tflc.passes.quantize_int8 import QuantizeInt8Options
+    with pytest.raises(ValueError, match="io=uint8 is for int8 activations"):
+        QuantizeInt8Options(io="uint8", activations="int16")
+
+
 def test_the_plan_adds_the_quantizer_and_float_islands_before_the_clean_up():
     plan = plan_pipeline(level="O1", quantize="int8")
     names = [p.name for p in plan.passes]
@@ -255,19 +292,81 @@ def test_an_op_litert_refuses_in_int8_stays_float(monkeypatch):
     Session(serialize(m)).run([np.zeros((1, 8), np.float32)])
 
 
-def test_two_fixed_parameters_in_one_group_keep_the_joining_op_float():
+def _quantized_concat(first: tuple, data: np.ndarray, tmp_path):
+    """``first`` (an op on x) concatenated with ADD(x, x), then ADD(c, c): quantized on ``data``."""
+    co = fb.ConcatenationOptionsT()
+    co.axis = 1
+    m = _small([first, ("ADD", ["x", "x"], "b", (1, 8), (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions)),
+                ("CONCATENATION", ["a", "b"], "c", (1, 16), (co, fb.BuiltinOptions.ConcatenationOptions)),
+                ("ADD", ["c", "c"], "y", (1, 16), (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions))])
+    ref = serialize(m)
+    np.savez(tmp_path / "cal.npz", x=data)
+    ctx = PassContext(calibration=str(tmp_path / "cal.npz"))
+    run_pipeline(m, parse_pipeline("quantize-int8{ranges=minmax}"), ctx)
+    return m, ref, ctx
+
+
+def test_a_fixed_parameter_op_in_a_wider_group_requantizes_into_the_group_instead_of_clipping_it(tmp_path):
+    """CONCATENATION(LOGISTIC(x), 2x), x in [-2, 2]: the concatenation's inputs and output share one
+    scale; LOGISTIC's int8 output must be (1/256, -128). Forcing [0, 1) on the group clipped 2x
+    (1.9 dB); the group keeps its own range and LOGISTIC requantizes into it (QUANTIZE int8 -> int8)."""
+    from tflc.runtime.delegation import xnnpack_delegation
+    data = np.random.default_rng(0).uniform(-2, 2, (16, 1, 8)).astype(np.float32)
+    m, ref, _ = _quantized_concat(("LOGISTIC", ["x"], "a", (1, 8), ()), data, tmp_path)
+    by = {op.type: op for op in m.main.operators}
+    assert quant_params(by["LOGISTIC"].outputs[0]).scale == (np.float32(1 / 256),)
+    assert quant_params(by["LOGISTIC"].outputs[0]).zero_point == (-128,)
+    concat = by["CONCATENATION"]
+    cq = quant_params(concat.outputs[0])
+    assert cq.scale[0] > 3.9 / 255 and all(quant_params(t) == cq for t in concat.inputs)
+    requant = [op for op in m.main.operators if op.type == "QUANTIZE" and op.inputs[0].type_name == "INT8"]
+    assert [op.inputs[0].producer.type for op in requant] == ["LOGISTIC"]
+    a, b = Session(ref), Session(serialize(m))
+    got = np.concatenate([b.run([x])[0] for x in data])
+    want = np.concatenate([a.run([x])[0] for x in data])
+    assert diff_output("y", want, got).sqnr_db > 30
+    d = xnnpack_delegation(serialize(m))
+    assert len(d.partitions) == 1 and d.taken == list(range(d.nodes))     # the requantize too: one partition
+
+
+def _reshape_opts(shape):
+    o = fb.ReshapeOptionsT()
+    o.newShape = list(shape)
+    return o
+
+
+def test_a_fixed_parameter_op_whose_group_fits_its_grid_keeps_it(tmp_path):
+    """RESHAPE / MAX_POOL of a LOGISTIC fit [0, 1): the group takes the fixed parameters, no requantize."""
+    m = _small([("LOGISTIC", ["x"], "a", (1, 8), ()),
+                ("RESHAPE", ["a"], "r", (1, 8), (_reshape_opts((1, 8)), fb.BuiltinOptions.ReshapeOptions)),
+                ("ADD", ["r", "x"], "y", (1, 8), (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions))])
+    np.savez(tmp_path / "cal.npz", x=np.random.default_rng(1).uniform(-3, 3, (8, 1, 8)).astype(np.float32))
+    run_pipeline(m, parse_pipeline("quantize-int8"), PassContext(calibration=str(tmp_path / "cal.npz")))
+    reshape = next(op for op in m.main.operators if op.type == "RESHAPE")
+    assert quant_params(reshape.outputs[0]).scale == (np.float32(1 / 256),)
+    assert not any(op.type == "QUANTIZE" and op.inputs[0].type_name == "INT8" for op in m.main.operators)
+
+
+def test_two_fixed_parameters_in_one_group_both_requantize_into_it(tmp_path):
+    data = np.random.default_rng(2).uniform(-2, 2, (16, 1, 8)).astype(np.float32)
     co = fb.ConcatenationOptionsT()
     co.axis = 1
     m = _small([("LOGISTIC", ["x"], "a", (1, 8), ()), ("TANH", ["x"], "b", (1, 8), ()),
                 ("CONCATENATION", ["a", "b"], "c", (1, 16), (co, fb.BuiltinOptions.ConcatenationOptions)),
                 ("ADD", ["c", "c"], "y", (1, 16), (fb.AddOptionsT(), fb.BuiltinOptions.AddOptions))])
-    ctx = PassContext()
-    run_pipeline(m, parse_pipeline("quantize-int8"), ctx)
+    ref = serialize(m)
+    np.savez(tmp_path / "cal.npz", x=data)
+    run_pipeline(m, parse_pipeline("quantize-int8"), PassContext(calibration=str(tmp_path / "cal.npz")))
     by = {op.type: op for op in m.main.operators}
-    assert by["CONCATENATION"].outputs[0].type_name == "FLOAT32" and by["ADD"].outputs[0].type_name == "INT8"
-    assert quant_params(by["TANH"].outputs[0]).scale == (1 / 128,)
-    assert any("kept CONCATENATION" in n and "two different fixed parameters" in n for n in ctx.messages)
-    Session(serialize(m)).run([np.zeros((1, 8), np.float32)])
+    assert by["CONCATENATION"].outputs[0].type_name == "INT8" and by["ADD"].outputs[0].type_name == "INT8"
+    assert quant_params(by["TANH"].outputs[0]).scale == (np.float32(1 / 128),)
+    requant = sorted(op.inputs[0].producer.type for op in m.main.operators
+                     if op.type == "QUANTIZE" and op.inputs[0].type_name == "INT8")
+    assert requant == ["LOGISTIC", "TANH"]
+    a, b = Session(ref), Session(serialize(m))
+    got = np.concatenate([b.run([x])[0] for x in data])
+    want = np.concatenate([a.run([x])[0] for x in data])
+    assert diff_output("y", want, got).sqnr_db > 30
 
 
 def test_percentile_ranges_are_narrower(tmp_path):

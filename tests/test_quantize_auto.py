@@ -37,7 +37,8 @@ def test_auto_keeps_the_fastest_mode_within_the_target(tmp_path, capsys):
     assert rc == 0, err
     auto = json.loads(text)["auto"]
     assert auto["target_db"] == 15.0 and [c["mode"] for c in auto["candidates"]] == list(MODES)
-    ok = [c for c in auto["candidates"] if not c["error"] and (c["identical"] or c["min_sqnr_db"] >= 15)]
+    ok = [c for c in auto["candidates"] if not c["error"] and (c["identical"] or c["min_sqnr_db"] >= 15)
+          and c["verdict"] != "slower"]
     assert ok, auto
     best = min(ok, key=lambda c: c["latency_ratio"])
     assert auto["chosen"] == best["mode"]
@@ -64,6 +65,23 @@ def test_a_target_only_float_reaches_keeps_every_op_float_and_says_so(tmp_path, 
     assert within and auto["chosen"] == min(within, key=lambda c: c["latency_ratio"])["mode"]
     assert "identical to the input's" in auto["why"]
     assert data["check"]["identical"] is True
+
+
+def test_auto_never_writes_a_mode_that_is_slower_than_the_input(tmp_path, capsys, monkeypatch):
+    import tflc.profiler
+
+    class Slower:                     # every candidate measured 1.5x slower than the input
+        ratio, ci_low, ci_high, verdict = 1.5, 1.4, 1.6, "slower"
+    monkeypatch.setattr(tflc.profiler, "compare_latency", lambda *a, **k: Slower())
+    out = tmp_path / "auto.tflite"
+    rc, text, err = _run(capsys, "optimize", str(MODEL), "-o", str(out), "-O1", "--quantize", "auto{min-sqnr=15}",
+                         "--calibration", _calibration(tmp_path), "--json")
+    assert rc == 0, err
+    data = json.loads(text)
+    auto = data["auto"]
+    assert any(not c["error"] and (c["identical"] or c["min_sqnr_db"] >= 15) for c in auto["candidates"])
+    assert auto["chosen"] is None and "slower than the input" in auto["why"] and "without quantization" in auto["why"]
+    assert data["check"]["identical"] is True and not data.get("quantization")
 
 
 def test_auto_options_are_checked():

@@ -200,3 +200,50 @@ def test_errors_name_the_model_never_a_placeholder(tmp_path):
     with pytest.raises(RuntimeFailure) as e:
         Session(bad.read_bytes(), name="face.tflite")
     assert "face.tflite" in str(e.value) and "<model>" not in str(e.value)
+
+
+def test_npz_keys_that_name_no_input_are_refused_not_matched_by_position(tmp_path):
+    from tflc.runtime.inputs import load_npz
+
+    def detail(name):
+        return {"name": name, "shape": np.array([1, 4]), "shape_signature": np.array([1, 4]),
+                "dtype": np.float32, "quantization": (0.0, 0)}
+    a, b = np.zeros((2, 1, 4), np.float32), np.ones((2, 1, 4), np.float32)
+    np.savez(tmp_path / "one.npz", images=a)
+    with pytest.raises(UsageError, match="no array for input 'x' .has images; key the arrays by the inputs' names, 'x'"):
+        load_npz(tmp_path / "one.npz", [detail("x")])
+    np.savez(tmp_path / "one.npz", a)
+    assert np.array_equal(load_npz(tmp_path / "one.npz", [detail("x")])[1][0], a[1])
+    # keys that name no input: their order in the file is a guess, so they are refused, not paired
+    np.savez(tmp_path / "two.npz", b_ids=b, a_mask=a)
+    with pytest.raises(UsageError, match="no array for input 'ids'.*'ids', 'mask'.*arr_0"):
+        load_npz(tmp_path / "two.npz", [detail("ids"), detail("mask")])
+    np.savez(tmp_path / "named.npz", mask=a, ids=b)
+    steps = load_npz(tmp_path / "named.npz", [detail("ids"), detail("mask")])
+    assert np.array_equal(steps[0][0], b[0]) and np.array_equal(steps[0][1], a[0])
+    np.savez(tmp_path / "pos.npz", b, a)
+    steps = load_npz(tmp_path / "pos.npz", [detail("ids"), detail("mask")])
+    assert np.array_equal(steps[0][0], b[0]) and np.array_equal(steps[0][1], a[0])
+
+
+def test_raw_uint8_pixels_for_a_float_input_are_refused_not_cast(tmp_path):
+    from tflc.runtime.inputs import load_npz
+    d = {"name": "image", "shape": np.array([1, 2, 2, 3]), "shape_signature": np.array([1, 2, 2, 3]),
+         "dtype": np.float32, "quantization": (0.0, 0)}
+    np.savez(tmp_path / "px.npz", image=np.full((3, 1, 2, 2, 3), 200, np.uint8))
+    with pytest.raises(UsageError, match="uint8 .raw pixels.*--input-range"):
+        load_npz(tmp_path / "px.npz", [d])
+    np.savez(tmp_path / "f.npz", image=np.full((3, 1, 2, 2, 3), 0.5, np.float32))
+    assert load_npz(tmp_path / "f.npz", [d])[0][0].dtype == np.float32
+
+
+def test_an_empty_npz_and_a_missing_sample_axis_are_one_line_errors(tmp_path):
+    from tflc.runtime.inputs import load_npz
+    d = {"name": "image", "shape": np.array([1, 4, 4, 3]), "shape_signature": np.array([1, 4, 4, 3]),
+         "dtype": np.float32, "quantization": (0.0, 0)}
+    np.savez(tmp_path / "empty.npz", image=np.zeros((0, 1, 4, 4, 3), np.float32))
+    with pytest.raises(UsageError, match="holds no samples"):
+        load_npz(tmp_path / "empty.npz", [d])
+    np.savez(tmp_path / "flat.npz", image=np.zeros((8, 4, 4, 3), np.float32))
+    with pytest.raises(UsageError, match=r"the array is 8x4x4x3 \(samples go on an axis of their own.*8x1x4x4x3"):
+        load_npz(tmp_path / "flat.npz", [d])

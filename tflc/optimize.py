@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .errors import VerificationError
+from .errors import UsageError, VerificationError
 from .io import read_model, write_model
 from .ir.canonical import diff as structural_diff
 from .ir.core import Model
@@ -148,6 +148,7 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
               target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)
     if quantize is not None:
         from .quantize_auto import choose, parse_auto
+        _check_quantizable(src)
         target_db = parse_auto(quantize)
         if target_db is not None:       # every mode, measured; the fastest within the target is kept
             return choose(src, dst, target_db, optimize_file, {k: v for k, v in kw.items() if k != "quantize"})
@@ -160,6 +161,19 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     res = _optimize_once(src, dst, **{**kw, "tolerance": 0.0})
     res.skipped_why = f"with them, {first.split('; passes that may')[0].split('; refusing')[0]}; the level ran again without them"
     return res
+
+
+def _check_quantizable(src: str | os.PathLike) -> None:
+    """--quantize on a model with no float tensor (an int8 model: hey_jarvis) has nothing to do: say
+    so before calibrating it, rather than write an unchanged copy and exit 0."""
+    from .schema import TYPE_CODES
+    model = load(Path(src))
+    floats = {TYPE_CODES["FLOAT32"], TYPE_CODES["FLOAT16"]}
+    if any(t.dtype in floats for sg in model.subgraphs for t in sg.tensors):
+        return
+    kinds = sorted({t.type_name for sg in model.subgraphs for t in sg.tensors if not t.is_constant} - {"RESOURCE"})
+    raise UsageError(f"{src}: nothing to quantize: the model has no float tensor (its activations are "
+                     f"{', '.join(kinds) or 'not float'}: it is already quantized)")
 
 
 def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None, passes, run_options,
@@ -234,7 +248,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                          "--quantize auto)" if mode in ("int8", "int16x8") else
                          "--quantize auto keeps float what does not hold (mixed precision is int8's)")
                 hint = f"; {mixed}; to accept it, lower the floor: --quantize '{mode}{{min-sqnr-db=N}}'"
-            quantizers = [p.name for p in pipeline if p.name.startswith("quantize-")]
+            quantizers = [p.name for p in pipeline if p.quantizes]
             why = (f"; quantized by {', '.join(quantizers)}" if plan.min_sqnr_db is not None and quantizers
                    else _lossy(pipeline))
             raise (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None

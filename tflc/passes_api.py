@@ -48,6 +48,9 @@ class Pass:
     #: quantization steps an integer (quantized) output may move (0: judged by ``tolerance`` alone);
     #: a pass that re-rounds int8 values declares the steps it may cost
     quant_steps: ClassVar[int] = 0
+    #: the pass quantizes the model (what --quantize MODE adds): a refusal names it, and the -O2
+    #: latency guard dropping it is a warning, since the user asked for it
+    quantizes: ClassVar[bool] = False
 
     def __init__(self, options: Any = None, **kwargs: Any):
         if options is None:

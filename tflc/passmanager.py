@@ -140,7 +140,7 @@ def plan_pipeline(*, level: str | None = "O2", passes: "str | Sequence[Pass] | N
     if quantize is not None:                           # before the clean-up (also after an explicit list)
         pipeline = list(pipeline)
         have = {q.name for q in pipeline}
-        extra = [p for p in quantize_passes(quantize) if p.name.startswith("quantize-") or p.name not in have]
+        extra = [p for p in quantize_passes(quantize) if p.quantizes or p.name not in have]
         at = next((i for i, p in enumerate(pipeline) if p.name == "remove-dead-code"), None)
         if at is None:
             pipeline += extra + [get_pass("remove-dead-code")()]
@@ -306,6 +306,8 @@ class GuardReport:
     output_us: float                          # p50 of the result's runs, in the same rounds
     dropped: list[dict] = field(default_factory=list)
     rounds: int = 0                           # paired rounds behind the ratio
+    #: quantizers the replay kept without timing them: the user asked for them (--quantize MODE)
+    kept: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, c: Any) -> "GuardReport":
@@ -329,7 +331,7 @@ class GuardReport:
     def to_json(self) -> dict:
         return {"ratio": self.ratio, "ci": list(self.ci), "rounds": self.rounds, "input_us": self.input_us,
                 "output_us": self.output_us, "p50_ratio": self.p50_ratio, "verdict": self.verdict,
-                "dropped": self.dropped}
+                "dropped": self.dropped, "kept_quantizers": self.kept}
 
 
 def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx: PassContext,
@@ -340,7 +342,10 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
     One interleaved A/B measurement of the whole result decides in the common case. If the
     result is slower (95% confidence, beyond ``margin``), the passes are replayed one at a time
     from ``original`` and each change is kept only if it does not slow the model down; the
-    dropped passes are reported with their measured ratio. ``compare(a, b)`` returns a
+    dropped passes are reported with their measured ratio. A quantizer (``Pass.quantizes``) is
+    kept untimed: the user asked for that precision (int16x8 is slower on XNNPACK by design,
+    dynamic is chosen for size); the report says so, and ``--quantize auto`` is what chooses by
+    speed. ``compare(a, b)`` returns a
     ``tflc.profiler.LatencyComparison`` of b against a (default: measured in LiteRT).
     """
     if compare is None:
@@ -368,6 +373,10 @@ def guard_latency(original: Model, optimized: Model, passes: Sequence[Pass], ctx
         if not p.run(candidate, replay):
             continue
         verify(candidate, after=p.name)
+        if p.quantizes:
+            current = candidate
+            report.kept.append(p.name)
+            continue
         c = compare(current, candidate)
         if c.slower(margin):
             replay.facts = facts

@@ -6,9 +6,14 @@ mixed precision towards the target (``quantize-int8{min-sqnr=...}``: the ops who
 most accuracy stay float, and ``float-islands`` keeps the int8 ops XNNPACK refuses inside its
 partition), ``dynamic`` and ``fp16``; each result is checked in LiteRT as usual, then measured against
 the input model: the smallest output SQNR against the float model on the same inputs, and the
-latency, paired and interleaved. The fastest result whose every output reaches the target is
-written; if none does, the most accurate one, and if every mode failed the float model stays as it
-is (optimized without quantization). Every candidate is reported with its numbers.
+latency, paired and interleaved. The fastest result whose every output reaches the target, and
+that is not slower than the input (the 95% interval of its ratio above 1.04), is written; where the
+modes that reach the target are all slower, the model is written without quantization (never
+slower); where none reaches it, the most accurate one, and if every mode failed the float model
+stays as it is (optimized without quantization). Every candidate is reported with its numbers.
+
+``int16x8`` is not a candidate: XNNPACK takes none of it, so it is always the slowest (30-40x float
+on the MediaPipe models); ask for it by name.
 
 Per operator, the choice is made inside the int8 candidate: an op stays float where its int8
 costs accuracy the target cannot afford (mixed precision), and where XNNPACK would leave it on a
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import TflcError, UsageError
+from .profiler.paired import SLOWER
 
 #: the target when ``auto`` is given without one: an SQNR at which int8 errors are well below what
 #: a model's own noise usually is (int8's floor of 10 dB only guards against broken quantization)
@@ -62,9 +68,12 @@ def parse_auto(mode: str) -> float | None:
     if key.strip() != "min-sqnr" or not eq:
         raise UsageError(f"--quantize auto takes one option, min-sqnr=DB (e.g. 'auto{{min-sqnr=30}}'), not {mode!r}")
     try:
-        return float(value)
+        db = float(value)
     except ValueError:
         raise UsageError(f"--quantize auto: min-sqnr must be a number of dB, not {value!r}") from None
+    if not (math.isfinite(db) and db > 0):
+        raise UsageError(f"--quantize auto: min-sqnr must be a finite number of dB above 0, not {value.strip()}")
+    return db
 
 
 def choose(src: str | os.PathLike, dst: str | os.PathLike, target_db: float, run: Callable[..., Any],
@@ -99,10 +108,15 @@ def choose(src: str | os.PathLike, dst: str | os.PathLike, target_db: float, run
             except TflcError as e:
                 c.error = str(e).splitlines()[0]
             cands.append(c)
-        ok = [c for c in cands if c.path and c.min_sqnr_db is not None and c.min_sqnr_db >= target_db]
+        accurate = [c for c in cands if c.path and c.min_sqnr_db is not None and c.min_sqnr_db >= target_db]
+        ok = [c for c in accurate if c.verdict != SLOWER]
         if ok:
             best = min(ok, key=lambda c: c.ratio if c.ratio is not None else math.inf)
             why = f"the fastest whose every output reaches {target_db:g} dB"
+        elif accurate:
+            best = None
+            why = (f"every mode whose outputs reach {target_db:g} dB is slower than the input in LiteRT: "
+                   "written without quantization")
         else:
             done = [c for c in cands if c.path]
             best = max(done, key=lambda c: c.min_sqnr_db) if done else None

@@ -83,7 +83,7 @@ def _run(methods=RANGE_METHODS, margin=AUTO_MARGIN_DB, folds=1):
 
     def params_for(shared, per_uid):
         heads = {head_of[u]: m for u, m in per_uid.items()}
-        return (shared, tuple(sorted(heads.items()))), set()
+        return shared, tuple(sorted(heads.items()))
 
     def build(prm):
         shared, heads = prm

@@ -137,3 +137,39 @@ def test_cli_min_sqnr_sets_the_option_and_json_reports_it(calib, tmp_path, capsy
     assert q["reached"] or q["int8_ops"] == 0
     assert main(["optimize", str(model), "-o", str(tmp_path / "x.tflite"), "--quantize", "fp16", "--min-sqnr", "30"]) == 2
     assert "--min-sqnr needs --quantize int8" in capsys.readouterr().err
+
+
+def test_max_error_keeps_the_most_sensitive_ops_float_until_every_output_error_is_under_it(calib, tmp_path, capsys):
+    model, path = calib
+    _, ctx0 = _quantize(model, path, "quantize-int8")
+    base = ctx0.facts["quantize-int8"]["outputs"][0]
+    limit = float(f"{base['max_abs'] / 3:.3g}")            # a third of the all-int8 largest error
+    out = tmp_path / "q.tflite"
+    rc = main(["optimize", str(model), "-o", str(out), "-O1", "--quantize", "int8", "--max-error", str(limit),
+               "--calibration", str(path), "--json"])
+    text, err = capsys.readouterr()
+    assert rc == 0, err
+    q = json.loads(text)["quantization"]
+    assert q["max_error"] == limit and q["min_sqnr"] is None and q["kept_float"] and q["rounds"]
+    assert q["reached"] and q["outputs"][0]["max_abs"] <= limit < q["outputs_all_int8"][0]["max_abs"]
+    assert q["int8_ops"] > 0, "a third of the error is reachable with most ops int8"
+    # the same measurement outside the pass
+    cmp, _ = compare_models(str(model), str(out), source=str(path), steps=SAMPLES)
+    assert cmp.pooled[0].max_abs <= limit
+    assert main(["optimize", str(model), "-o", str(tmp_path / "x.tflite"), "--quantize", "auto",
+                 "--max-error", "0.1"]) == 2
+    assert "--max-error needs --quantize int8" in capsys.readouterr().err
+    assert main(["optimize", str(model), "-o", str(tmp_path / "x.tflite"), "--quantize", "int8",
+                 "--max-error", "-1"]) == 2
+    assert "max-error must be a finite number above 0" in capsys.readouterr().err
+
+
+def test_goal_targets_turn_a_max_error_into_the_sqnr_an_output_needs():
+    from tflc.passes._sensitivity import Goal
+    d = OutputDiff("y", (1,), False, 0.4, 0.1, 0.05, 0.99, 20.0)       # max abs 0.4 at 20 dB
+    g = Goal(max_error=0.1)
+    assert g.targets([d])["y"] == pytest.approx(20.0 + 20 * math.log10(4))   # 4x smaller error: +12 dB
+    assert not g.met([d]) and g.shortfall([d]) == pytest.approx(20 * math.log10(4))
+    both = Goal(min_sqnr=40.0, max_error=0.1)
+    assert both.targets([d])["y"] == 40.0 and both.label == "min-sqnr=40, max-error=0.1"
+    assert Goal(max_error=1.0).met([d]) and Goal(max_error=1.0).targets([d])["y"] < 20.0   # slack to give back

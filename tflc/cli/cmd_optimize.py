@@ -33,6 +33,18 @@ def _levels_epilog() -> str:
     return "\n".join(lines)
 
 
+class _QuantizeMode(argparse.Action):
+    """--quantize [MODE]: given once; a MODE that names a file is IN swallowed by the optional MODE."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error("--quantize given twice (one mode per run; --quantize auto tries every mode)")
+        if value != self.const and (value.endswith(".tflite") or os.path.isfile(value)):
+            parser.error(f"--quantize takes an optional MODE (auto, int8, int16x8, dynamic, fp16), and {value!r} "
+                         f"is a file: put IN before --quantize, or write the mode (--quantize auto)")
+        setattr(namespace, self.dest, value)
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "optimize", help="optimize a model (-O0/-O1/-O2 or --passes) and write a checked copy",
@@ -63,19 +75,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "gets faster, measured against the builtin op and, with --target, against a float island); the output "
                         "then holds TFLC_* custom ops and runs only in tflc.runtime (tflc.runtime.Interpreter, "
                         "or any tflc command)")
-    p.add_argument("--quantize", metavar="MODE", nargs="?", const="auto",
+    p.add_argument("--quantize", metavar="MODE", nargs="?", const="auto", action=_QuantizeMode,
                    help="post-training quantization from the .tflite: 'auto' (the default when MODE is left out: "
-                        "every mode below is tried and measured in LiteRT, and the fastest whose every output keeps "
-                        "the target SQNR against IN is written, 25 dB unless --min-sqnr says; int8 then keeps the "
-                        "ops float whose int8 costs the most), 'int8' (full integer, float inputs and "
-                        "outputs; quantize-int8 and float-islands, e.g. 'int8{io=int8,percentile=99.99}'), "
+                        "int8, dynamic and fp16 are each tried and measured in LiteRT, and the fastest whose every "
+                        "output keeps the target SQNR against IN, 25 dB unless --min-sqnr says, and that is not "
+                        "slower than IN is written (none: IN without quantization); int8 then keeps the "
+                        "ops float whose int8 costs the most; int16x8 is never tried: XNNPACK takes none of it), "
+                        "'int8' (full integer, float inputs and outputs unless --io; quantize-int8 and "
+                        "float-islands, e.g. 'int8{percentile=99.99}'), "
                         "'int16x8' (quantize-int16x8: int16 activations, int8 weights, int64 biases; more accurate, "
                         "but XNNPACK takes none of it: the builtin kernels run it, with a warning), "
                         "'dynamic' (quantize-dynamic: int8 per-channel weights, float activations, where XNNPACK "
                         "takes the op so; depthwise convs stay float) or 'fp16' (quantize-fp16: float16 "
                         "weights); added before the clean-up; the result must keep each output's SQNR against IN "
-                        "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), reported per "
-                        "output; checked on --inputs, else on the calibration samples")
+                        "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), pooled over the "
+                        "samples (all of their noise over all of their signal; the worst sample's SQNR is "
+                        "reported too), per output; checked on --inputs, else on the calibration samples. "
+                        "An explicit MODE is kept at -O2 even where it is slower (with a warning)")
     p.add_argument("--min-sqnr", type=float, metavar="DB",
                    help="the target of --quantize auto, and mixed precision for --quantize int8 or int16x8 (sets its "
                         "min-sqnr=DB): a target SQNR (dB) per output "
@@ -83,6 +99,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "per-op sensitivity table, measured in LiteRT) stay float until every output reaches it; "
                         "the notes and --json ('quantization') say which and why. A target: the floor that fails "
                         "the result is still the mode's (min-sqnr-db)")
+    p.add_argument("--io", choices=("float", "int8", "uint8"),
+                   help="the interface of an int8 (or int16x8) model: float (the default: QUANTIZE and DEQUANTIZE "
+                        "at the edges), int8 (the inputs and outputs are int8; int16 for int16x8), uint8 (uint8 "
+                        "inputs and outputs, zero point + 128, converted exactly to int8 inside); sets the "
+                        "quantizer's io option. An input or output a float op reads or writes stays float (noted)")
+    p.add_argument("--max-error", type=float, metavar="E",
+                   help="mixed precision for --quantize int8 or int16x8 (sets its max-error=E), with --min-sqnr "
+                        "or alone: the largest absolute error each output may have against IN (in the output's "
+                        "units), measured on the calibration samples; the most sensitive ops stay float until it "
+                        "holds")
     p.add_argument("--calibration", metavar="DATA.npz|DIR",
                    help="calibration samples for --quantize: an .npz of arrays keyed by input name (as LiteRT "
                         "reports it) or arr_0.. in input order, first axis = sample; or a folder of images (PNG, "
@@ -143,26 +169,44 @@ def _sources(args: argparse.Namespace) -> tuple:
     return cal, inputs
 
 
-def _with_min_sqnr(quantize: str | None, db: float | None) -> str | None:
-    """--min-sqnr DB as the quantizer's option: 'int8' -> 'int8{min-sqnr=DB}' (with its other options kept)."""
-    if db is None:
+#: flags that set an option of the quantizer: flag -> (option, what the mode must be, for the error)
+_MODE_FLAGS = {
+    "--min-sqnr": ("min-sqnr", "--quantize int8 or int16x8 (mixed precision keeps their most sensitive ops float) "
+                               "or auto (its target)"),
+    "--max-error": ("max-error", "--quantize int8 or int16x8 (mixed precision keeps their most sensitive ops "
+                                 "float)"),
+    "--io": ("io", "--quantize int8 or int16x8 (the interface of a fully quantized model)"),
+}
+
+
+def _with_flag(quantize: str | None, flag: str, value) -> str | None:
+    """A flag as the quantizer's option: --min-sqnr 20 with 'int8' -> 'int8{min-sqnr=20}' (its other
+    options kept); --min-sqnr and --max-error are also auto's target."""
+    if value is None:
         return quantize
     from ..errors import UsageError
     from ..passes_api import get_pass
     from ..passmanager import QUANTIZE_PASSES
+    option, needs = _MODE_FLAGS[flag]
+    field = option.replace("-", "_")
     kind, _, rest = (quantize or "").partition("{")
-    if kind == "auto":                 # the target every mode is judged by
-        if rest.strip():
-            raise UsageError("--min-sqnr given twice (also as the --quantize auto option min-sqnr)")
-        return f"auto{{min-sqnr={db!r}}}"
     passes = QUANTIZE_PASSES.get(kind)
-    if not passes or "min_sqnr" not in {f.name for f in dataclasses.fields(get_pass(passes[0]).Options)}:
-        raise UsageError("--min-sqnr needs --quantize int8 or int16x8 (mixed precision keeps their most sensitive ops "
-                         "float) or auto (its target)")
+    fields = ({"min_sqnr"} if kind == "auto" else         # auto's one option: its target
+              {f.name for f in dataclasses.fields(get_pass(passes[0]).Options)} if passes else set())
+    if field not in fields:
+        raise UsageError(f"{flag} needs {needs}")
     opts = rest.strip().removesuffix("}").strip()
-    if any(o.split("=")[0].strip() == "min-sqnr" for o in opts.split(",")):
-        raise UsageError("--min-sqnr given twice (also as the --quantize option min-sqnr)")
-    return f"{kind}{{{opts + ',' if opts else ''}min-sqnr={db!r}}}"
+    if any(o.split("=")[0].strip() == option for o in opts.split(",")):
+        raise UsageError(f"{flag} given twice (also as the --quantize option {option})")
+    shown = repr(value) if isinstance(value, float) else str(value)
+    return f"{kind}{{{opts + ',' if opts else ''}{option}={shown}}}"
+
+
+def _quantize_mode(args: argparse.Namespace) -> str | None:
+    mode = args.quantize
+    for flag in _MODE_FLAGS:
+        mode = _with_flag(mode, flag, getattr(args, flag[2:].replace("-", "_")))
+    return mode
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
                             input_source=args.inputs, steps=args.steps, shapes=shapes(args),
                             tolerance=args.tolerance, verify_each=args.verify_each,
                             latency_guard=args.latency_guard, target=args.target, on_pass=on_pass,
-                            quantize=_with_min_sqnr(args.quantize, args.min_sqnr), calibration=args.calibration,
+                            quantize=_quantize_mode(args), calibration=args.calibration,
                             kernels=args.kernels)
     data = res.to_json()
     if args.report:

@@ -91,7 +91,10 @@ def generate(details: Sequence[Mapping[str, Any]], steps: int = 1, seed: int = 0
 
 
 def load_npz(path: str | Path, details: Sequence[Mapping[str, Any]]) -> list[Step]:
-    """Arrays keyed by input name (or ``arr_0``.. in input order). An extra leading axis is steps."""
+    """Arrays keyed by input name (or ``arr_0``.. in input order). An extra leading axis is steps.
+    Other keys are refused, not matched by their order in the file: that is the order they were
+    written in, not necessarily the model's (LiteRT's input order is the converter's); same-shaped
+    inputs paired wrongly would pass every check, and a mistyped name would go unnoticed."""
     try:
         npz = np.load(path, allow_pickle=False)
         keys = list(npz.keys())
@@ -101,13 +104,14 @@ def load_npz(path: str | Path, details: Sequence[Mapping[str, Any]]) -> list[Ste
         raise UsageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     arrays = []
     for i, d in enumerate(details):
-        key = d["name"] if d["name"] in keys else (f"arr_{i}" if f"arr_{i}" in keys else
-                                                   (keys[i] if len(keys) == len(details) else None))
+        key = d["name"] if d["name"] in keys else (f"arr_{i}" if f"arr_{i}" in keys else None)
         if key is None:
-            raise UsageError(f"{path}: no array for input {d['name']!r} (has {', '.join(keys) or 'nothing'})")
+            raise UsageError(f"{path}: no array for input {d['name']!r} (has {', '.join(keys) or 'nothing'}; "
+                             f"key the arrays by the inputs' names, {', '.join(repr(x['name']) for x in details)}, "
+                             f"or arr_0.. in input order)")
         arrays.append(np.asarray(npz[key]))
     extra = sorted(set(keys) - {d["name"] for d in details} - {f"arr_{i}" for i in range(len(details))})
-    if extra and len(keys) != len(details):
+    if extra:
         raise UsageError(f"{path}: arrays {', '.join(extra)} match no input of the model "
                          f"(inputs: {', '.join(d['name'] for d in details)})")
     rank = [len(_sig(d).split("x")) if _sig(d) else 0 for d in details]
@@ -115,6 +119,8 @@ def load_npz(path: str | Path, details: Sequence[Mapping[str, Any]]) -> list[Ste
         n = arrays[0].shape[0]
         if any(a.shape[0] != n for a in arrays):
             raise UsageError(f"{path}: arrays disagree on the number of steps (leading axis)")
+        if n == 0:
+            raise UsageError(f"{path}: holds no samples (the leading axis, the sample axis, is 0 long)")
         steps = [[a[s] for a in arrays] for s in range(n)]
     else:
         steps = [arrays]
@@ -124,14 +130,25 @@ def load_npz(path: str | Path, details: Sequence[Mapping[str, Any]]) -> list[Ste
 def _fit(path: Any, a: np.ndarray, d: Mapping[str, Any]) -> np.ndarray:
     """An array from the user, checked against the input: shape, and values that fit the type."""
     if not shape_fits(a.shape, d):
+        sig = _sig(d).split("x")
+        hint = ""
+        if a.ndim == len(sig) and sig and sig[0] == "1" and a.shape[0] > 1 and shape_fits((1, *a.shape[1:]), d):
+            hint = (f" (samples go on an axis of their own, before the batch axis: "
+                    f"{a.shape[0]}x{'x'.join(sig)}, e.g. x[:, None])")
         raise UsageError(f"{path}: input {d['name']!r} is {_sig(d)}, the array is "
-                         f"{'x'.join(map(str, a.shape)) or 'a scalar'}")
+                         f"{'x'.join(map(str, a.shape)) or 'a scalar'}{hint}")
     bad = int(a.size - np.count_nonzero(np.isfinite(a))) if a.dtype.kind == "f" else 0
     if bad:
         raise UsageError(f"{path}: input {d['name']!r}: {bad} of {a.size} values are NaN or infinite")
     dt = np.dtype(d["dtype"])
     if a.dtype == dt:
         return a
+    if dt.kind == "f" and a.dtype == np.uint8:
+        # raw pixels for a float input: cast as they are, 0..255 would calibrate a model that expects
+        # [0, 1] or [-1, 1] on the wrong ranges, and nothing downstream would say so
+        raise UsageError(f"{path}: input {d['name']!r} takes {dt.name}, the array holds uint8 (raw pixels?): "
+                         f"scale it to the model's input range and save it as {dt.name}, or pass the image "
+                         f"folder with --input-range")
     if dt.kind in "iu":
         scale, zp = d.get("quantization", (0.0, 0))
         if a.dtype.kind == "f" and scale:   # real values for a quantized input: quantize them
