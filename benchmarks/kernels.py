@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -30,13 +29,8 @@ ZOO = ["transformer_encoder_3x192_int8", "mobilenet_v3_small_int8", "mobilenet_t
 
 
 def _cpu() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    name = re.search(r"model name\s*:\s*(.+)", text)
-    isa = "AVX512-VNNI" if re.search(r"\bavx512_vnni\b", text) else ("AVX2" if " avx2" in text else "no AVX2")
-    return f"{name.group(1).strip() if name else 'CPU'} ({isa})"
+    from tflc.runtime.machine import describe
+    return describe()
 
 
 def _models(args) -> list[tuple[str, Path]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -26,11 +25,8 @@ ZOO = ["mobilenet_tiny_int8", "mobilenet_v3_small_int8", "transformer_encoder_3x
 
 
 def _cpu() -> str:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown CPU"
-    return "AVX512-VNNI" if re.search(r"\bavx512_vnni\b", flags) else ("AVX2" if " avx2" in flags else "no AVX2")
+    from tflc.runtime.machine import describe
+    return describe()
 
 
 def _models(args) -> list[tuple[str, Path]]:

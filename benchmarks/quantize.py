@@ -116,8 +116,10 @@ def main(argv=None) -> int:
     from tflc.optimize import optimize_file
     from tflc.runtime import Session
     from tflc.testing import zoo
+    from tflc.runtime.machine import describe
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {describe()}", flush=True)
     rows = []
     for name in args.models.split(","):
         real = name.endswith(".tflite")

@@ -484,8 +484,10 @@ def _provenance(src: str | None) -> dict:
     def git(*a):
         p = subprocess.run(["git", "-C", str(HERE.parent), *a], capture_output=True, text=True)
         return p.stdout.strip()
+    from tflc.runtime.machine import machine
     commit = Path(src, "COMMIT").read_text().strip() if src and Path(src, "COMMIT").exists() else None
-    return {"tflc_src": src or str(HERE.parent), "tflc_src_commit": commit, "repo_head": git("rev-parse", "HEAD"),
+    return {"machine": machine(), "tflc_src": src or str(HERE.parent), "tflc_src_commit": commit,
+            "repo_head": git("rev-parse", "HEAD"),
             "repo_dirty": git("status", "--short", "--untracked-files=no").splitlines(),
             "note": ("tflc imported from a snapshot of the repository (git archive HEAD) given by --tflc-src"
                      if src else "tflc imported from the working tree")}
@@ -531,12 +533,15 @@ def main(argv=None) -> int:
     rows = []
     jpath = Path(args.json) if args.json else out / "results.json"
     prov = _provenance(args.tflc_src and str(Path(args.tflc_src).resolve()))
+    from tflc.runtime.machine import describe
+    print(f"CPU: {describe(prov['machine'])}", flush=True)
     for name in args.models.split(","):
         print(f"== {name}", flush=True)
         rows.append(run_model(name, out, args))
         jpath.write_text(json.dumps({"provenance": prov, "models": rows}, indent=1, default=str))
     tools = _tools(args)
     print()
+    print(f"CPU: {describe(prov['machine'])}")
     print(table(rows, tools))
     return 0
 

@@ -186,6 +186,8 @@ def main(argv=None) -> int:
     out = args.out or Path(tempfile.mkdtemp(prefix="tflc-qtiming-"))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    from tflc.runtime.machine import describe, machine
+    print(f"CPU: {describe()}")
     print(f"{'model':28s} {'samples':>7s} {'wall':>6s} {'optimize':>8s} {'quantize-int8':>13s} {'(calibration)':>13s} "
           f"{'other passes':>12s} {'check':>6s} {'check+guard':>11s}")
     for m in models:
@@ -211,7 +213,7 @@ def main(argv=None) -> int:
               f"{others:12.2f} {b1['after_passes_s']:6.1f} {b['after_passes_s']:11.1f}   SQNR {sqnr} dB"
               + (" (refused: under the 10 dB floor)" if r["refused"] else ""), flush=True)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+        args.json.write_text(json.dumps({"machine": machine(), "models": rows}, indent=2))
     return 0
 
 

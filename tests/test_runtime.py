@@ -247,3 +247,15 @@ def test_an_empty_npz_and_a_missing_sample_axis_are_one_line_errors(tmp_path):
     np.savez(tmp_path / "flat.npz", image=np.zeros((8, 4, 4, 3), np.float32))
     with pytest.raises(UsageError, match=r"the array is 8x4x4x3 \(samples go on an axis of their own.*8x1x4x4x3"):
         load_npz(tmp_path / "flat.npz", [d])
+
+
+def test_machine_names_the_cpu_and_the_isa_flags_int8_speed_depends_on(tmp_path, monkeypatch):
+    import builtins
+    from tflc.runtime import machine as mach
+    fake = tmp_path / "cpuinfo"
+    fake.write_text("processor\t: 0\nmodel name\t: Test CPU 9000\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda p, *a, **k: real_open(fake if p == "/proc/cpuinfo" else p, *a, **k))
+    info = mach.machine()
+    assert info["cpu"] == "Test CPU 9000" and info["flags"] == ["avx2", "avx512f", "avx512_vnni"]
+    assert info["avx512_vnni"] is True and "flags avx2 avx512f avx512_vnni" in mach.describe(info)

@@ -48,8 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import os
-import platform
 import re
 import time
 from dataclasses import dataclass, field
@@ -579,24 +577,7 @@ def measure_case(c: Case, settings: Settings) -> dict:
 
 # --------------------------------------------------------------------------- the machine
 
-def machine() -> dict:
-    """The CPU the numbers belong to."""
-    info: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                            "avx512_vnni": None, "machine": platform.machine()}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return info
-    m = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
-    if m:
-        info["cpu"] = m.group(1).strip()
-    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
-    if flags:
-        fl = set(flags.group(1).split())
-        info["avx512_vnni"] = "avx512_vnni" in fl
-        info["avx2"] = "avx2" in fl
-    return info
+from .runtime.machine import machine  # noqa: E402,F401  (the report's "machine"; kb.machine() for callers)
 
 
 # --------------------------------------------------------------------------- entry points
