@@ -449,7 +449,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                      f"{worst_db(diffs):.1f} dB after {len(rounds)} round(s), {len(kept)} op(s) kept float)"
                      + (": " + ", ".join(_kept_text(k) for k in kept) if kept else ""))
     if diffs:
-        ctx.note(f"{p.name}: measured on {n} calibration sample(s): {describe(diffs)}")
+        ctx.note(f"{p.name}: measured on {n} calibration sample(s): {describe(diffs)} (the quantizer's own "
+                 "result, before the passes after it; the check of the written model is the final word)")
     return ops, params, report
 
 

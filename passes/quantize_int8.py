@@ -51,7 +51,8 @@ biases int64 (scale = input scale x weight scale); LOGISTIC, TANH and SOFTMAX wr
 ops of ``INT16_SUPPORTED`` only (LiteRT's int16 kernels; a refusal demotes the op as above). XNNPACK
 takes none of it: every op runs on LiteRT's builtin kernels (a warning says so).
 
-Only the main subgraph is quantized. The loss is judged by ``tflc optimize`` as a minimum SQNR per
+Only the main subgraph is quantized (the calibration analysis covers every subgraph; the ops of a
+control-flow body, a WHILE's or an IF's, stay float: their ranges are the last iteration's). The loss is judged by ``tflc optimize`` as a minimum SQNR per
 output against the float model (``min_sqnr_db``, default 10 dB: a floor
 against broken quantization, not a quality target), and reported per output.
 
@@ -710,6 +711,14 @@ class QuantizeInt8(Pass):
                 ctx.note(f"{self.name}: kept {op.type} '{op.output_name}' float: {reasons[op.uid]}")
         total = len(sg.operators)
         notes = rewrite(model, {op.uid for op in ops}, params, self.options.io, act, self._means)
+        if self.options.io != "float":     # an edge no quantized op touches stays float: say which and why
+            said = " ".join(notes)
+            for kind, edge in [("input", t) for t in sg.inputs] + [("output", t) for t in sg.outputs]:
+                if edge.dtype == _F32 and f"'{edge.name}'" not in said:
+                    op = edge.producer if kind == "output" else next((o for o, _ in edge.uses), None)
+                    why = (f": {op.type} '{op.output_name}' {'writes' if kind == 'output' else 'reads'} it and "
+                           f"stays float ({reasons.get(op.uid, 'not quantized')})" if op is not None else "")
+                    notes.append(f"{kind} '{edge.name}' stays float, not io={self.options.io}{why}")
         for n in notes:
             ctx.note(f"{self.name}: {n}")
         ctx.note(f"{self.name}: {len(ops)} of {total} ops {'int8' if act == 'int8' else 'int16x8'} "

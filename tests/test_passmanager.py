@@ -170,30 +170,30 @@ class _FakeComparison:
         return self.ci_low > 1 + margin
 
 
-def test_latency_guard_drops_the_pass_that_slows_down(example_model):
+def _guarded(example_model, quantizes: bool):
+    """The busywork pass and remove-dead-code, run and then judged by the guard (op-count latency)."""
     from tflc.passmanager import guard_latency
     busy = _busywork_pass()
+    busy.quantizes = quantizes
     passes = [busy(), all_passes()["remove-dead-code"]()]
     original = read_model(example_model)
     model = original.clone()
     ctx = PassContext()
     run_pipeline(model, passes, ctx)
     kept, report = guard_latency(original, model, passes, ctx, compare=_FakeComparison)
+    return original, kept, report, ctx
+
+
+def test_latency_guard_drops_the_pass_that_slows_down(example_model):
+    original, kept, report, ctx = _guarded(example_model, quantizes=False)
     assert [d["pass"] for d in report.dropped] == ["add-busywork"]
     assert len(kept.main.operators) == len(original.main.operators)
     assert any("dropped 'add-busywork'" in n for n in ctx.messages)
 
 
 def test_latency_guard_keeps_a_quantizer_the_user_asked_for_even_when_it_is_slower(example_model):
-    from tflc.passmanager import guard_latency
-    busy = _busywork_pass()
-    busy.quantizes = True              # as --quantize int16x8 is: slower on XNNPACK, and asked for
-    passes = [busy(), all_passes()["remove-dead-code"]()]
-    original = read_model(example_model)
-    model = original.clone()
-    ctx = PassContext()
-    run_pipeline(model, passes, ctx)
-    kept, report = guard_latency(original, model, passes, ctx, compare=_FakeComparison)
+    # as --quantize int16x8 is: slower on XNNPACK, and asked for
+    original, kept, report, _ = _guarded(example_model, quantizes=True)
     assert report.dropped == [] and report.kept == ["add-busywork"]
     assert len(kept.main.operators) == len(original.main.operators) + 30
     assert report.ratio > 1 and report.verdict == "slower" and report.to_json()["kept_quantizers"] == ["add-busywork"]

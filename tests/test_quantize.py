@@ -178,6 +178,28 @@ def test_io_uint8_shifts_the_edges_grid_by_128_and_runs_the_same_int8_model_insi
     assert np.array_equal(y8, yu), "uint8 <-> int8 at the same scale is exact: the same model inside"
 
 
+def test_io_int8_says_which_edges_stay_float_and_why(tmp_path):
+    path, _ = _npz(tmp_path)
+    m = _model()
+    ctx = PassContext(calibration=str(path))
+    run_pipeline(m, parse_pipeline("quantize-int8{io=int8,keep-float=CONV_2D}"), ctx)
+    assert m.main.inputs[0].type_name == "FLOAT32"
+    assert any("input 'x' stays float, not io=int8: CONV_2D" in n and "keep-float" in n for n in ctx.messages)
+    assert any("output 'y2' stays float" in n for n in ctx.messages), "DIV writes y2"
+
+
+def test_a_quantizer_that_changes_nothing_is_a_warning_of_the_result(tmp_path):
+    from tflc.io import write_model
+    from tflc.optimize import optimize_file
+    path, _ = _npz(tmp_path)
+    src = tmp_path / "m.tflite"
+    write_model(_model(), src)
+    res = optimize_file(src, tmp_path / "o.tflite", level="O1", calibration=str(path),
+                        quantize="int8{keep-float=CONV_2D:MAX_POOL_2D:RESHAPE:FULLY_CONNECTED:LOGISTIC:MUL}")
+    assert any(n.startswith("warning: quantize-int8 did not change the model (nothing to quantize")
+               for n in res.notes), res.notes
+
+
 def test_io_uint8_is_for_int8_activations():
     from tflc.passes.quantize_int8 import QuantizeInt8Options
     with pytest.raises(ValueError, match="io=uint8 is for int8 activations"):

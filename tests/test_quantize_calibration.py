@@ -66,3 +66,28 @@ def test_arr_keys_input_source_and_generated_data(tmp_path):
     np.savez(tmp_path / "bad.npz", nope=np.zeros((2, 1, 16), np.float32), other=np.zeros(3))
     bad = get_analysis("calibration").compute(m, PassContext(calibration=str(tmp_path / "bad.npz")))
     assert bad.error and "no array for input 'x'" in bad.error
+
+
+def test_every_subgraph_is_calibrated_from_what_its_ops_write(zoo, tmp_path):
+    """A WHILE model (main, condition, body): the body's tensors get ranges (each sample's last
+    iteration), the subgraphs' input arguments (which alias the caller's buffers) do not."""
+    from tflc.io import read_model
+    model = read_model(zoo("while_loop"))
+    assert len(model.subgraphs) == 3
+    x = np.random.default_rng(3).uniform(-1, 1, (12, 1, 4)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", x=x)
+    cal = get_analysis("calibration").compute(model, PassContext(calibration=str(tmp_path / "cal.npz")))
+    assert cal.error is None and cal.samples == 12
+    body = next(sg for sg in model.subgraphs[1:] if any(op.type == "RELU" or "Relu" in op.output_name
+                                                         for op in sg.operators))
+    written = [t for op in body.operators for t in op.outputs if t.type_name == "FLOAT32"]
+    assert written and all(t.uid in cal.ranges for t in written)
+    relu = next(t for t in written if "Relu" in t.name)
+    # the last iteration reads relu(2v - 1) >= 0 and writes relu(2v' - 1): in [0, max]
+    want = x.reshape(12, 4)
+    for _ in range(3):
+        want = np.maximum(2 * want - 1, 0)
+    assert cal.ranges[relu.uid].min == 0.0
+    assert cal.ranges[relu.uid].max == pytest.approx(float(want.max()), rel=1e-5)
+    for sg in model.subgraphs[1:]:
+        assert not any(t.uid in cal.ranges for t in sg.inputs), "arguments alias the caller's buffers"

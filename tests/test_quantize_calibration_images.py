@@ -138,3 +138,28 @@ def test_bad_folders_and_models_are_one_line_errors(images, zoo, tmp_path, capsy
     (images / "broken.png").write_bytes(b"\x89PNG not really")
     _fails(base + ["--calibration", str(images)], capsys, "broken.png", "cannot read the image")
     assert not (tmp_path / "q.tflite").exists()
+
+
+def test_compare_feeds_an_image_folder_over_the_input_range(images, zoo, tmp_path, capsys):
+    """compare (and bench, profile) take --input-range for an --inputs folder, as optimize does."""
+    import argparse
+    from tflc.cli.common import input_source
+    src = input_source(argparse.Namespace(inputs=str(images), input_range="-1,1"))
+    assert isinstance(src, InputSource) and src.input_range == (-1.0, 1.0)
+    model = str(zoo("mobilenet_tiny"))
+    got = {}
+    for rng in ("-1,1", None):
+        argv = ["compare", model, model, "--inputs", str(images), "--json"] + (["--input-range", rng] if rng else [])
+        assert main(argv) == 0
+        got[rng] = json.loads(capsys.readouterr().out)
+    assert got["-1,1"]["steps"] == got[None]["steps"] == 6
+    assert main(["compare", model, model, "--input-range", "-1,1"]) == 2
+    assert "--input-range applies to a folder of images (--inputs DIR)" in capsys.readouterr().err
+
+
+def test_a_calibration_file_that_is_no_npz_is_named_by_its_flag(zoo, tmp_path, capsys):
+    bad = tmp_path / "cal.tflite"
+    bad.write_bytes(b"TFL3")
+    assert main(["optimize", str(zoo("mobilenet_tiny")), "-o", str(tmp_path / "q.tflite"), "--quantize", "int8",
+                 "--calibration", str(bad)]) == 2
+    assert f"--calibration {bad}: not an .npz file or a folder of images" in capsys.readouterr().err

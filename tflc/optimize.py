@@ -230,6 +230,10 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         if check_source is not input_source:
             notes.append(f"quantized outputs checked on the calibration samples ({calibration}): give --inputs "
                          "for held-out data")
+        for p, r in zip(pipeline, records):            # asked to quantize, and nothing was: say so first
+            if p.quantizes and not r.changed:
+                last = [n.split(": ", 1)[-1] for n in r.notes if n.startswith(f"{p.name}: ")][-1:]
+                notes.append(f"warning: {p.name} did not change the model" + (f" ({last[0]})" if last else ""))
         cmp, _ = compare_models(str(src_p), tmp, options=run_options, source=check_source, steps=steps,
                                 seed=ctx.seed, shapes=ctx.shapes, ref_result=ctx._ref_result)
         check = cmp.to_json()

@@ -173,3 +173,16 @@ def test_goal_targets_turn_a_max_error_into_the_sqnr_an_output_needs():
     both = Goal(min_sqnr=40.0, max_error=0.1)
     assert both.targets([d])["y"] == 40.0 and both.label == "min-sqnr=40, max-error=0.1"
     assert Goal(max_error=1.0).met([d]) and Goal(max_error=1.0).targets([d])["y"] < 20.0   # slack to give back
+
+
+def test_cli_sensitivity_reports_the_table(calib, tmp_path, capsys):
+    model, path = calib
+    rc = main(["optimize", str(model), "-o", str(tmp_path / "q.tflite"), "-O1", "--quantize", "int8",
+               "--sensitivity", "3", "--calibration", str(path), "--json"])
+    text, err = capsys.readouterr()
+    assert rc == 0, err
+    data = json.loads(text)
+    rows = data["quantization"]["sensitivity"]
+    assert len(rows) == data["quantization"]["int8_ops"] > 3 and "min_sqnr" not in data["quantization"]
+    note = next(n for n in data["notes"] if "sensitivity (model SQNR with only that op int8" in n)
+    assert note.count(" dB on ") == 3 and rows[0]["output"] in note

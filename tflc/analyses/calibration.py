@@ -1,4 +1,6 @@
-"""The ``calibration`` analysis: the range of every main-subgraph tensor on calibration inputs.
+"""The ``calibration`` analysis: the range of every float tensor on calibration inputs, in every
+subgraph: the main one's tensors, and those the ops of the others write (a WHILE body's, an IF
+branch's; in a loop body, each sample contributes its last iteration's values, which LiteRT keeps).
 
 The float model runs in LiteRT (builtin kernels, every intermediate kept:
 ``RunOptions(preserve_all_tensors=True)``) on each calibration sample, in an isolated child, and
@@ -122,17 +124,20 @@ def calibration_source(ctx: Any) -> str | None:
 
 def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samples: int, seed: int,
              shapes: dict | None, keep: int) -> tuple[dict[int, tuple[float, float, np.ndarray, int]], int]:
-    """In the child: run every sample, summarize every float tensor by name."""
+    """In the child: run every sample, summarize every float tensor by name (``names``: the
+    tensors to read, of every subgraph; their names are unique in the model)."""
     from ..runtime import RunOptions, Session
     from ..runtime.inputs import load_inputs
     s = Session(model_bytes, RunOptions(xnnpack=False, preserve_all_tensors=True), name="the model")
     steps = load_inputs(source, s.input_details, steps=samples, seed=seed, shapes=shapes)
-    details = {int(d["index"]): names[d["name"]] for d in s.tensor_details() if d["name"] in names}
+    details = {(g, int(d["index"])): names[d["name"]] for g in range(s.num_subgraphs)
+               for d in s.tensor_details(g) if d["name"] in names and (g == 0 or d["name"].startswith(_PREFIX))}
     per_sample = max(64, keep // max(1, len(steps)))
     rng = np.random.default_rng(seed)
     acc: dict[str, list] = {}
     for step in steps:
-        values = s.tensor_values(step)
+        s.run(step)
+        values = {(g, i): v for g in range(s.num_subgraphs) for i, v in s.tensor_values(None, g).items()}
         for idx, name in details.items():
             v = values.get(idx)
             if v is None or v.dtype != np.float32 or v.size == 0:
@@ -182,6 +187,15 @@ def calibration(model: Any, ctx: Any) -> CalibrationResult:
         if not sg.is_graph_input(t):
             sg.rename(t, f"{_PREFIX}{t.uid}")        # the clone keeps the model's uids
             names[t.name] = t.uid
+    # the other subgraphs (control-flow bodies and conditions, initializers): the tensors their own
+    # ops write, which hold the last iteration's values; not their inputs, which alias the caller's
+    # buffers (a WHILE condition's read back as garbage once the loop is done)
+    for other in probe.subgraphs[1:]:
+        for op in other.operators:
+            for t in op.outputs:
+                if t is not None and t.uid not in names.values():
+                    other.rename(t, f"{_PREFIX}{t.uid}")
+                    names[t.name] = t.uid
     shapes = dict(getattr(ctx, "shapes", None) or {})
     n = int(getattr(ctx, "calibration_samples", 0) or GENERATED_SAMPLES)
     try:

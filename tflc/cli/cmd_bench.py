@@ -11,7 +11,7 @@ from ..errors import RuntimeFailure, UsageError
 from ..profiler.paired import NOISE_BAND
 from ..runtime import parse_shape_overrides
 from .cmd_profile import IMG_DIR_HELP
-from .common import (add_input_args, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json,
+from .common import (add_input_args, input_source, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json,
                      shape_failure)
 
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = run_bench(args.models, threads=threads, runs=args.runs, warmup=args.warmup,
                                contention=args.contention, xnnpack_variants=not args.no_variants,
-                               input_source=args.inputs, shapes=shapes or None, max_seconds=args.max_time,
+                               input_source=input_source(args), shapes=shapes or None, max_seconds=args.max_time,
                                accuracy=not args.no_accuracy, rounds=args.rounds, progress=lambda msg: bar.step(msg))
         except RuntimeFailure as e:
             if shapes and "cannot prepare" in str(e):

@@ -6,7 +6,7 @@ import argparse
 from ..optimize import load
 from ..runtime import compare_models
 from ..runtime.inputs import check_shape_overrides
-from .common import add_json_flag, add_run_args, print_json, run_options, shapes, tolerance
+from .common import add_json_flag, add_run_args, input_source, print_json, run_options, shapes, tolerance
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     load(args.b)  # clear errors for unreadable files before running anything
     if args.input_shape:
         check_shape_overrides(shapes(args), a.main.inputs)
-    cmp, _ = compare_models(args.a, args.b, options=run_options(args), source=args.inputs, steps=args.steps,
+    cmp, _ = compare_models(args.a, args.b, options=run_options(args), source=input_source(args), steps=args.steps,
                             shapes=shapes(args))
     failed = args.tolerance is not None and cmp.worst_rel() > args.tolerance
     if args.json:

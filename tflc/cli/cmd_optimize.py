@@ -4,13 +4,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import sys
 
 from ..optimize import DEFAULT_TOLERANCE, optimize_file
 from ..passmanager import LEVELS
-from .common import (add_json_flag, tolerance, add_run_args, check_report_path, print_json, run_options, shapes,
-                     write_report)
+from .common import (add_json_flag, tolerance, add_run_args, check_report_path, input_source, print_json,
+                     run_options, shapes, write_report)
 
 
 DEFAULT_LEVEL = "O2"
@@ -109,18 +108,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "or alone: the largest absolute error each output may have against IN (in the output's "
                         "units), measured on the calibration samples; the most sensitive ops stay float until it "
                         "holds")
+    p.add_argument("--sensitivity", type=int, metavar="N",
+                   help="with --quantize int8 or int16x8: measure the per-op sensitivity table in LiteRT (the "
+                        "model's SQNR per output with only that op int8, every op one trial) and note the N most "
+                        "sensitive; --json / --report carry every row (quantization.sensitivity). --min-sqnr and "
+                        "--max-error measure it anyway")
     p.add_argument("--calibration", metavar="DATA.npz|DIR",
                    help="calibration samples for --quantize: an .npz of arrays keyed by input name (as LiteRT "
                         "reports it) or arr_0.. in input order, first axis = sample; or a folder of images (PNG, "
                         "JPEG, ...; sorted by name) for a model with one NHWC image input: each resized (bilinear) "
                         "to its H x W, RGB or grayscale, scaled into --input-range (default: --inputs, else "
                         "generated data, with a warning)")
-    p.add_argument("--input-range", metavar="LO,HI",
-                   help="the values image pixels 0..255 map to, for a folder of images given to --calibration or "
-                        "--inputs (default 0,1; e.g. -1,1 for MobileNet-style models)")
-    # '--input-range -1,1': argparse reads a word starting with '-' as an option unless it looks like a
-    # negative number; let 'LO,HI' with a negative LO pass as one too
-    p._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.eE+-]*,[-\d.eE+]*$")
     p.add_argument("--calibration-samples", type=int, metavar="N",
                    help="calibrate on the first N samples of --calibration (images in name order) only")
     p.add_argument("--tolerance", type=tolerance, metavar="REL",
@@ -160,12 +158,12 @@ def _sources(args: argparse.Namespace) -> tuple:
     n = args.calibration_samples
     if n is not None and (n < 1 or args.calibration is None):
         raise UsageError("--calibration-samples N needs N >= 1 and --calibration")
-    folders = [s for s in (args.calibration, args.inputs) if s is not None and os.path.isdir(s)]
-    if rng is not None and not folders:
-        raise UsageError("--input-range applies to a folder of images (--calibration DIR or --inputs DIR)")
+    inputs = input_source(args, args.calibration)
+    for flag, path in (("--calibration", args.calibration), ("--inputs", args.inputs)):
+        if path is not None and os.path.isfile(path) and not path.endswith(".npz"):
+            raise UsageError(f"{flag} {path}: not an .npz file or a folder of images")
     cal = None if args.calibration is None else InputSource(
         args.calibration, rng if os.path.isdir(args.calibration) else None, n)
-    inputs = args.inputs if args.inputs is None or not os.path.isdir(args.inputs) else InputSource(args.inputs, rng)
     return cal, inputs
 
 
@@ -176,6 +174,7 @@ _MODE_FLAGS = {
     "--max-error": ("max-error", "--quantize int8 or int16x8 (mixed precision keeps their most sensitive ops "
                                  "float)"),
     "--io": ("io", "--quantize int8 or int16x8 (the interface of a fully quantized model)"),
+    "--sensitivity": ("sensitivity", "--quantize int8 or int16x8 (the table ranks their ops)"),
 }
 
 
@@ -239,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_text(data, verbose=args.verbose)
         for n in data["notes"]:          # --quantize: each output's SQNR against IN (the check that decided)
-            if n.startswith("quantized output ") or n.startswith("--quantize auto"):
+            if n.startswith(("quantized output ", "--quantize auto", "warning: ")):
                 print(n)
     sys.stdout.flush()
     return 0

@@ -9,7 +9,7 @@ import sys
 
 from ..runtime import parse_shape_overrides
 from ..errors import RuntimeFailure, UsageError
-from .common import (add_input_args, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json,
+from .common import (add_input_args, input_source, add_json_flag, non_negative_int, positive_int, positive_seconds, print_json,
                      shape_failure)
 
 TRACE_RUNS_MAX = 5          # the profile keeps this many runs' timelines
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     with Progress(None, _progress_label(args, views), enabled=not args.json):
         try:
             prof = get_profile(args.model, threads=args.threads, cache=not args.no_cache, views=views,
-                               runs=args.runs, warmup=args.warmup, max_seconds=args.max_time, input_source=args.inputs,
+                               runs=args.runs, warmup=args.warmup, max_seconds=args.max_time, input_source=input_source(args),
                                shapes=shapes or None, method=args.method)
         except RuntimeFailure as e:
             if shapes and "cannot prepare" in str(e):

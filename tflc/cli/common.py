@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 
 from ..runtime import RunOptions, parse_shape_overrides
@@ -32,19 +33,43 @@ tolerance = _number(float, lambda v: math.isfinite(v) and v >= 0, "a number", "a
 positive_seconds = _number(float, lambda v: math.isfinite(v) and v > 0, "seconds", "a positive number of seconds")
 
 
-def add_input_args(g) -> None:
-    """--inputs and --input-shape, shared by every command that runs a model."""
+def add_input_args(g, parser: argparse.ArgumentParser | None = None) -> None:
+    """--inputs, --input-shape and --input-range, shared by every command that runs a model (``g``:
+    the parser or a group of ``parser``)."""
     g.add_argument("--inputs", metavar="DATA", help="inputs: an .npz (arrays named like the model's inputs, "
                    "or arr_0..; an extra leading axis = steps; real values for quantized inputs are quantized) "
                    "or a folder of images (one step each, resized to the input, scaled to [0,1] for float "
                    "inputs, quantized for integer ones); default: generated")
     g.add_argument("--input-shape", action="append", default=[], metavar="NAME:DxD",
                    help="fix a dynamic input's shape, e.g. 'serving_default_x:0:1x128' (repeatable)")
+    g.add_argument("--input-range", metavar="LO,HI",
+                   help="the values image pixels 0..255 map to, for a folder of images given to --inputs (or "
+                        "--calibration) (default 0,1; e.g. -1,1 for MobileNet-style models)")
+    # '--input-range -1,1': argparse reads a word starting with '-' as an option unless it looks like a
+    # negative number; let 'LO,HI' with a negative LO pass as one too (the matcher is the parser's)
+    (parser or g)._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.eE+-]*,[-\d.eE+]*$")
+
+
+def input_source(args: argparse.Namespace, *folders_for_range: str | None):
+    """--inputs as the commands take it: a folder of images carries --input-range (an InputSource);
+    --input-range without any folder among --inputs and ``folders_for_range`` is an error."""
+    import os
+
+    from ..errors import UsageError
+    from ..runtime.inputs import InputSource, parse_input_range
+    rng = None if getattr(args, "input_range", None) is None else parse_input_range(args.input_range)
+    folders = [s for s in (args.inputs, *folders_for_range) if s is not None and os.path.isdir(s)]
+    if rng is not None and not folders:
+        raise UsageError("--input-range applies to a folder of images (--inputs DIR"
+                         + (" or --calibration DIR)" if folders_for_range else ")"))
+    if args.inputs is None or not os.path.isdir(args.inputs):
+        return args.inputs
+    return InputSource(args.inputs, rng)
 
 
 def add_run_args(p: argparse.ArgumentParser, steps: int = 3) -> None:
     g = p.add_argument_group("running the model in LiteRT")
-    add_input_args(g)
+    add_input_args(g, p)
     g.add_argument("--steps", type=positive_int, default=steps, metavar="N",
                    help=f"invocations per check with generated inputs; stateful models keep state between "
                         f"them (default {steps}); with --inputs the data decides the steps")

@@ -202,19 +202,23 @@ class Session:
             return [self.interp.tensor(d["index"])() for d in self.output_details]
         return [self.interp.get_tensor(d["index"]) for d in self.output_details]
 
-    def tensor_values(self, inputs: Sequence[np.ndarray] | None = None) -> dict[int, np.ndarray]:
-        """Every readable tensor of the main subgraph after a run (on ``inputs``, else the last
-        one), by tensor index. Intermediate tensors hold their values only with
-        ``RunOptions(preserve_all_tensors=True)``."""
+    def tensor_values(self, inputs: Sequence[np.ndarray] | None = None, subgraph: int = 0) -> dict[int, np.ndarray]:
+        """Every readable tensor of ``subgraph`` (default the main one) after a run (on ``inputs``,
+        else the last one), by tensor index. Intermediate tensors hold their values only with
+        ``RunOptions(preserve_all_tensors=True)``; a control-flow body's hold its last iteration's."""
         if inputs is not None:
             self.run(inputs)
         values = {}
-        for td in self.interp.get_tensor_details():
+        for td in self.interp.get_tensor_details(subgraph_index=subgraph):
             try:
-                values[int(td["index"])] = np.array(self.interp.get_tensor(td["index"]))
+                values[int(td["index"])] = np.array(self.interp.get_tensor(td["index"], subgraph_index=subgraph))
             except (ValueError, RuntimeError):   # no data (a delegate's internal tensor, a resource)
                 pass
         return values
+
+    @property
+    def num_subgraphs(self) -> int:
+        return int(self.interp.num_subgraphs())
 
     def input_views(self, shapes: Sequence[Sequence[int]] | None = None) -> list[np.ndarray]:
         """Writable zero-copy views of the input buffers (after sizing them to ``shapes``): fill
@@ -223,9 +227,9 @@ class Session:
             self.allocate(shapes)
         return [self.interp.tensor(d["index"])() for d in self.input_details]
 
-    def tensor_details(self) -> list[dict]:
-        """LiteRT's description of every tensor (name, index, shape, dtype, quantization)."""
-        return self.interp.get_tensor_details()
+    def tensor_details(self, subgraph: int = 0) -> list[dict]:
+        """LiteRT's description of every tensor of ``subgraph`` (name, index, shape, dtype, quantization)."""
+        return self.interp.get_tensor_details(subgraph_index=subgraph)
 
     def invoke(self) -> None:
         """Invoke again on the inputs already set (for timing loops)."""

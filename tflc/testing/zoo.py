@@ -33,6 +33,7 @@ __all__ = [
     "default_cache_dir",
     "mobilenet_tiny",
     "stateful_counter",
+    "while_loop",
     "tiny_mlp",
     "transformer_encoder",
     "transformer_encoder_tfkeras",
@@ -433,6 +434,21 @@ def stateful_counter() -> bytes:
     return _convert((module.__call__.get_concrete_function(), module), "float32")
 
 
+def while_loop() -> bytes:
+    """Control flow: ``y = 0.5 * body^3(x)`` with ``body(x) = relu(2x - 1)`` run by a WHILE op, so
+    the model has three subgraphs (main, the loop's condition and its body) with float activations
+    in the body. Input ``x`` float32 ``[1, 4]``."""
+    tf = _import_tf()
+    _seed_everything(tf)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32, name="x")], autograph=False)
+    def fn(x: Any) -> Any:
+        _, y = tf.while_loop(lambda i, v: i < 3, lambda i, v: (i + 1, tf.nn.relu(v * 2.0 - 1.0)),
+                             [tf.constant(0), x])
+        return y * 0.5
+    return _convert((fn.get_concrete_function(), fn), "float32")
+
+
 # --------------------------------------------------------------------------- registry and cache
 
 
@@ -462,6 +478,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "transformer_encoder_tfkeras_fp16": _transformer_tfkeras("float16"),
     "tiny_mlp": tiny_mlp,
     "stateful_counter": stateful_counter,
+    "while_loop": while_loop,
     **{f"mobilenet_v3_small{'' if v == 'float32' else '_' + v.replace('float16', 'fp16')}":
        (lambda v=v: mobilenet_v3_small(v)) for v in MOBILENETV3_VARIANTS},
     "mobilenet_v2_035_96": lambda: mobilenet_v2("float32", size=96, alpha=0.35),
