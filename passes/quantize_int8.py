@@ -88,8 +88,12 @@ from .fold_float16_weights import FACT, FoldFloat16Dequantize
 _F32, _I8, _I32 = TYPE_CODES["FLOAT32"], TYPE_CODES["INT8"], TYPE_CODES["INT32"]
 _I16, _I64, _U8 = TYPE_CODES["INT16"], TYPE_CODES["INT64"], TYPE_CODES["UINT8"]
 
-#: weight input 1's per-channel axis
-WEIGHTED = {"CONV_2D": 0, "DEPTHWISE_CONV_2D": 3, "FULLY_CONNECTED": 0}
+#: ops with weights: (data input, weights input, bias input, the weights' per-channel axis); the
+#: TFLite spec's TRANSPOSE_CONV reads (output shape, weights OHWI, input, bias)
+WEIGHTED_IO = {"CONV_2D": (0, 1, 2, 0), "DEPTHWISE_CONV_2D": (0, 1, 2, 3), "FULLY_CONNECTED": (0, 1, 2, 0),
+               "TRANSPOSE_CONV": (2, 1, 3, 0)}
+#: the weights' per-channel axis
+WEIGHTED = {k: v[3] for k, v in WEIGHTED_IO.items()}
 #: ops whose int8 output has fixed parameters (scale, zero point)
 FIXED = {"LOGISTIC": (1 / 256, -128), "SOFTMAX": (1 / 256, -128), "TANH": (1 / 128, 0),
          "LOG_SOFTMAX": (16 / 256, 127), "L2_NORMALIZATION": (1 / 128, 0)}
@@ -263,11 +267,12 @@ def why_float(op: Operator, ranges: dict, keep: set[str], activations: str = "in
         if _float_act(t) and t.uid not in ranges:
             return f"tensor '{t.name}' has no calibration range"
     if op.type in WEIGHTED:
-        if len(op.inputs) < 2 or not _float_act(op.inputs[0]) or not _float_const(op.inputs[1]):
+        di, wi, bi, _ = WEIGHTED_IO[op.type]
+        if len(op.inputs) <= max(di, wi) or not _float_act(op.inputs[di]) or not _float_const(op.inputs[wi]):
             return "its weights are not a float32 constant"
-        if len(op.inputs) > 2 and op.inputs[2] is not None and not _float_const(op.inputs[2]):
+        if len(op.inputs) > bi and op.inputs[bi] is not None and not _float_const(op.inputs[bi]):
             return "its bias is not a float32 constant"
-        w = op.inputs[1]
+        w = op.inputs[wi]
         if w.shape is None or len(w.shape) <= WEIGHTED[op.type]:
             return "its weights have no usable shape"
     if op.type in ("ARG_MAX", "ARG_MIN") and not _float_act(op.inputs[0]):
@@ -300,7 +305,7 @@ def _data_tensors(op: Operator) -> list[Tensor]:
     for i, t in enumerate(op.inputs):
         if t is None or t.dtype != _F32:
             continue
-        if op.type in WEIGHTED and i > 0:
+        if op.type in WEIGHTED and i != WEIGHTED_IO[op.type][0]:
             continue
         out.append(t)
     out += [t for t in op.outputs if t is not None and t.dtype == _F32]
@@ -444,9 +449,10 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
         for i, t in enumerate(op.inputs):
             if t is None or t.dtype != _F32 or not t.is_constant:
                 continue
-            if op.type in WEIGHTED and i == 1:
-                axis = WEIGHTED[op.type]
-                s_in = params[op.inputs[0].uid][0]
+            if op.type in WEIGHTED and i == WEIGHTED_IO[op.type][1]:
+                di, wi, bi, axis = WEIGHTED_IO[op.type]
+                x = op.inputs[di]
+                s_in = params[x.uid][0]
                 ws = weight_scales(t.data, axis)
                 key = (t.uid, "weights", axis)          # weights two ops share stay one constant
                 wdata = quantize_weights(t.data, ws, axis)
@@ -454,21 +460,21 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                     consts[key] = wq = sg.new_constant(f"{t.name}/int8", wdata, _I8,
                                                        shape_signature=t.shape_signature)
                     sg.set_quantization(wq, qparams(ws, np.zeros(len(ws), np.int64), axis))
-                sg.set_input(op, 1, consts[key])
-                b = op.inputs[2] if len(op.inputs) > 2 else None
+                sg.set_input(op, wi, consts[key])
+                b = op.inputs[bi] if len(op.inputs) > bi else None
                 if b is not None:
                     bs = (np.float64(s_in) * ws.astype(np.float64))
                     bv = np.broadcast_to(np.asarray(b.data, np.float32).reshape(-1), (len(ws),))
                     shift = None
-                    if means and op.inputs[0].uid in means:
+                    if means and x.uid in means and op.type != "TRANSPOSE_CONV":   # (no shift model for it)
                         taps = tap_weights(op, t.data.shape[1], t.data.shape[2]) if t.data.ndim == 4 else None
-                        shift = bias_shift(op.type, t.data, wdata, ws, means[op.inputs[0].uid], taps)
+                        shift = bias_shift(op.type, t.data, wdata, ws, means[x.uid], taps)
                     if shift is not None and shift.shape == bv.shape:
                         bv = bv.astype(np.float64) - shift
                     bq = sg.new_constant(f"{b.name}/{_BNP.__name__}",
                                          quantize_bias(bv, bs, _BNP).reshape(b.shape or (len(ws),)), _B)
                     sg.set_quantization(bq, qparams(bs.astype(np.float32), np.zeros(len(ws), np.int64), 0))
-                    sg.set_input(op, 2, bq)
+                    sg.set_input(op, bi, bq)
             elif op.type in WEIGHTED:
                 continue
             elif op.type == "BATCH_MATMUL" and i == 1 and activations == "int8":

@@ -400,3 +400,29 @@ def test_percentile_ranges_are_narrower(tmp_path):
         q = next(op for op in m.main.operators if op.type == "QUANTIZE")
         scales[pct] = quant_params(q.outputs[0]).scale[0]
     assert scales[99] < scales[100]
+
+
+def test_transpose_conv_is_quantized_per_channel_by_the_spec_and_xnnpack_takes_it(zoo, tmp_path):
+    """TRANSPOSE_CONV reads (output shape, weights OHWI, input, bias): int8 weights per output channel
+    (axis 0, zero point 0), an int32 bias at input scale x weight scale."""
+    from tflc.io import read_model
+    from tflc.runtime.delegation import xnnpack_delegation
+    src = zoo("tiny_decoder")
+    m = read_model(src)
+    x = np.random.default_rng(4).uniform(0, 1, (16, 1, 16, 16, 3)).astype(np.float32)
+    np.savez(tmp_path / "cal.npz", x)                 # arr_0: the first input
+    run_pipeline(m, parse_pipeline("quantize-int8"), PassContext(calibration=str(tmp_path / "cal.npz")))
+    tc = next(op for op in m.main.operators if op.type == "TRANSPOSE_CONV")
+    shape, w, data, bias = tc.inputs
+    assert shape.type_name == "INT32" and w.type_name == "INT8" and data.type_name == "INT8"
+    wq, bq, xq = quant_params(w), quant_params(bias), quant_params(data)
+    assert wq.axis == 0 and len(wq.scale) == w.shape[0] == 6 and set(wq.zero_point) == {0}
+    assert int(np.abs(w.data).max()) <= 127
+    assert bias.type_name == "INT32" and np.allclose(bq.scale, np.float32(xq.scale[0]) * np.asarray(wq.scale),
+                                                     rtol=1e-6)
+    a, b = Session(str(src)), Session(serialize(m))
+    want = np.concatenate([a.run([s])[0] for s in x])
+    got = np.concatenate([b.run([s])[0] for s in x])
+    assert diff_output("y", want, got).sqnr_db > 30
+    d = xnnpack_delegation(serialize(m))
+    assert d.taken == list(range(d.nodes)) and len(d.partitions) == 1

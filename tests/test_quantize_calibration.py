@@ -91,3 +91,18 @@ def test_every_subgraph_is_calibrated_from_what_its_ops_write(zoo, tmp_path):
     assert cal.ranges[relu.uid].max == pytest.approx(float(want.max()), rel=1e-5)
     for sg in model.subgraphs[1:]:
         assert not any(t.uid in cal.ranges for t in sg.inputs), "arguments alias the caller's buffers"
+
+
+def test_a_stateful_model_calibrates_and_quantizes(zoo, tmp_path):
+    """Resource variables and a CALL_ONCE initializer (2 subgraphs): reading every tensor back made
+    LiteRT crash (SIGSEGV on a variable); only float tensors are read now."""
+    from tflc.optimize import optimize_file
+    from tflc.io import read_model
+    path = zoo("stateful_counter")
+    cal = get_analysis("calibration").compute(read_model(path), PassContext())
+    assert cal.error is None and cal.samples > 0 and cal.ranges
+    res = optimize_file(path, tmp_path / "q.tflite", level="O1", quantize="int8")
+    q = res.quantization
+    assert q and q["int8_ops"] > 0
+    assert not any(n.startswith("warning: quantize-int8 did not change") for n in res.notes)
+    assert all(v is not None and v >= 10 for v in res.check["sqnr_db"].values())

@@ -111,7 +111,11 @@ def _sqnr_check(cmp: Any, min_db: float, check: dict, notes: list[str]) -> str |
 
 
 class OutputCheckFailed(VerificationError):
-    """The written model's outputs are out of the pipeline's bounds (nothing was written)."""
+    """The written model's outputs are out of the pipeline's bounds (nothing was written).
+    ``report``: what was measured before refusing (the passes, the check, the quantizer's figures,
+    the notes), in ``OptimizeResult.to_json``'s keys, for ``--report`` and ``--json``."""
+
+    report: dict | None = None
 
 
 def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str | None = "O2",
@@ -255,9 +259,14 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
             quantizers = [p.name for p in pipeline if p.quantizes]
             why = (f"; quantized by {', '.join(quantizers)}" if plan.min_sqnr_db is not None and quantizers
                    else _lossy(pipeline))
-            raise (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
-                   else VerificationError)(
-                f"{bad}{why}; refusing to write {dst_p}{hint}")
+            err = (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
+                   else VerificationError)(f"{bad}{why}; refusing to write {dst_p}{hint}")
+            err.report = {"input": str(src_p), "output": None, "level": level, "passes": records_json(records),
+                          "before": before, "after": model.stats(), "size_before": src_p.stat().st_size,
+                          "size_after": size_after, "check": check, "notes": notes + ctx.messages,
+                          "latency": latency, "quantization": ctx.facts.get("quantize-int8")
+                          or ctx.facts.get("quantize-int16x8"), "written": False}
+            raise err
         os.replace(tmp, dst_p)
     except BaseException:
         try:

@@ -186,3 +186,17 @@ def test_cli_sensitivity_reports_the_table(calib, tmp_path, capsys):
     assert len(rows) == data["quantization"]["int8_ops"] > 3 and "min_sqnr" not in data["quantization"]
     note = next(n for n in data["notes"] if "sensitivity (model SQNR with only that op int8" in n)
     assert note.count(" dB on ") == 3 and rows[0]["output"] in note
+
+
+def test_a_refused_result_still_reports_what_was_measured(calib, tmp_path, capsys):
+    model, path = calib
+    out, rep = tmp_path / "q.tflite", tmp_path / "rep.json"
+    rc = main(["optimize", str(model), "-o", str(out), "-O1", "--quantize", "int8{min-sqnr-db=80}",
+               "--calibration", str(path), "--report", str(rep), "--json"])
+    text, err = capsys.readouterr()
+    assert rc == 1 and not out.exists() and "under the 80 dB required" in err
+    data = json.loads(text)
+    assert data["exit_code"] == 1 and data["report"]["written"] is False
+    saved = json.loads(rep.read_text())
+    assert saved["error"] == data["error"] and saved["check"]["min_sqnr_db"] == 80
+    assert saved["quantization"]["outputs"][0]["sqnr_db"] < 80 and saved["passes"]

@@ -137,7 +137,8 @@ def _collect(model_bytes: bytes, names: dict[str, int], source: str | None, samp
     acc: dict[str, list] = {}
     for step in steps:
         s.run(step)
-        values = {(g, i): v for g in range(s.num_subgraphs) for i, v in s.tensor_values(None, g).items()}
+        values = {(g, i): v for g in range(s.num_subgraphs)
+                  for i, v in s.tensor_values(None, g, dtypes=(np.float32,)).items()}
         for idx, name in details.items():
             v = values.get(idx)
             if v is None or v.dtype != np.float32 or v.size == 0:

@@ -209,7 +209,7 @@ def _quantize_mode(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UsageError
+    from ..errors import TflcError, UsageError
     level = None if args.passes is not None else args.level
     if args.calibration is not None and args.quantize is None and "quantize" not in (args.passes or ""):
         raise UsageError("--calibration is read by quantization: add --quantize MODE (or a quantize-* pass to "
@@ -224,12 +224,17 @@ def run(args: argparse.Namespace) -> int:
         def on_pass(rec) -> None:        # the latency guard and the check in LiteRT follow the last pass
             done.append(rec.name)
             bar.stage(f"optimizing {name}: {len(done)} pass(es) done (last {rec.name}); then the guard and the check")
-        res = optimize_file(args.input, args.output, level=level, passes=args.passes, run_options=run_options(args),
-                            input_source=args.inputs, steps=args.steps, shapes=shapes(args),
-                            tolerance=args.tolerance, verify_each=args.verify_each,
-                            latency_guard=args.latency_guard, target=args.target, on_pass=on_pass,
-                            quantize=_quantize_mode(args), calibration=args.calibration,
-                            kernels=args.kernels)
+        try:
+            res = optimize_file(args.input, args.output, level=level, passes=args.passes,
+                                run_options=run_options(args), input_source=args.inputs, steps=args.steps,
+                                shapes=shapes(args), tolerance=args.tolerance, verify_each=args.verify_each,
+                                latency_guard=args.latency_guard, target=args.target, on_pass=on_pass,
+                                quantize=_quantize_mode(args), calibration=args.calibration,
+                                kernels=args.kernels)
+        except TflcError as e:             # a refused result: its measurements are still the user's
+            if args.report and getattr(e, "report", None):
+                write_report(args.report, {"error": str(e), **e.report})
+            raise
     data = res.to_json()
     if args.report:
         write_report(args.report, data)

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except TflcError as e:
-        return _fail(args, str(e), e.exit_code)
+        return _fail(args, str(e), e.exit_code, getattr(e, "report", None))
     except BrokenPipeError:  # `tflc ... | head`: stop quietly
         try:
             sys.stdout = open(os.devnull, "w")
@@ -100,11 +100,11 @@ def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentP
     return parser
 
 
-def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+def _fail(args: argparse.Namespace, message: str, code: int, report: dict | None = None) -> int:
     print(f"tflc {args.command}: error: {message}", file=sys.stderr)
-    if getattr(args, "json", False):  # machines get an answer on stdout too
+    if getattr(args, "json", False):  # machines get an answer on stdout too (and what was measured)
         from .common import print_json
-        print_json({"error": message, "exit_code": code})
+        print_json({"error": message, "exit_code": code, **({"report": report} if report else {})})
     return code
 
 

@@ -202,14 +202,20 @@ class Session:
             return [self.interp.tensor(d["index"])() for d in self.output_details]
         return [self.interp.get_tensor(d["index"]) for d in self.output_details]
 
-    def tensor_values(self, inputs: Sequence[np.ndarray] | None = None, subgraph: int = 0) -> dict[int, np.ndarray]:
+    def tensor_values(self, inputs: Sequence[np.ndarray] | None = None, subgraph: int = 0,
+                      dtypes: tuple[type, ...] | None = None) -> dict[int, np.ndarray]:
         """Every readable tensor of ``subgraph`` (default the main one) after a run (on ``inputs``,
-        else the last one), by tensor index. Intermediate tensors hold their values only with
-        ``RunOptions(preserve_all_tensors=True)``; a control-flow body's hold its last iteration's."""
+        else the last one), by tensor index; ``dtypes``: only tensors of those types. Intermediate
+        tensors hold their values only with ``RunOptions(preserve_all_tensors=True)``; a control-flow
+        body's hold its last iteration's. Resource and variant tensors are never read: LiteRT 2.3.0's
+        get_tensor crashes on some of them (SIGSEGV on a stateful model's variables once its
+        initializer subgraph has run, measured on hey_jarvis and the zoo's stateful_counter)."""
         if inputs is not None:
             self.run(inputs)
         values = {}
         for td in self.interp.get_tensor_details(subgraph_index=subgraph):
+            if td["dtype"] is np.object_ or (dtypes is not None and td["dtype"] not in dtypes):
+                continue
             try:
                 values[int(td["index"])] = np.array(self.interp.get_tensor(td["index"], subgraph_index=subgraph))
             except (ValueError, RuntimeError):   # no data (a delegate's internal tensor, a resource)

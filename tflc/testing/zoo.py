@@ -34,6 +34,7 @@ __all__ = [
     "mobilenet_tiny",
     "stateful_counter",
     "while_loop",
+    "tiny_decoder",
     "tiny_mlp",
     "transformer_encoder",
     "transformer_encoder_tfkeras",
@@ -434,6 +435,25 @@ def stateful_counter() -> bytes:
     return _convert((module.__call__.get_concrete_function(), module), "float32")
 
 
+def tiny_decoder() -> bytes:
+    """An encoder-decoder on a 1x16x16x3 image: Conv2D (stride 2) -> ReLU -> Conv2DTranspose (the
+    converter's TRANSPOSE_CONV, stride 2, SAME, with bias) -> ReLU -> Conv2D 1x1 -> 1x16x16x2."""
+    tf = _import_tf()
+    _seed_everything(tf)
+    layers = tf.keras.layers
+    inputs = tf.keras.Input(shape=(16, 16, 3), batch_size=1, name="image")
+    x = layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="down")(inputs)
+    x = layers.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu", name="up")(x)
+    outputs = layers.Conv2D(2, 1, name="head")(x)
+    model = tf.keras.Model(inputs, outputs, name="tiny_decoder")
+    rng = np.random.default_rng(_SEED)
+    for name in ("down", "up", "head"):      # zero biases would be dropped by the converter
+        bias = model.get_layer(name).bias
+        bias.assign(rng.normal(0.0, 0.1, tuple(bias.shape)).astype(np.float32))
+    spec = tf.TensorSpec([1, 16, 16, 3], tf.float32, name="image")
+    return _convert(_keras_concrete_function(model, spec), "float32")
+
+
 def while_loop() -> bytes:
     """Control flow: ``y = 0.5 * body^3(x)`` with ``body(x) = relu(2x - 1)`` run by a WHILE op, so
     the model has three subgraphs (main, the loop's condition and its body) with float activations
@@ -479,6 +499,7 @@ BUILDERS: dict[str, Callable[[], bytes]] = {
     "tiny_mlp": tiny_mlp,
     "stateful_counter": stateful_counter,
     "while_loop": while_loop,
+    "tiny_decoder": tiny_decoder,
     **{f"mobilenet_v3_small{'' if v == 'float32' else '_' + v.replace('float16', 'fp16')}":
        (lambda v=v: mobilenet_v3_small(v)) for v in MOBILENETV3_VARIANTS},
     "mobilenet_v2_035_96": lambda: mobilenet_v2("float32", size=96, alpha=0.35),
