@@ -29,8 +29,10 @@ gets image patch embeddings, ViT style: a 64 x 64 RGB crop cut into 8 x 8 patche
 192 values, each token standardised (zero mean, unit variance), from the same photographs.
 
 Quantizers (float inputs and outputs for all three):
-- tflc: ``tflc optimize FLOAT -o OUT -O1 --quantize int8 --calibration CAL.npz`` (and, with
-  --min-sqnr DB, a second run with ``--min-sqnr DB``: mixed precision, reported separately);
+- tflc: ``tflc optimize FLOAT -o OUT -O1 --quantize int8 --calibration CAL.npz``, the default (where
+  every op int8 is under the 10 dB floor, the fallback keeps the most sensitive ops float, marked
+  ``+``; ``--tflc-variant 'tflc_full=int8{fallback=false,min-sqnr-db=-1000}'`` adds full int8); with
+  --min-sqnr DB, a second run with ``--min-sqnr DB``: mixed precision, reported separately;
 - litert-quantizer 0.11.0 ``recipe.static_wi8_ai8()`` (min/max with a 0.95 moving average over the
   samples, int8 per-channel weights; it leaves the model's inputs/outputs int8 where it can: the
   evaluation quantizes inputs and dequantizes outputs with the model's own parameters), run by
@@ -418,7 +420,8 @@ def paired_diff(noise_a: list[float], noise_b: list[float], n_boot: int = 2000, 
 def _fmt(r: dict, k: int) -> str:
     if not r.get("ok"):
         return "FAIL"
-    return f"{r['sqnr_db'][k]:.1f}" + ("*" if r.get("refused_at_floor") else "")
+    fb = (r.get("quantization") or {}).get("fallback") or {}
+    return f"{r['sqnr_db'][k]:.1f}" + ("*" if r.get("refused_at_floor") else "") + ("+" if fb.get("reached") else "")
 
 
 def table(rows: list[dict], tools: list[str]) -> str:
@@ -471,8 +474,14 @@ def table(rows: list[dict], tools: list[str]) -> str:
         b = row["tools"].get("tflc", {}).get("size_breakdown")
         extra = (f"; tflc {b['size']} B = {b['constants']} + {b['per_channel_scales']} + {b['rest']}" if b else "")
         summ.append(f"- {row['model']} (float32 {f32} B): " + ", ".join(cells) + extra)
+    kept = [f"{row['model']} {(row['tools'][t].get('quantization') or {}).get('int8_ops')}/"
+            f"{(row['tools'][t].get('quantization') or {}).get('ops')} ops int8 ({t})"
+            for row in rows if "tools" in row for t in tools
+            if ((row["tools"].get(t, {}).get("quantization") or {}).get("fallback") or {}).get("reached")]
     notes = summ + ["", "* tflc refused to write it (its check: an output under 10 dB on the calibration samples); "
-             "measured with the floor off (int8{min-sqnr-db=-1000})"]
+             "measured with the floor off (int8{min-sqnr-db=-1000})",
+             "+ with every op int8 an output was under the 10 dB floor: tflc kept its most sensitive ops float "
+             "until it held (the fallback, with a warning): " + ("; ".join(kept) or "none")]
     return "\n".join(lines + ([""] + fails if fails else []) + notes)
 
 

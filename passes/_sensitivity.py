@@ -41,6 +41,13 @@ ROUNDS_ONE_BY_ONE = 4
 WORSE_DB = 0.5
 #: give-back: the ops kept float that go back to int8 may use this share of the slack under the target
 GIVE_BACK_SHARE = 0.7
+#: the fallback to the floor settles this far (dB) above it: the passes after the quantizer (float
+#: islands requantize at their edges) may move the written model's figure by a fraction of a dB
+FLOOR_MARGIN_DB = 0.3
+#: ... and searches towards this far above it, then gives ops back to int8 down to the margin: the
+#: rounds' small steps towards a near target can stall where keeping a few ops float costs more
+#: than it saves (hand_landmark_lite: a 10.3 dB target kept every op float, 15 dB kept 12 of 65)
+FALLBACK_HEADROOM_DB = 5.0
 
 
 @dataclass
@@ -315,8 +322,6 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     from tflc.runtime import RunOptions
 
     goal = Goal(p.options.min_sqnr, getattr(p.options, "max_error", None))
-    target = goal.label or None
-    rows_n = p.options.sensitivity or (10 if target is not None else 0)
     t0 = time.perf_counter()
     smp = Samples(calibration_source(ctx), p.options.samples, int(getattr(ctx, "seed", 0) or 0) + SEED_OFFSET,
                   dict(getattr(ctx, "shapes", None) or {}) or None, getattr(ctx, "run_options", None) or RunOptions())
@@ -330,6 +335,15 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
     if isinstance(diffs, str):
         ctx.note(f"{p.name}: could not measure the quantized model in LiteRT: {diffs}")
         return ops, params, None
+    floor = getattr(p.options, "min_sqnr_db", None)
+    fallback = None
+    if not goal.label and getattr(p.options, "fallback", False) and floor is not None and worst_db(diffs) < floor:
+        # every op int8 would fail tflc optimize's floor: mixed precision towards it instead
+        goal = Goal(min_sqnr=floor + FALLBACK_HEADROOM_DB)
+        fallback = {"floor_db": floor, "target_db": floor + FLOOR_MARGIN_DB, "search_db": goal.min_sqnr, "all_int8_worst_db": finite(worst_db(diffs)),
+                    "output": min(diffs, key=lambda d: d.sqnr_db if d.sqnr_db == d.sqnr_db else -1e9).name}
+    target = goal.label or None
+    rows_n = p.options.sensitivity or (10 if target is not None else 0)
     rows: list = []
     if rows_n:
         try:
@@ -337,6 +351,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
         except TflcError as e:
             ctx.note(f"{p.name}: could not measure the sensitivity table in LiteRT: {e}")
     first = diffs
+    start = (ops, params, dict(demoted))         # the fallback's way back when it does not reach the floor
     sens_s = time.perf_counter() - t0
     rank = {r.uid: i + 1 for i, r in enumerate(rows)}
     rounds: list[dict] = []
@@ -409,13 +424,24 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                 kept_rows.append(r)
                 demoted[r.uid] = why
             reached = goal.met(diffs)
+        settle = Goal(min_sqnr=fallback["target_db"]) if fallback is not None else goal
+        if fallback is not None and not reached and diffs and ops and settle.met(diffs):
+            reached = True                 # short of the search target, over the floor: enough
         if reached and diffs and kept_rows and params_for is not None:
-            ops, params, diffs, back = _give_back(p, reference, judge, demoted, kept_rows, ops, params, diffs, goal,
+            ops, params, diffs, back = _give_back(p, reference, judge, demoted, kept_rows, ops, params, diffs, settle,
                                                   plan, build, params_for, ctx)
             if back:
                 names = {r.tensor for r in back}
                 kept = [k for k in kept if k["output"] not in names]
                 given_back = [dict(r.to_json(), rank=rank[r.uid]) for r in back]
+    if fallback is not None and (not reached or not ops):
+        # keeping ops float did not reach the floor (or only with none left int8): back to every op
+        # int8, which tflc optimize's floor then refuses with its own message (a float copy written
+        # with exit 0 would surprise whoever asked for int8)
+        ops, params, diffs = start[0], start[1], first
+        demoted.clear()
+        demoted.update(start[2])
+        rounds, kept, given_back, reached = [], [], [], False
     seconds = time.perf_counter() - t0
     report = {"samples": n, "source": str(smp.source) if smp.source else "generated", "seconds": round(seconds, 2),
               "outputs": outputs_json(diffs), "outputs_all_int8": outputs_json(first)}
@@ -430,9 +456,19 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                      f"{r.op_type} '{r.tensor}' " + (f"error: {r.error}" if r.error else
                                                      f"{r.worst:.1f} dB on '{r.worst_output}'")
                      for r in rows[:rows_n]))
-    if target is not None:
-        report.update(min_sqnr=goal.min_sqnr, max_error=goal.max_error, reached=bool(reached), rounds=rounds,
-                      kept_float=kept, given_back=given_back)
+    if fallback is not None:
+        report["fallback"] = dict(fallback, kept_float=len(kept), reached=bool(reached))
+        ctx.note(f"{p.name}: warning: with every op int8, '{fallback['output']}' measured "
+                 f"{fallback['all_int8_worst_db']} dB on the calibration samples, under the {floor:g} dB floor: "
+                 f"{len(kept)} op(s) kept float to hold it (fallback; int8{{fallback=false}} is full int8 or an "
+                 f"error, int8{{min-sqnr-db=N}} lowers the floor)" if reached else
+                 f"{p.name}: warning: with every op int8, '{fallback['output']}' measured "
+                 f"{fallback['all_int8_worst_db']} dB, under the {floor:g} dB floor, and keeping ops float did "
+                 f"not reach it (fallback): every op stays int8")
+    if target is not None and (fallback is None or reached):
+        if fallback is None:           # a target the user set: reported as theirs
+            report.update(min_sqnr=goal.min_sqnr, max_error=goal.max_error, reached=bool(reached))
+        report.update(rounds=rounds, kept_float=kept, given_back=given_back)
         if given_back:
             ctx.note(f"{p.name}: {target}: {len(given_back)} op(s) that the rounds had kept float "
                      f"are int8 again (the target still holds with them int8): " + ", ".join(

@@ -144,6 +144,11 @@ class QuantizeInt8Options:
                 "(the sensitivity table) are kept float and the model is quantized again, until it holds or "
                 "nothing is left; which ops stayed float and why is reported. A target, not a check: "
                 "min-sqnr-db is the floor that fails the result"})
+    fallback: bool = field(default=True, metadata={
+        "help": "where every op int8 falls under the min-sqnr-db floor on the calibration samples (and no "
+                "min-sqnr or max-error is asked for), keep the most sensitive ops float until the floor holds "
+                "(mixed precision towards the floor), with a warning, rather than fail tflc optimize's check; "
+                "false: full int8 or nothing"})
     max_error: float | None = field(default=None, metadata={
         "help": "mixed precision, like min-sqnr (with it or alone): a target largest absolute error per output "
                 "against the float model (in the output's units), measured in LiteRT on the calibration samples; "
@@ -520,8 +525,9 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                     sg.add_op(deq, before=min((o for o, _ in f_uses), key=lambda o: order[id(o)]))
                 for o, i in f_uses:
                     sg.set_input(o, i, f)
-            if pinned and io == "int8" and not graph_in:
-                notes.append(f"output '{t.name}' is {activations} (scale {s:.6g}, zero point {z})")
+            if pinned and io == "int8":       # what the user quantizes their data with, and reads back
+                notes.append(f"{'input' if graph_in else 'output'} '{t.name}' is {activations} "
+                             f"(scale {s:.6g}, zero point {z})")
         elif produced_q:
             # a float graph output: the op writes an int8 twin, DEQUANTIZE writes the output
             q = sg.new_tensor(f"{t.name}/{activations}", _A, t.shape, shape_signature=t.shape_signature,
@@ -708,8 +714,10 @@ class QuantizeInt8(Pass):
             ctx.facts[self.name] = report
         if not ops:
             from ._sensitivity import Goal
-            ctx.note(f"{self.name}: nothing left to quantize: every op stayed float for "
-                     f"{Goal(self.options.min_sqnr, self.options.max_error).label}; the model is unchanged")
+            label = (Goal(self.options.min_sqnr, self.options.max_error).label
+                     or f"the {self.options.min_sqnr_db:g} dB floor (fallback)")
+            ctx.note(f"{self.name}: nothing left to quantize: every op stayed float for {label}; the model is "
+                     "unchanged")
             return False
         reasons.update(demoted)
         for op in sg.operators:

@@ -92,13 +92,12 @@ def test_latency_line_numbers_agree():
 
 
 def test_a_slower_result_of_an_asked_for_quantizer_is_a_warning_and_an_sqnr_check_is_not_called_a_tolerance():
-    lat = {"ratio": 32.9, "ci": [32.2, 33.8], "rounds": 20, "input_us": 871.0, "output_us": 28650.0,
-           "verdict": "slower", "dropped": [], "kept_quantizers": ["quantize-int16x8"]}
-    text = optimize_lines(_result([], lat))
-    assert text[-2].startswith("warning: the written model is slower than the input in LiteRT (ratio 32.900); "
-                               "quantize-int16x8 is kept because --quantize asked for it")
-    lat.update(ratio=0.99, ci=[0.97, 1.01], verdict="no difference beyond noise")
-    assert not any(ln.startswith("warning:") for ln in optimize_lines(_result([], lat)))
+    from tflc.passmanager import GuardReport
+    g = GuardReport(32.9, (32.2, 33.8), 871.0, 28650.0, kept=["quantize-int16x8"])
+    assert g.warning.startswith("warning: the written model is slower than the input in LiteRT (ratio 32.900); "
+                                "quantize-int16x8 is kept because --quantize asked for it")
+    assert GuardReport(0.99, (0.97, 1.01), 871.0, 862.0, kept=["quantize-int8"]).warning is None
+    assert GuardReport(32.9, (32.2, 33.8), 871.0, 28650.0).warning is None, "no quantizer asked for: dropped instead"
     data = _result([], {"skipped": "-O1"})
     data["check"] = {"identical": False, "steps": 8, "tolerance": 0.06, "min_sqnr_db": 10.0,
                      "outputs": [{"max_rel": 0.48}]}

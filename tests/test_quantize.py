@@ -238,10 +238,15 @@ def test_optimize_checks_the_sqnr_of_each_output(tmp_path, example_model):
     assert {"CONV_2D", "QUANTIZE", "DEQUANTIZE"} <= types
     bad = tmp_path / "bad.tflite"
     with pytest.raises(OutputCheckFailed, match="SQNR") as e:
-        optimize_file(example_model, bad, level="O1", quantize="int8{min-sqnr-db=90}", calibration=str(cal))
+        optimize_file(example_model, bad, level="O1", quantize="int8{min-sqnr-db=90,fallback=false}",
+                      calibration=str(cal))
     assert not bad.exists()
     msg = str(e.value)
     assert "over 8 samples" in msg and "--min-sqnr DB" in msg and "--quantize 'int8{min-sqnr-db=N}'" in msg, msg
+    # the fallback (the default) tried keeping ops float first: the refusal says so, not "add --min-sqnr"
+    with pytest.raises(OutputCheckFailed, match="SQNR") as e:
+        optimize_file(example_model, bad, level="O1", quantize="int8{min-sqnr-db=90}", calibration=str(cal))
+    assert "did not reach it either (tried: the fallback)" in str(e.value) and "--min-sqnr DB" not in str(e.value)
     assert "quantized by quantize-int8" in msg and "fold-affine" not in msg, "the quantizer is named, not the rest"
     # dynamic range has no mixed precision: its refusal does not send the user to --min-sqnr
     with pytest.raises(OutputCheckFailed, match="SQNR") as e:

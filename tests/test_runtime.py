@@ -259,3 +259,23 @@ def test_machine_names_the_cpu_and_the_isa_flags_int8_speed_depends_on(tmp_path,
     info = mach.machine()
     assert info["cpu"] == "Test CPU 9000" and info["flags"] == ["avx2", "avx512f", "avx512_vnni"]
     assert info["avx512_vnni"] is True and "flags avx2 avx512f avx512_vnni" in mach.describe(info)
+
+
+def test_integer_inputs_are_quantized_as_the_float_twins_quantize_op_does():
+    """An image scaled into [-1, 1] at 2/255 lands on .5 steps: the conversion must break those
+    ties as XNNPACK's QUANTIZE does, or an int8-input model is fed other values than its float twin."""
+    from tflc.io import serialize
+    from tflc.ir.build import add_op, new_model
+    from tflc.passes.quantize_int8 import qparams
+    from tflc.runtime.inputs import quantize_like_litert
+    from tflc.schema import TYPE_CODES
+    scale, zp = 2 / 255, -1
+    m, sg = new_model("q")
+    x = sg.new_tensor("x", TYPE_CODES["FLOAT32"], (1, 256))
+    q = sg.new_tensor("q", TYPE_CODES["INT8"], (1, 256), quantization=qparams(scale, zp))
+    add_op(sg, "QUANTIZE", [x], [q])
+    sg.set_graph_inputs([x])
+    sg.set_graph_outputs([q])
+    real = (np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1.0))[None]
+    got = Session(serialize(m)).run([real])[0]
+    assert np.array_equal(got, quantize_like_litert(real, scale, zp, np.int8))

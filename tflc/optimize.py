@@ -207,10 +207,10 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                       target=target, calibration=calibration)
     original = model.clone() if guard else None
     records = run_pipeline(model, pipeline, ctx, verify_each=verify_each, on_pass=on_pass)
-    latency = None
+    latency, slow = None, None
     if guard and original is not None and any(r.changed for r in records):
         model, report = guard_latency(original, model, pipeline, ctx)
-        latency = report.to_json()
+        latency, slow = report.to_json(), report.warning
     elif guard:
         latency = {"skipped": "no pass changed the model"}
 
@@ -219,7 +219,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         size_after = write_model(model, tmp)
         written = read_model(tmp)                       # the file, not the IR, is what we check
         verify(written, after="write")
-        notes = []
+        notes = [slow] if slow else []
         if not pipeline:                                # -O0: structure must be identical too
             d = structural_diff(model, written)
             if d:
@@ -234,7 +234,10 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         if check_source is not input_source:
             notes.append(f"quantized outputs checked on the calibration samples ({calibration}): give --inputs "
                          "for held-out data")
-        for p, r in zip(pipeline, records):            # asked to quantize, and nothing was: say so first
+        for p, r in zip(pipeline, records):            # a quantizer's warnings, and whether it did anything
+            if p.quantizes:
+                notes += [f"warning: {n.split(': warning: ', 1)[1]}" for n in r.notes
+                          if n.startswith(f"{p.name}: warning: ")]
             if p.quantizes and not r.changed:
                 last = [n.split(": ", 1)[-1] for n in r.notes if n.startswith(f"{p.name}: ")][-1:]
                 notes.append(f"warning: {p.name} did not change the model" + (f" ({last[0]})" if last else ""))
@@ -252,7 +255,10 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
             hint = ""
             if plan.min_sqnr_db is not None and quantize:
                 mode = quantize.split("{", 1)[0]
-                mixed = ("to keep the ops that cost the most float until it holds, add --min-sqnr DB (or use "
+                fb = (ctx.facts.get("quantize-int8") or ctx.facts.get("quantize-int16x8") or {}).get("fallback")
+                mixed = ("keeping the ops that cost the most float did not reach it either (tried: the "
+                         "fallback); --quantize auto tries the other modes" if fb else
+                         "to keep the ops that cost the most float until it holds, add --min-sqnr DB (or use "
                          "--quantize auto)" if mode in ("int8", "int16x8") else
                          "--quantize auto keeps float what does not hold (mixed precision is int8's)")
                 hint = f"; {mixed}; to accept it, lower the floor: --quantize '{mode}{{min-sqnr-db=N}}'"

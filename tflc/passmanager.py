@@ -324,6 +324,15 @@ class GuardReport:
         return self.output_us / self.input_us if self.input_us else None
 
     @property
+    def warning(self) -> str | None:
+        """A slower result kept because a quantizer the user asked for made it (None otherwise)."""
+        if not self.kept or self.verdict != "slower":
+            return None
+        return (f"warning: the written model is slower than the input in LiteRT (ratio {self.ratio:.3f}); "
+                f"{', '.join(self.kept)} is kept because --quantize asked for it (--quantize auto keeps the "
+                "fastest mode within its accuracy target)")
+
+    @property
     def verdict(self) -> str:
         from .profiler.paired import reading
         return reading(*self.ci)

@@ -6,10 +6,11 @@ mixed precision towards the target (``quantize-int8{min-sqnr=...}``: the ops who
 most accuracy stay float, and ``float-islands`` keeps the int8 ops XNNPACK refuses inside its
 partition), ``dynamic`` and ``fp16``; each result is checked in LiteRT as usual, then measured against
 the input model: the smallest output SQNR against the float model on the same inputs, and the
-latency, paired and interleaved. The fastest result whose every output reaches the target, and
-that is not slower than the input (the 95% interval of its ratio above 1.04), is written; where the
-modes that reach the target are all slower, the model is written without quantization (never
-slower); where none reaches it, the most accurate one, and if every mode failed the float model
+latency, paired and interleaved. Of the results whose every output reaches the target, the
+fastest of those measurably faster than the input (the 95% interval of the ratio under 0.96) is
+written; where none is faster beyond noise, the most accurate of those not slower (a lossless fp16
+over a lossy int8 of the same speed); where all are slower, the model is written without
+quantization (never slower); where none reaches it, the most accurate one, and if every mode failed the float model
 stays as it is (optimized without quantization). Every candidate is reported with its numbers.
 
 ``int16x8`` is not a candidate: XNNPACK takes none of it, so it is always the slowest (30-40x float
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import TflcError, UsageError
-from .profiler.paired import SLOWER
+from .profiler.paired import FASTER, SLOWER
 
 #: the target when ``auto`` is given without one: an SQNR at which int8 errors are well below what
 #: a model's own noise usually is (int8's floor of 10 dB only guards against broken quantization)
@@ -105,14 +106,20 @@ def choose(src: str | os.PathLike, dst: str | os.PathLike, target_db: float, run
                 lat = compare_latency(str(src), out, max_seconds=8.0, input_source=source,
                                       shapes=kw.get("shapes") or None)
                 c.ratio, c.ci, c.verdict = lat.ratio, (lat.ci_low, lat.ci_high), lat.verdict
-            except TflcError as e:
-                c.error = str(e).splitlines()[0]
+            except TflcError as e:                       # the temporary file is no business of the user's
+                c.error = str(e).splitlines()[0].replace(f"refusing to write {out}", "not written")
             cands.append(c)
         accurate = [c for c in cands if c.path and c.min_sqnr_db is not None and c.min_sqnr_db >= target_db]
         ok = [c for c in accurate if c.verdict != SLOWER]
-        if ok:
-            best = min(ok, key=lambda c: c.ratio if c.ratio is not None else math.inf)
+        faster = [c for c in ok if c.verdict == FASTER]
+        if faster:
+            best = min(faster, key=lambda c: c.ratio if c.ratio is not None else math.inf)
             why = f"the fastest whose every output reaches {target_db:g} dB"
+        elif ok:
+            # none measurably faster: a latency ratio inside the noise decides nothing, accuracy does
+            best = max(ok, key=lambda c: (c.min_sqnr_db, -(c.size or 0)))
+            why = (f"no mode whose every output reaches {target_db:g} dB is measurably faster than the input: "
+                   "the most accurate of them")
         elif accurate:
             best = None
             why = (f"every mode whose outputs reach {target_db:g} dB is slower than the input in LiteRT: "

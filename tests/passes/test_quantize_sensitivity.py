@@ -196,7 +196,31 @@ def test_a_refused_result_still_reports_what_was_measured(calib, tmp_path, capsy
     text, err = capsys.readouterr()
     assert rc == 1 and not out.exists() and "under the 80 dB required" in err
     data = json.loads(text)
-    assert data["exit_code"] == 1 and data["report"]["written"] is False
+    assert data["exit_code"] == 1 and data["written"] is False
     saved = json.loads(rep.read_text())
     assert saved["error"] == data["error"] and saved["check"]["min_sqnr_db"] == 80
+    assert {k: v for k, v in data.items() if k != "exit_code"} == saved, "--json and --report: one layout"
     assert saved["quantization"]["outputs"][0]["sqnr_db"] < 80 and saved["passes"]
+
+
+def test_under_the_floor_the_fallback_keeps_the_most_sensitive_ops_float_with_a_warning(calib, tmp_path, capsys):
+    model, path = calib
+    _, ctx0 = _quantize(model, path, "quantize-int8")
+    floor = round(ctx0.facts["quantize-int8"]["outputs"][0]["sqnr_db"] + 3, 1)   # every op int8 is under it
+    out = tmp_path / "q.tflite"
+    rc = main(["optimize", str(model), "-o", str(out), "-O1", "--quantize", f"int8{{min-sqnr-db={floor}}}",
+               "--calibration", str(path), "--json"])
+    text, err = capsys.readouterr()
+    assert rc == 0, err
+    data = json.loads(text)
+    q = data["quantization"]
+    fb = q["fallback"]
+    assert fb["floor_db"] == floor and fb["reached"] and fb["all_int8_worst_db"] < floor and fb["kept_float"] > 0
+    assert len(q["kept_float"]) == fb["kept_float"] and 0 < q["int8_ops"] < len(q["sensitivity"])
+    assert "min_sqnr" not in q, "the floor is not a target the user set"
+    assert any(n.startswith("warning: with every op int8") and "kept float to hold it" in n for n in data["notes"])
+    assert data["check"]["sqnr_db"]["StatefulPartitionedCall:0"] >= floor
+    # fallback=false: full int8 or nothing, as before
+    rc = main(["optimize", str(model), "-o", str(tmp_path / "f.tflite"), "-O1", "--quantize",
+               f"int8{{min-sqnr-db={floor},fallback=false}}", "--calibration", str(path)])
+    assert rc == 1 and f"under the {floor:g} dB required" in capsys.readouterr().err

@@ -87,7 +87,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "'dynamic' (quantize-dynamic: int8 per-channel weights, float activations, where XNNPACK "
                         "takes the op so; depthwise convs stay float) or 'fp16' (quantize-fp16: float16 "
                         "weights); added before the clean-up; the result must keep each output's SQNR against IN "
-                        "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...), pooled over the "
+                        "at the mode's floor (int8 10 dB, dynamic 20, fp16 40; min-sqnr-db=...; where int8 with "
+                        "every op int8 is under it on the calibration samples, its most sensitive ops stay float "
+                        "until it holds, with a warning: int8{fallback=false} refuses instead), pooled over the "
                         "samples (all of their noise over all of their signal; the worst sample's SQNR is "
                         "reported too), per output; checked on --inputs, else on the calibration samples. "
                         "An explicit MODE is kept at -O2 even where it is slower (with a warning)")
@@ -181,7 +183,7 @@ _MODE_FLAGS = {
 def _with_flag(quantize: str | None, flag: str, value) -> str | None:
     """A flag as the quantizer's option: --min-sqnr 20 with 'int8' -> 'int8{min-sqnr=20}' (its other
     options kept); --min-sqnr and --max-error are also auto's target."""
-    if value is None:
+    if value is None or (flag == "--io" and value == "float"):     # float: every mode's interface anyway
         return quantize
     from ..errors import UsageError
     from ..passes_api import get_pass

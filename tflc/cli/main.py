@@ -104,7 +104,7 @@ def _fail(args: argparse.Namespace, message: str, code: int, report: dict | None
     print(f"tflc {args.command}: error: {message}", file=sys.stderr)
     if getattr(args, "json", False):  # machines get an answer on stdout too (and what was measured)
         from .common import print_json
-        print_json({"error": message, "exit_code": code, **({"report": report} if report else {})})
+        print_json({"error": message, "exit_code": code, **(report or {})})   # as --report writes it
     return code
 
 

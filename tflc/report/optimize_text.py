@@ -61,11 +61,6 @@ def optimize_lines(res: dict[str, Any], *, verbose: bool = False) -> list[str]:
     lat = latency_line(res.get("latency"))
     if lat:
         out.append(lat)
-    lat_d = res.get("latency") or {}
-    if lat_d.get("kept_quantizers") and lat_d.get("verdict") == "slower":
-        out.append(f"warning: the written model is slower than the input in LiteRT (ratio {lat_d['ratio']:.3f}); "
-                   f"{', '.join(lat_d['kept_quantizers'])} is kept because --quantize asked for it "
-                   "(--quantize auto keeps the fastest mode within its accuracy target)")
     b, a, c = res["before"], res["after"], res["check"]
     if c.get("compared") is False:      # -O0 of a model LiteRT cannot run: checked by structure only
         checked = c["reason"]
