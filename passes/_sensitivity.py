@@ -238,8 +238,9 @@ def pick(rows: Sequence[Row], diffs: Sequence[OutputDiff], target_db: float | di
          least: int = 1) -> list[Row]:
     """The ops to keep float in one mixed-precision round: by their share of the noise of the
     outputs under ``target_db`` (one for all, or per output: ``Goal.targets``), most first, as many
-    as the noise budget says bring every such output to its target (at least one). The one-at-a-time noise powers are scaled per output so
-    that they add up to the measured noise (``scale``), which absorbs how far from additive it is.
+    as the noise budget says bring every such output to its target (at least one). The
+    one-at-a-time noise powers are scaled per output so that they add up to the measured noise
+    (``scale``), which absorbs how far from additive it is.
     ``least``: take at least that many (later rounds grow, so that a model far from additive
     cannot take one round per op)."""
     tgt = target_db if isinstance(target_db, dict) else {d.name: target_db for d in diffs}
@@ -336,12 +337,7 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
         ctx.note(f"{p.name}: could not measure the quantized model in LiteRT: {diffs}")
         return ops, params, None
     floor = getattr(p.options, "min_sqnr_db", None)
-    fallback = None
-    if not goal.label and getattr(p.options, "fallback", False) and floor is not None and worst_db(diffs) < floor:
-        # every op int8 would fail tflc optimize's floor: mixed precision towards it instead
-        goal = Goal(min_sqnr=floor + FALLBACK_HEADROOM_DB)
-        fallback = {"floor_db": floor, "target_db": floor + FLOOR_MARGIN_DB, "search_db": goal.min_sqnr, "all_int8_worst_db": finite(worst_db(diffs)),
-                    "output": min(diffs, key=lambda d: d.sqnr_db if d.sqnr_db == d.sqnr_db else -1e9).name}
+    goal, fallback = _fallback(p, goal, diffs)
     target = goal.label or None
     rows_n = p.options.sensitivity or (10 if target is not None else 0)
     rows: list = []
@@ -488,6 +484,18 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
         ctx.note(f"{p.name}: measured on {n} calibration sample(s): {describe(diffs)} (the quantizer's own "
                  "result, before the passes after it; the check of the written model is the final word)")
     return ops, params, report
+
+
+def _fallback(p: Any, goal: Goal, diffs: Sequence[OutputDiff]) -> tuple[Goal, dict | None]:
+    """With no target set and every op int8 under tflc optimize's floor (``min_sqnr_db``, on the same
+    samples): the goal the fallback searches towards and its record; else ``goal`` and None."""
+    floor = getattr(p.options, "min_sqnr_db", None)
+    if goal.label or not getattr(p.options, "fallback", False) or floor is None or worst_db(diffs) >= floor:
+        return goal, None
+    worst = min(diffs, key=lambda d: d.sqnr_db if d.sqnr_db == d.sqnr_db else float("-inf"))
+    return Goal(min_sqnr=floor + FALLBACK_HEADROOM_DB), {
+        "floor_db": floor, "target_db": floor + FLOOR_MARGIN_DB, "search_db": floor + FALLBACK_HEADROOM_DB,
+        "all_int8_worst_db": finite(worst_db(diffs)), "output": worst.name}
 
 
 def _give_back(p, reference, smp, demoted, kept_rows, ops, params, diffs, goal, plan, build, params_for, ctx):

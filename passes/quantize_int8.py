@@ -52,9 +52,11 @@ ops of ``INT16_SUPPORTED`` only (LiteRT's int16 kernels; a refusal demotes the o
 takes none of it: every op runs on LiteRT's builtin kernels (a warning says so).
 
 Only the main subgraph is quantized (the calibration analysis covers every subgraph; the ops of a
-control-flow body, a WHILE's or an IF's, stay float: their ranges are the last iteration's). The loss is judged by ``tflc optimize`` as a minimum SQNR per
-output against the float model (``min_sqnr_db``, default 10 dB: a floor
-against broken quantization, not a quality target), and reported per output.
+control-flow body, a WHILE's or an IF's, stay float: their ranges are the last iteration's). The
+loss is judged by ``tflc optimize`` as a minimum SQNR per output against the float model
+(``min_sqnr_db``, default 10 dB: a floor against broken quantization, not a quality target), and
+reported per output; where every op int8 is under that floor on the calibration samples, the
+``fallback`` keeps the most sensitive ops float until it holds (``passes._sensitivity``).
 
 Measured in LiteRT by the pass itself (``passes._sensitivity``), on every calibration sample (what
 the floor is checked on when no --inputs are given): each output's SQNR, max and mean absolute
