@@ -28,7 +28,8 @@ metadata; MediaPipe's iris graph feeds [0, 1]). The transformer (a [1, 64, 192] 
 gets image patch embeddings, ViT style: a 64 x 64 RGB crop cut into 8 x 8 patches of 8 x 8 x 3 =
 192 values, each token standardised (zero mean, unit variance), from the same photographs.
 
-Quantizers (float inputs and outputs for all three):
+Quantizers (tflc and the calibrator keep float inputs and outputs; litert-quantizer makes them int8
+where it can):
 - tflc: ``tflc optimize FLOAT -o OUT -O1 --quantize int8 --calibration CAL.npz``, the default (where
   every op int8 is under the 10 dB floor, the fallback keeps the most sensitive ops float, marked
   ``+``; ``--tflc-variant 'tflc_full=int8{fallback=false,min-sqnr-db=-1000}'`` adds full int8); with
@@ -182,6 +183,7 @@ def _child(args: list[str], timeout: float) -> dict:
 
 def _eval_child(ref: str, cand: str, data: str) -> None:
     from tflc.runtime import Session
+    from tflc.runtime.inputs import quantize_like_litert
     z = np.load(data)
     out = {}
     for tag, path in (("ref", ref), ("cand", cand)):
@@ -193,9 +195,9 @@ def _eval_child(ref: str, cand: str, data: str) -> None:
             feed = []
             for k, d in enumerate(ins):
                 a = z[d["name"]][i] if d["name"] in z.files else z[z.files[k]][i]
-                sc, zp = d["quantization"]
-                feed.append(np.clip(np.round(a / sc) + zp, np.iinfo(d["dtype"]).min, np.iinfo(d["dtype"]).max)
-                            .astype(d["dtype"]) if np.dtype(d["dtype"]).kind in "iu" and sc else a)
+                sc, zp = d["quantization"]       # as the float twin's QUANTIZE (XNNPACK) rounds
+                feed.append(quantize_like_litert(a, sc, zp, d["dtype"]) if np.dtype(d["dtype"]).kind in "iu" and sc
+                            else a)
             got = []
             for o, d in zip(s.run(feed), s.output_details):
                 sc, zp = d["quantization"]

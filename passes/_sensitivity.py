@@ -22,9 +22,14 @@ view). Its known bias: an op kept float between int8 neighbours still reads and 
 tensors, so keeping it float gains less than its one-at-a-time noise; the mixed-precision loop
 therefore measures the real model after every round and goes on until the target holds.
 
-**Speed.** Every trial is built (clone, rewrite, serialize: a few ms) and run inside ONE isolated
-LiteRT child (forked: the model is not copied through a pipe, only small results come back), on a
-few samples: ~150 trials of a MediaPipe-sized model take seconds.
+**Speed.** Every trial is built (clone, rewrite, serialize: a few ms) and run inside an isolated
+LiteRT child (forked: the model is not copied through a pipe, only small results come back), the
+trials split across one child per core, on a few samples: ~150 trials of a MediaPipe-sized model
+take seconds.
+
+**Mixed precision** (``measure_and_mix``) works towards a ``Goal``: the pass's ``min-sqnr`` and/or
+``max-error``, or, with neither, the floor (``min-sqnr-db``) when every op int8 is under it (the
+``fallback``).
 """
 from __future__ import annotations
 

@@ -3,8 +3,10 @@
 Follows the TFLite 8-bit quantization specification
 (https://ai.google.dev/edge/litert/models/quantization_spec):
 
-* weights of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED: int8, symmetric per output channel
-  (zero point 0, values in [-127, 127]; quantized dimension 0, 3 for DEPTHWISE_CONV_2D);
+* weights of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED and TRANSPOSE_CONV: int8, symmetric per
+  output channel (zero point 0, values in [-127, 127]; quantized dimension 0, 3 for
+  DEPTHWISE_CONV_2D; TRANSPOSE_CONV reads (output shape, weights, input, bias), and its bias gets no
+  bias correction);
 * their biases: int32, zero point 0, scale = input scale x weight scale (per channel);
 * activations: int8, asymmetric per tensor, from the ``calibration`` analysis' ranges by the
   ``ranges`` estimator (``passes._ranges``): ``minmax``, ``percentile`` (``percentile=99.99``),
@@ -59,12 +61,13 @@ reported per output; where every op int8 is under that floor on the calibration 
 ``fallback`` keeps the most sensitive ops float until it holds (``passes._sensitivity``).
 
 Measured in LiteRT by the pass itself (``passes._sensitivity``), on every calibration sample (what
-the floor is checked on when no --inputs are given): each output's SQNR, max and mean absolute
+the floor is checked on when --calibration is given and --inputs are not): each output's SQNR, max and mean absolute
 error and cosine similarity against the float model (notes, and ``ctx.facts['quantize-int8']``,
 which ``tflc optimize --json`` reports as ``quantization``); with ``sensitivity=N``, a per-op
 sensitivity table (the model's SQNR with only that op int8, on the first ``samples`` samples: it
-only ranks); with ``min-sqnr=DB`` (mixed precision, a target, not a check), the most sensitive ops
-are kept float, round by round, until every output reaches DB or nothing is left int8.
+only ranks); with ``min-sqnr=DB`` and/or ``max-error=E`` (mixed precision, a target, not a check)
+or the ``fallback`` (towards the floor, when every op int8 is under it), the most sensitive ops
+are kept float, round by round, until every output reaches it or nothing is left int8.
 """
 from __future__ import annotations
 
@@ -131,10 +134,12 @@ DEFAULT_PERCENTILE = 99.99
 class QuantizeInt8Options:
     io: str = field(default="float", metadata={
         "help": "float: the model keeps float inputs and outputs (QUANTIZE/DEQUANTIZE at the edges); "
-                "int8: its inputs and outputs become int8 (int16 with activations=int16); uint8: they become "
-                "uint8 (zero point + 128), converted to int8 inside by exact QUANTIZE ops (not taken by XNNPACK)"})
+                "int8: its inputs and outputs become int8 (int16 with activations=int16); uint8 (int8 "
+                "activations only): they become uint8 (zero point + 128), converted to int8 inside by exact QUANTIZE "
+                "ops (not taken by XNNPACK)"})
     percentile: float = field(default=100.0, metadata={
-        "help": "activation ranges: 100 = calibrated min/max; e.g. 99.99 clips each side to that percentile"})
+        "help": "the percentile ranges=percentile reads each side at (100: 99.99); a value under 100 with "
+                "ranges=minmax or auto means ranges=percentile at that value"})
     min_sqnr_db: float = field(default=10.0, metadata={
         "help": "the least SQNR (dB) each output must keep against the float model in tflc optimize's check "
                 "(a floor against broken quantization, not a quality target: each output's SQNR is reported)"})
@@ -157,7 +162,7 @@ class QuantizeInt8Options:
                 "the most sensitive ops stay float until every output's largest error is at most this"})
     sensitivity: int = field(default=0, metadata={
         "help": "measure every quantized op's sensitivity in LiteRT (the model's SQNR with only that op int8) and "
-                "report the N most sensitive (0: only with min-sqnr, which reports 10)"})
+                "report the N most sensitive (0: only with min-sqnr, max-error or the fallback, which report 10)"})
     samples: int = field(default=8, metadata={
         "help": "calibration samples the sensitivity table (one LiteRT trial per op) runs on; whether the "
                 "model meets min-sqnr is judged on every calibration sample"})

@@ -431,3 +431,15 @@ def test_transpose_conv_is_quantized_per_channel_by_the_spec_and_xnnpack_takes_i
     assert diff_output("y", want, got).sqnr_db > 30
     d = xnnpack_delegation(serialize(m))
     assert d.taken == list(range(d.nodes)) and len(d.partitions) == 1
+
+
+def test_an_explicit_quantize_pass_is_checked_on_the_calibration_samples(tmp_path, example_model):
+    """--passes 'quantize-int8,...' with --calibration and no --inputs: the floor is checked on the
+    calibration samples, as with --quantize (it was the check's own 3 generated inputs)."""
+    from tflc.optimize import optimize_file
+    shape = read_model(example_model).main.inputs[0].shape
+    cal = tmp_path / "cal.npz"
+    np.savez(cal, RNG.uniform(-1, 1, (6, *shape)).astype(np.float32))
+    res = optimize_file(example_model, tmp_path / "q.tflite", passes="quantize-int8,remove-dead-code",
+                        calibration=str(cal))
+    assert res.check["steps"] == 6 and res.check["min_sqnr_db"] == 10.0

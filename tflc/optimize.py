@@ -230,7 +230,8 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                                   src_p.stat().st_size, size_after, _structure_only(missing, budget),
                                   time.perf_counter() - t0, notes + ctx.messages, latency, [p.name for p in skipped])
         # a quantized model is checked on --inputs, else on its calibration samples (in distribution)
-        check_source = input_source if input_source is not None or quantize is None else calibration
+        quantizing = quantize is not None or any(p.quantizes for p in pipeline)
+        check_source = input_source if input_source is not None or not quantizing else calibration
         if check_source is not input_source:
             notes.append(f"quantized outputs checked on the calibration samples ({calibration}): give --inputs "
                          "for held-out data")
@@ -257,7 +258,9 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                 mode = quantize.split("{", 1)[0]
                 fb = (ctx.facts.get("quantize-int8") or ctx.facts.get("quantize-int16x8") or {}).get("fallback")
                 mixed = ("keeping the ops that cost the most float did not reach it either (tried: the "
-                         "fallback); --quantize auto tries the other modes" if fb else
+                         "fallback); --quantize auto tries the other modes" if fb and not fb.get("reached") else
+                         "the fallback held it on the calibration samples, not here: calibrate on data like these "
+                         "inputs, or set a higher target with --min-sqnr DB" if fb else
                          "to keep the ops that cost the most float until it holds, add --min-sqnr DB (or use "
                          "--quantize auto)" if mode in ("int8", "int16x8") else
                          "--quantize auto keeps float what does not hold (mixed precision is int8's)")

@@ -329,8 +329,8 @@ class GuardReport:
         if not self.kept or self.verdict != "slower":
             return None
         return (f"warning: the written model is slower than the input in LiteRT (ratio {self.ratio:.3f}); "
-                f"{', '.join(self.kept)} is kept because --quantize asked for it (--quantize auto keeps the "
-                "fastest mode within its accuracy target)")
+                f"{', '.join(self.kept)} is kept because --quantize asked for it (--quantize auto chooses the "
+                "mode by speed within its accuracy target)")
 
     @property
     def verdict(self) -> str:

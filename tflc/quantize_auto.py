@@ -7,7 +7,7 @@ most accuracy stay float, and ``float-islands`` keeps the int8 ops XNNPACK refus
 partition), ``dynamic`` and ``fp16``; each result is checked in LiteRT as usual, then measured against
 the input model: the smallest output SQNR against the float model on the same inputs, and the
 latency, paired and interleaved. Of the results whose every output reaches the target, the
-fastest of those measurably faster than the input (the 95% interval of the ratio under 0.96) is
+fastest of those measurably faster than the input (the 95% interval of the ratio under 0.98) is
 written; where none is faster beyond noise, the most accurate of those not slower (a lossless fp16
 over a lossy int8 of the same speed); where all are slower, the model is written without
 quantization (never slower); where none reaches it, the most accurate one, and if every mode failed the float model

@@ -76,10 +76,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "or any tflc command)")
     p.add_argument("--quantize", metavar="MODE", nargs="?", const="auto", action=_QuantizeMode,
                    help="post-training quantization from the .tflite: 'auto' (the default when MODE is left out: "
-                        "int8, dynamic and fp16 are each tried and measured in LiteRT, and the fastest whose every "
-                        "output keeps the target SQNR against IN, 25 dB unless --min-sqnr says, and that is not "
-                        "slower than IN is written (none: IN without quantization); int8 then keeps the "
-                        "ops float whose int8 costs the most; int16x8 is never tried: XNNPACK takes none of it), "
+                        "int8, dynamic and fp16 are each tried and measured in LiteRT against IN; of those whose "
+                        "every output keeps the target SQNR (25 dB unless --min-sqnr says), the fastest of the "
+                        "measurably faster is written, else the most accurate of those not slower, else (all "
+                        "slower) IN without quantization; when none reaches the target, the most accurate; int8 "
+                        "keeps the ops float whose int8 costs the most; int16x8 is never tried: XNNPACK takes "
+                        "none of it), "
                         "'int8' (full integer, float inputs and outputs unless --io; quantize-int8 and "
                         "float-islands, e.g. 'int8{percentile=99.99}'), "
                         "'int16x8' (quantize-int16x8: int16 activations, int8 weights, int64 biases; more accurate, "
@@ -94,16 +96,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "reported too), per output; checked on --inputs, else on the calibration samples. "
                         "An explicit MODE is kept at -O2 even where it is slower (with a warning)")
     p.add_argument("--min-sqnr", type=float, metavar="DB",
-                   help="the target of --quantize auto, and mixed precision for --quantize int8 or int16x8 (sets its "
-                        "min-sqnr=DB): a target SQNR (dB) per output "
-                        "against IN, measured on the calibration samples; the ops whose int8 costs the most (a "
+                   help="the target of --quantize auto (judged on --inputs, else the calibration samples), and mixed "
+                        "precision for --quantize int8 or int16x8 (sets its min-sqnr=DB): a target SQNR (dB) per "
+                        "output against IN, measured on the calibration samples; the ops whose int8 costs the most (a "
                         "per-op sensitivity table, measured in LiteRT) stay float until every output reaches it; "
                         "the notes and --json ('quantization') say which and why. A target: the floor that fails "
                         "the result is still the mode's (min-sqnr-db)")
     p.add_argument("--io", choices=("float", "int8", "uint8"),
                    help="the interface of an int8 (or int16x8) model: float (the default: QUANTIZE and DEQUANTIZE "
-                        "at the edges), int8 (the inputs and outputs are int8; int16 for int16x8), uint8 (uint8 "
-                        "inputs and outputs, zero point + 128, converted exactly to int8 inside); sets the "
+                        "at the edges), int8 (the inputs and outputs are int8; int16 for int16x8), uint8 (int8 only: "
+                        "uint8 inputs and outputs, zero point + 128, converted exactly to int8 inside); sets the "
                         "quantizer's io option. An input or output a float op reads or writes stays float (noted)")
     p.add_argument("--max-error", type=float, metavar="E",
                    help="mixed precision for --quantize int8 or int16x8 (sets its max-error=E), with --min-sqnr "
