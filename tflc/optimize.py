@@ -152,9 +152,9 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
               target=target, on_pass=on_pass, quantize=quantize, calibration=calibration)
     if quantize is not None:
         from .quantize_auto import choose, parse_auto
-        _check_quantizable(src)
         target_db = parse_auto(quantize)
         if target_db is not None:       # every mode, measured; the fastest within the target is kept
+            _check_quantizable(load(Path(src)), src)      # once, not as each mode's failure
             return choose(src, dst, target_db, optimize_file, {k: v for k, v in kw.items() if k != "quantize"})
     try:
         return _optimize_once(src, dst, **kw)
@@ -167,11 +167,10 @@ def optimize_file(src: str | os.PathLike, dst: str | os.PathLike, *, level: str 
     return res
 
 
-def _check_quantizable(src: str | os.PathLike) -> None:
+def _check_quantizable(model: Model, src: str | os.PathLike) -> None:
     """--quantize on a model with no float tensor (an int8 model: hey_jarvis) has nothing to do: say
     so before calibrating it, rather than write an unchanged copy and exit 0."""
     from .schema import TYPE_CODES
-    model = load(Path(src))
     floats = {TYPE_CODES["FLOAT32"], TYPE_CODES["FLOAT16"]}
     if any(t.dtype in floats for sg in model.subgraphs for t in sg.tensors):
         return
@@ -186,6 +185,8 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
     t0 = time.perf_counter()
     src_p = Path(src)
     model = load(src_p)
+    if quantize is not None:
+        _check_quantizable(model, src_p)
     dst_p = check_output_path(dst, not_same_as=[src_p])
     if shapes:
         check_shape_overrides(shapes, model.main.inputs)
