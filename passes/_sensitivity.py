@@ -343,7 +343,8 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
         return ops, params, None
     floor = getattr(p.options, "min_sqnr_db", None)
     goal, fallback = _fallback(p, goal, diffs)
-    target = goal.label or None
+    # notes and reasons name what the rounds work towards: the user's target, or the fallback's floor
+    target = f"the fallback to the {floor:g} dB floor" if fallback is not None else (goal.label or None)
     rows_n = p.options.sensitivity or (10 if target is not None else 0)
     rows: list = []
     if rows_n:
@@ -466,10 +467,14 @@ def measure_and_mix(p: Any, model: Any, demoted: dict[int, str], ops: list, para
                  f"{p.name}: warning: with every op int8, '{fallback['output']}' measured "
                  f"{fallback['all_int8_worst_db']} dB, under the {floor:g} dB floor, and keeping ops float did "
                  f"not reach it (fallback): every op stays int8")
+        if reached and kept:
+            ctx.note(f"{p.name}: the fallback kept float (worst output {worst_db(first):.1f} -> "
+                     f"{worst_db(diffs):.1f} dB): " + ", ".join(_kept_text(k) for k in kept))
     if target is not None and (fallback is None or reached):
         if fallback is None:           # a target the user set: reported as theirs
             report.update(min_sqnr=goal.min_sqnr, max_error=goal.max_error, reached=bool(reached))
         report.update(rounds=rounds, kept_float=kept, given_back=given_back)
+    if target is not None and fallback is None:      # (the fallback's own warning says what it did)
         if given_back:
             ctx.note(f"{p.name}: {target}: {len(given_back)} op(s) that the rounds had kept float "
                      f"are int8 again (the target still holds with them int8): " + ", ".join(

@@ -739,7 +739,7 @@ class QuantizeInt8(Pass):
                     op = edge.producer if kind == "output" else next((o for o, _ in edge.uses), None)
                     why = (f": {op.type} '{op.output_name}' {'writes' if kind == 'output' else 'reads'} it and "
                            f"stays float ({reasons.get(op.uid, 'not quantized')})" if op is not None else "")
-                    notes.append(f"{kind} '{edge.name}' stays float, not io={self.options.io}{why}")
+                    notes.append(f"warning: {kind} '{edge.name}' stays float, not io={self.options.io}{why}")
         for n in notes:
             ctx.note(f"{self.name}: {n}")
         ctx.note(f"{self.name}: {len(ops)} of {total} ops {'int8' if act == 'int8' else 'int16x8'} "
