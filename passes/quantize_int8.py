@@ -417,13 +417,18 @@ def tap_weights(op: Operator, kh: int, kw: int) -> np.ndarray:
     return h[:, None] * w[None, :]
 
 
+#: the weighted ops bias correction has a shift model for (TRANSPOSE_CONV scatters each input over
+#: its output taps: not written)
+BIAS_SHIFT_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"})
+
+
 def bias_shift(op_type: str, w: np.ndarray, wq: np.ndarray, scales: np.ndarray, mean: np.ndarray | None,
                taps: np.ndarray | None = None) -> np.ndarray | None:
     """The expected output shift per output channel of a weighted op from its weight rounding,
     (W_q - W) E[x], for the input's per-channel mean ``mean`` (None where the shapes do not match:
     nothing to correct). ``taps`` (convolutions): each kernel tap's share of output positions
     that read the input, not SAME padding's zeros (``tap_weights``)."""
-    if mean is None:
+    if mean is None or op_type not in BIAS_SHIFT_OPS:
         return None
     axis = WEIGHTED[op_type]
     shape = [1] * w.ndim
@@ -478,7 +483,7 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                     bs = (np.float64(s_in) * ws.astype(np.float64))
                     bv = np.broadcast_to(np.asarray(b.data, np.float32).reshape(-1), (len(ws),))
                     shift = None
-                    if means and x.uid in means and op.type != "TRANSPOSE_CONV":   # (no shift model for it)
+                    if means and x.uid in means and op.type in BIAS_SHIFT_OPS:
                         taps = tap_weights(op, t.data.shape[1], t.data.shape[2]) if t.data.ndim == 4 else None
                         shift = bias_shift(op.type, t.data, wdata, ws, means[x.uid], taps)
                     if shift is not None and shift.shape == bv.shape:
@@ -532,7 +537,7 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
                     sg.add_op(deq, before=min((o for o, _ in f_uses), key=lambda o: order[id(o)]))
                 for o, i in f_uses:
                     sg.set_input(o, i, f)
-            if pinned and io == "int8":       # what the user quantizes their data with, and reads back
+            if pinned and io == "int8" and not uint8_io:   # what the user quantizes data with, reads back
                 notes.append(f"{'input' if graph_in else 'output'} '{t.name}' is {activations} "
                              f"(scale {s:.6g}, zero point {z})")
         elif produced_q:
@@ -551,10 +556,6 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
             sg.add_op(Operator(builtin_opcode("QUANTIZE", 1), [t], [q]), before=first)
             for o, i in q_uses:
                 sg.set_input(o, i, q)
-            if graph_in and io == "int8":
-                notes.append(f"input '{t.name}' stays float")
-            if pinned and io == "int8":
-                notes.append(f"output '{t.name}' stays float (a float op writes it)")
     # 3. a fixed-parameter op whose group has other parameters writes its own, then requantizes
     for op in qops:
         fp = FIXED_.get(op.type)
@@ -567,7 +568,7 @@ def rewrite(model: Model, quantize: set[int], params: dict[int, tuple[float, int
         sg.set_output(op, 0, own)
         sg.add_op(Operator(builtin_opcode("QUANTIZE", 1), [own], [out]), after=op)
     if uint8_io:
-        notes = [n for n in notes if " is int8 (scale " not in n] + _uint8_edges(sg)
+        notes += _uint8_edges(sg)
     sg.remove_unused_tensors()
     return notes
 
@@ -732,10 +733,9 @@ class QuantizeInt8(Pass):
                 ctx.note(f"{self.name}: kept {op.type} '{op.output_name}' float: {reasons[op.uid]}")
         total = len(sg.operators)
         notes = rewrite(model, {op.uid for op in ops}, params, self.options.io, act, self._means)
-        if self.options.io != "float":     # an edge no quantized op touches stays float: say which and why
-            said = " ".join(notes)
+        if self.options.io != "float":     # an edge a float op reads or writes stays float: which and why
             for kind, edge in [("input", t) for t in sg.inputs] + [("output", t) for t in sg.outputs]:
-                if edge.dtype == _F32 and f"'{edge.name}'" not in said:
+                if edge.dtype == _F32:
                     op = edge.producer if kind == "output" else next((o for o, _ in edge.uses), None)
                     why = (f": {op.type} '{op.output_name}' {'writes' if kind == 'output' else 'reads'} it and "
                            f"stays float ({reasons.get(op.uid, 'not quantized')})" if op is not None else "")

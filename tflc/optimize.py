@@ -44,7 +44,7 @@ def load(path: str | os.PathLike) -> Model:
 @dataclass
 class OptimizeResult:
     input: str
-    output: str
+    output: str | None           # None: refused, nothing written (OutputCheckFailed.report)
     level: str | None
     passes: list[PassRecord]
     before: dict[str, int]
@@ -243,6 +243,13 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
             if p.quantizes and not r.changed:
                 last = [n.split(": ", 1)[-1] for n in r.notes if n.startswith(f"{p.name}: ")][-1:]
                 notes.append(f"warning: {p.name} did not change the model" + (f" ({last[0]})" if last else ""))
+        quantization = ctx.facts.get("quantize-int8") or ctx.facts.get("quantize-int16x8")
+
+        def result(output: str | None) -> OptimizeResult:      # what was measured, written or refused
+            return OptimizeResult(str(src_p), output, level, records, before, model.stats(),
+                                  src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
+                                  notes + ctx.messages, latency, [p.name for p in skipped],
+                                  kernels=list(ctx.facts.get("use-kernels", [])), quantization=quantization)
         cmp, _ = compare_models(str(src_p), tmp, options=run_options, source=check_source, steps=steps,
                                 seed=ctx.seed, shapes=ctx.shapes, ref_result=ctx._ref_result)
         check = cmp.to_json()
@@ -257,7 +264,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
             hint = ""
             if plan.min_sqnr_db is not None and quantize:
                 mode = quantize.split("{", 1)[0]
-                fb = (ctx.facts.get("quantize-int8") or ctx.facts.get("quantize-int16x8") or {}).get("fallback")
+                fb = (quantization or {}).get("fallback")
                 mixed = ("keeping the ops that cost the most float did not reach it either (tried: the "
                          "fallback); --quantize auto tries the other modes" if fb and not fb.get("reached") else
                          "the fallback held it on the calibration samples, not here: calibrate on data like these "
@@ -271,11 +278,7 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
                    else _lossy(pipeline))
             err = (OutputCheckFailed if budget > 0 or plan.quant_steps or plan.min_sqnr_db is not None
                    else VerificationError)(f"{bad}{why}; refusing to write {dst_p}{hint}")
-            err.report = {"input": str(src_p), "output": None, "level": level, "passes": records_json(records),
-                          "before": before, "after": model.stats(), "size_before": src_p.stat().st_size,
-                          "size_after": size_after, "check": check, "notes": notes + ctx.messages,
-                          "latency": latency, "quantization": ctx.facts.get("quantize-int8")
-                          or ctx.facts.get("quantize-int16x8"), "written": False}
+            err.report = {**result(None).to_json(), "written": False}
             raise err
         os.replace(tmp, dst_p)
     except BaseException:
@@ -284,8 +287,4 @@ def _optimize_once(src: str | os.PathLike, dst: str | os.PathLike, *, level: str
         except OSError:
             pass
         raise
-    return OptimizeResult(str(src_p), str(dst_p), level, records, before, model.stats(),
-                          src_p.stat().st_size, size_after, check, time.perf_counter() - t0,
-                          notes + ctx.messages, latency, [p.name for p in skipped],
-                          kernels=list(ctx.facts.get("use-kernels", [])),
-                          quantization=ctx.facts.get("quantize-int8") or ctx.facts.get("quantize-int16x8"))
+    return result(str(dst_p))

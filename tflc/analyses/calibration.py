@@ -194,7 +194,7 @@ def calibration(model: Any, ctx: Any) -> CalibrationResult:
     for other in probe.subgraphs[1:]:
         for op in other.operators:
             for t in op.outputs:
-                if t is not None and t.uid not in names.values():
+                if t is not None and not t.name.startswith(_PREFIX):      # (once per tensor)
                     other.rename(t, f"{_PREFIX}{t.uid}")
                     names[t.name] = t.uid
     shapes = dict(getattr(ctx, "shapes", None) or {})

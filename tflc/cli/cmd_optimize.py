@@ -8,8 +8,8 @@ import sys
 
 from ..optimize import DEFAULT_TOLERANCE, optimize_file
 from ..passmanager import LEVELS
-from .common import (add_json_flag, tolerance, add_run_args, check_report_path, input_source, print_json,
-                     run_options, shapes, write_report)
+from .common import (add_json_flag, tolerance, add_run_args, check_data_path, check_report_path, input_range,
+                     input_source, print_json, run_options, shapes, write_report)
 
 
 DEFAULT_LEVEL = "O2"
@@ -157,17 +157,14 @@ def _print_text(data: dict, verbose: bool = False) -> None:
 def _sources(args: argparse.Namespace) -> tuple:
     """--calibration and --inputs with --input-range and --calibration-samples attached (InputSource)."""
     from ..errors import UsageError
-    from ..runtime.inputs import InputSource, parse_input_range
-    rng = None if args.input_range is None else parse_input_range(args.input_range)
+    from ..runtime.inputs import InputSource
     n = args.calibration_samples
     if n is not None and (n < 1 or args.calibration is None):
         raise UsageError("--calibration-samples N needs N >= 1 and --calibration")
+    check_data_path("--calibration", args.calibration)
     inputs = input_source(args, args.calibration)
-    for flag, path in (("--calibration", args.calibration), ("--inputs", args.inputs)):
-        if path is not None and os.path.isfile(path) and not path.endswith(".npz"):
-            raise UsageError(f"{flag} {path}: not an .npz file or a folder of images")
     cal = None if args.calibration is None else InputSource(
-        args.calibration, rng if os.path.isdir(args.calibration) else None, n)
+        args.calibration, input_range(args) if os.path.isdir(args.calibration) else None, n)
     return cal, inputs
 
 

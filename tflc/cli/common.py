@@ -50,14 +50,31 @@ def add_input_args(g, parser: argparse.ArgumentParser | None = None) -> None:
     (parser or g)._negative_number_matcher = re.compile(r"^-\d+$|^-\d*\.\d+$|^-[\d.eE+-]*,[-\d.eE+]*$")
 
 
+def input_range(args: argparse.Namespace) -> tuple[float, float] | None:
+    """--input-range, parsed (None when not given)."""
+    from ..runtime.inputs import parse_input_range
+    return None if getattr(args, "input_range", None) is None else parse_input_range(args.input_range)
+
+
+def check_data_path(flag: str, path: str | None) -> None:
+    """A data flag (--inputs, --calibration) names an .npz or a folder: say which flag a file that is
+    neither came from, before numpy reports it in its own words."""
+    import os
+
+    from ..errors import UsageError
+    if path is not None and os.path.isfile(path) and not path.endswith(".npz"):
+        raise UsageError(f"{flag} {path}: not an .npz file or a folder of images")
+
+
 def input_source(args: argparse.Namespace, *folders_for_range: str | None):
     """--inputs as the commands take it: a folder of images carries --input-range (an InputSource);
     --input-range without any folder among --inputs and ``folders_for_range`` is an error."""
     import os
 
     from ..errors import UsageError
-    from ..runtime.inputs import InputSource, parse_input_range
-    rng = None if getattr(args, "input_range", None) is None else parse_input_range(args.input_range)
+    from ..runtime.inputs import InputSource
+    check_data_path("--inputs", args.inputs)
+    rng = input_range(args)
     folders = [s for s in (args.inputs, *folders_for_range) if s is not None and os.path.isdir(s)]
     if rng is not None and not folders:
         raise UsageError("--input-range applies to a folder of images (--inputs DIR"
